@@ -1,0 +1,199 @@
+// 3x3 convolution, stride 1, padding 1, NCHW f32.
+//
+// conv_fwd:   x (B, CI, H, W), w (CO, CI, 3, 3) followed by bias (CO) -> conv + bias, ReLU and 2x2
+//             max-pool fused: y (B, CO, H/2, W/2) plus a code per pooled value saying which
+//             of the 4 window positions won (0..3), or 4 when ReLU zeroed it; the backward
+//             pass needs nothing else.
+// conv_dx:    dy (B, CO, H, W) -> dx (B, CI, H, W), the same loop over a flipped kernel
+//             with its channel axes swapped.
+// conv_weight_layout: rewrites w (CO, CI, 3, 3) once per step as wt_fwd (CI, 9, CO) and
+//             wt_dx (CO, 9, CI) (taps reversed), so that the loops above load the weights
+//             of 4 output channels with one vec4 load.
+// conv_wgrad: partial weight and bias gradients, one slice per batch chunk, so that the
+//             batch reduction (conv_wgrad_reduce) runs in a fixed order without atomics.
+//
+// A thread owns a 2x2 block of output pixels for OT output channels. The output-channel
+// block comes from the workgroup id alone, so all lanes of a workgroup need the same
+// weights; only the 4x4 input tile differs between lanes. The inner loop, `accumulate`,
+// comes in two variants appended to this file: conv_accumulate.wgsl (plain loads) and
+// conv_accumulate_subgroup.wgsl (each lane loads a share of the weights, subgroupBroadcast
+// hands them to the others; for 8-lane subgroups, where loads dominate).
+// Threads past the last position still run (clamped) so subgroup operations see every
+// lane; they store nothing.
+
+override WG: u32 = 64u;
+const OT: u32 = 16u;
+
+struct ConvParams {
+    batch: u32,
+    in_channels: u32,
+    out_channels: u32,
+    height: u32,
+    width: u32,
+    // workgroups that cover one output-channel block's positions
+    groups_per_block: u32,
+    // where the bias starts in `layer` (a layer's weights and bias are contiguous)
+    bias_offset: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+// (in_channels, 9, out_channels): wt_fwd or wt_dx
+// bound as `wt` by the accumulate variant (conv_accumulate*.wgsl)
+
+// The 2x2 block's inputs for each of the 9 taps: components x = (y0, x0), y = (y0, x0 + 1),
+// z = (y0 + 1, x0), w = (y0 + 1, x0 + 1).
+struct Taps {
+    t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>,
+    t3: vec4<f32>, t4: vec4<f32>, t5: vec4<f32>,
+    t6: vec4<f32>, t7: vec4<f32>, t8: vec4<f32>,
+}
+
+struct Block {
+    valid: bool,
+    b: u32,
+    y0: u32,
+    x0: u32,
+    oc0: u32,
+    pooled_index: u32,
+    lane: u32,
+}
+
+fn locate(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Block {
+    let group = wid.x + wid.y * nwg.x;
+    let block = group / p.groups_per_block;
+    let pos = (group % p.groups_per_block) * WG + lid;
+    let ph = p.height / 2u;
+    let pw = p.width / 2u;
+    var out: Block;
+    out.valid = pos < p.batch * ph * pw && block * OT < p.out_channels;
+    let clamped = min(pos, p.batch * ph * pw - 1u);
+    out.b = clamped / (ph * pw);
+    let rem = clamped % (ph * pw);
+    out.y0 = (rem / pw) * 2u;
+    out.x0 = (rem % pw) * 2u;
+    out.oc0 = min(block * OT, p.out_channels - OT);
+    out.pooled_index = rem;
+    out.lane = lid;
+    return out;
+}
+
+// Input-tile addressing for one block, computed once per thread.
+struct Tile {
+    row_off: array<u32, 4>,
+    col_off: array<u32, 4>,
+    ok: array<vec4<bool>, 4>,
+}
+
+fn tile_for(blk: Block) -> Tile {
+    let h = i32(p.height);
+    let w = i32(p.width);
+    var t: Tile;
+    var col_ok: vec4<bool>;
+    for (var i = 0u; i < 4u; i++) {
+        let xx = i32(blk.x0) - 1 + i32(i);
+        col_ok[i] = xx >= 0 && xx < w;
+        t.col_off[i] = u32(clamp(xx, 0, w - 1));
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let yy = i32(blk.y0) - 1 + i32(i);
+        let row_ok = yy >= 0 && yy < h;
+        t.ok[i] = col_ok & vec4(row_ok);
+        t.row_off[i] = u32(clamp(yy, 0, h - 1)) * p.width;
+    }
+    return t;
+}
+
+// The 4x4 input patch of channel ic (zero outside the image), as the 9 taps' vectors.
+fn load_taps(blk: Block, tile: Tile, ic: u32) -> Taps {
+    let base = (blk.b * p.in_channels + ic) * p.height * p.width;
+    var v: array<f32, 16>;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let x = src[base + tile.row_off[i] + tile.col_off[j]];
+            v[i * 4u + j] = select(0.0, x, tile.ok[i][j]);
+        }
+    }
+    var t: Taps;
+    t.t0 = vec4(v[0], v[1], v[4], v[5]);
+    t.t1 = vec4(v[1], v[2], v[5], v[6]);
+    t.t2 = vec4(v[2], v[3], v[6], v[7]);
+    t.t3 = vec4(v[4], v[5], v[8], v[9]);
+    t.t4 = vec4(v[5], v[6], v[9], v[10]);
+    t.t5 = vec4(v[6], v[7], v[10], v[11]);
+    t.t6 = vec4(v[8], v[9], v[12], v[13]);
+    t.t7 = vec4(v[9], v[10], v[13], v[14]);
+    t.t8 = vec4(v[10], v[11], v[14], v[15]);
+    return t;
+}
+
+@group(0) @binding(3) var<storage, read> layer: array<f32>;
+@group(0) @binding(4) var<storage, read_write> pooled: array<f32>;
+@group(0) @binding(5) var<storage, read_write> pool_code: array<u32>;
+
+@compute @workgroup_size(WG)
+fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let blk = locate(wid, nwg, lid);
+    let acc = accumulate(blk);
+    if !blk.valid {
+        return;
+    }
+    let pooled_plane = (p.height / 2u) * (p.width / 2u);
+    for (var o = 0u; o < OT; o++) {
+        let oc = blk.oc0 + o;
+        let b = layer[p.bias_offset + oc];
+        let v = acc[o] + b;
+        var best = v.x;
+        var code = 0u;
+        if v.y > best { best = v.y; code = 1u; }
+        if v.z > best { best = v.z; code = 2u; }
+        if v.w > best { best = v.w; code = 3u; }
+        if !(best > 0.0) {
+            best = 0.0;
+            code = 4u;
+        }
+        let out = (blk.b * p.out_channels + oc) * pooled_plane + blk.pooled_index;
+        pooled[out] = best;
+        pool_code[out] = code;
+    }
+}
+
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let blk = locate(wid, nwg, lid);
+    let acc = accumulate(blk);
+    if !blk.valid {
+        return;
+    }
+    for (var o = 0u; o < OT; o++) {
+        let row = ((blk.b * p.out_channels + blk.oc0 + o) * p.height + blk.y0) * p.width + blk.x0;
+        dx[row] = acc[o].x;
+        dx[row + 1u] = acc[o].y;
+        dx[row + p.width] = acc[o].z;
+        dx[row + p.width + 1u] = acc[o].w;
+    }
+}
+
+@group(0) @binding(7) var<storage, read_write> wt_fwd: array<f32>;
+@group(0) @binding(8) var<storage, read_write> wt_dx: array<f32>;
+
+// One thread per weight w[oc][ic][t] (read from `layer`); p holds the forward shape.
+@compute @workgroup_size(WG)
+fn conv_weight_layout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if i >= p.out_channels * p.in_channels * 9u {
+        return;
+    }
+    let t = i % 9u;
+    let ic = (i / 9u) % p.in_channels;
+    let oc = i / (9u * p.in_channels);
+    let w = layer[i];
+    wt_fwd[(ic * 9u + t) * p.out_channels + oc] = w;
+    wt_dx[(oc * 9u + 8u - t) * p.in_channels + ic] = w;
+}

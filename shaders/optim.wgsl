@@ -1,0 +1,64 @@
+// Optimiser steps over the flat parameter buffer (every layer's weights and biases).
+//
+// adam: PyTorch's Adam without weight decay. The host folds the bias corrections for the
+// step into step.step_size = lr / (1 - beta1^t) and step.sqrt_bias_correction2 =
+// sqrt(1 - beta2^t), so one recorded command buffer can hold several steps.
+// sgd: PyTorch's SGD with momentum: v = momentum * v + g; p -= lr * v.
+
+override WG: u32 = 64u;
+
+struct OptimParams {
+    len: u32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    momentum: f32,
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
+}
+
+struct Step {
+    start: u32,
+    count: u32,
+    slot: u32,
+    adam_t: u32,
+    step_size: f32,
+    sqrt_bias_correction2: f32,
+    lr: f32,
+    _pad: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: OptimParams;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(1) @binding(0) var<uniform> step: Step;
+
+@compute @workgroup_size(WG)
+fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if i >= p.len {
+        return;
+    }
+    let g = grad[i];
+    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] -= step.step_size * mi / (sqrt(vi) / step.sqrt_bias_correction2 + p.eps);
+}
+
+@compute @workgroup_size(WG)
+fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if i >= p.len {
+        return;
+    }
+    let vel = p.momentum * m[i] + grad[i];
+    m[i] = vel;
+    param[i] -= step.lr * vel;
+}

@@ -1,0 +1,184 @@
+//! Finding and loading an IDX image-classification set (train + test).
+//!
+//! Images are (N, H, W) u8 with H == W and H divisible by 4 (two 2x2 poolings);
+//! labels are (N) u8. Classes = largest train label + 1 (at least 2).
+
+use crate::idx::{IdxArray, read_idx_file};
+use std::path::{Path, PathBuf};
+
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+const FILES: [&str; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
+
+/// One split: `count` images of `side` x `side` pixels, row-major, and their labels.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub count: usize,
+    pub side: usize,
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+impl Split {
+    pub fn image_len(&self) -> usize {
+        self.side * self.side
+    }
+
+    /// The first `n` samples (or all of them).
+    pub fn truncated(mut self, n: Option<usize>) -> Split {
+        if let Some(n) = n {
+            let n = n.min(self.count);
+            self.count = n;
+            self.pixels.truncate(n * self.side * self.side);
+            self.labels.truncate(n);
+        }
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub train: Split,
+    pub test: Split,
+    pub classes: usize,
+}
+
+/// Where the data is looked for when `--data` is not given, in order.
+pub fn default_search_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("data")];
+    let xdg = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    if let Some(base) = xdg {
+        dirs.push(base.join("gpu-train/fashion-mnist"));
+    }
+    dirs.push(PathBuf::from("/usr/share/datasets/fashion-mnist"));
+    dirs
+}
+
+/// The path of a standard file in `dir`, raw or `.gz`, if either exists.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    [name.to_string(), format!("{name}.gz")]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
+fn has_all_files(dir: &Path) -> bool {
+    FILES.iter().all(|f| find_file(dir, f).is_some())
+}
+
+/// Resolves the data directory: the explicit one, or the first default that holds all four files.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(dir) = explicit {
+        if !dir.is_dir() {
+            return Err(format!("{}: data directory does not exist", dir.display()));
+        }
+        let missing: Vec<&str> = FILES
+            .iter()
+            .copied()
+            .filter(|f| find_file(dir, f).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "{}: missing {} (each may also end in .gz)",
+                dir.display(),
+                missing.join(", ")
+            ));
+        }
+        return Ok(dir.to_path_buf());
+    }
+    let dirs = default_search_dirs();
+    if let Some(dir) = dirs.iter().find(|d| has_all_files(d)) {
+        return Ok(dir.clone());
+    }
+    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    Err(format!(
+        "no dataset found; searched {} for {} (optionally .gz). Install Fashion-MNIST with \
+         `apt-get install dataset-fashion-mnist`, put the four files in ./data, or pass --data DIR",
+        searched.join(", "),
+        FILES.join(", ")
+    ))
+}
+
+/// Loads and validates both splits from `dir`.
+pub fn load(dir: &Path) -> Result<Dataset, String> {
+    let path_of = |name: &str| {
+        find_file(dir, name)
+            .ok_or_else(|| format!("{}: missing {name} (or {name}.gz)", dir.display()))
+    };
+    let train = load_split(&path_of(TRAIN_IMAGES)?, &path_of(TRAIN_LABELS)?)?;
+    let test_images = path_of(TEST_IMAGES)?;
+    let test = load_split(&test_images, &path_of(TEST_LABELS)?)?;
+    if test.side != train.side {
+        return Err(format!(
+            "{}: test images are {}x{} but training images are {}x{}",
+            test_images.display(),
+            test.side,
+            test.side,
+            train.side,
+            train.side
+        ));
+    }
+    let max_label = train.labels.iter().copied().max().unwrap_or(0) as usize;
+    let classes = (max_label + 1).max(2);
+    if let Some(bad) = test.labels.iter().position(|&l| l as usize >= classes) {
+        return Err(format!(
+            "{}: label {} at index {bad} is outside the {classes} classes seen in training",
+            path_of(TEST_LABELS)?.display(),
+            test.labels[bad]
+        ));
+    }
+    Ok(Dataset {
+        dir: dir.to_path_buf(),
+        train,
+        test,
+        classes,
+    })
+}
+
+/// Loads one images/labels pair and checks that they belong together.
+pub fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split, String> {
+    let images = read_idx_file(images_path, 3).map_err(|e| e.to_string())?;
+    let labels = read_idx_file(labels_path, 1).map_err(|e| e.to_string())?;
+    split_from_arrays(images_path, images, labels_path, labels)
+}
+
+pub fn split_from_arrays(
+    images_path: &Path,
+    images: IdxArray,
+    labels_path: &Path,
+    labels: IdxArray,
+) -> Result<Split, String> {
+    let (count, h, w) = (images.dims[0], images.dims[1], images.dims[2]);
+    if h != w {
+        return Err(format!(
+            "{}: images are {h}x{w}; only square images are supported",
+            images_path.display()
+        ));
+    }
+    if h % 4 != 0 {
+        return Err(format!(
+            "{}: image side {h} is not divisible by 4 (the model pools twice by 2)",
+            images_path.display()
+        ));
+    }
+    if labels.dims[0] != count {
+        return Err(format!(
+            "{}: {} labels for {count} images in {}",
+            labels_path.display(),
+            labels.dims[0],
+            images_path.display()
+        ));
+    }
+    Ok(Split {
+        count,
+        side: h,
+        pixels: images.data,
+        labels: labels.data,
+    })
+}

@@ -1,0 +1,375 @@
+//! The device: adapter choice, limits, error capture, and buffer/kernel helpers.
+//!
+//! Kernels never pick an adapter themselves; they take a `Gpu`, which tests can create
+//! with `Gpu::new(&AdapterOptions::default())`.
+
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+pub type Result<T> = std::result::Result<T, String>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AdapterOptions {
+    pub backend: Option<BackendChoice>,
+    /// Case-insensitive substring of the adapter name.
+    pub name_filter: Option<String>,
+}
+
+impl AdapterOptions {
+    fn backends(&self) -> wgpu::Backends {
+        match self.backend {
+            None => wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+            Some(BackendChoice::Vulkan) => wgpu::Backends::VULKAN,
+            Some(BackendChoice::Metal) => wgpu::Backends::METAL,
+            Some(BackendChoice::Dx12) => wgpu::Backends::DX12,
+            Some(BackendChoice::Gl) => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// Lower is preferred: discrete, integrated, other hardware, then software.
+fn preference(info: &wgpu::AdapterInfo) -> u8 {
+    match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => 2,
+        wgpu::DeviceType::Cpu => 3,
+    }
+}
+
+pub fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu
+}
+
+fn describe(info: &wgpu::AdapterInfo) -> String {
+    let driver = if info.driver.is_empty() {
+        String::new()
+    } else {
+        format!(", driver {} {}", info.driver, info.driver_info)
+    };
+    format!(
+        "{} ({:?}, {:?}{})",
+        info.name,
+        info.backend,
+        info.device_type,
+        driver.trim_end()
+    )
+}
+
+fn instance(options: &AdapterOptions) -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: options.backends(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    })
+}
+
+const NO_ADAPTER_HELP: &str = "no GPU adapter found. Install a Vulkan, Metal or DX12 driver; on headless \
+Linux `apt-get install mesa-vulkan-drivers` provides the lavapipe software adapter";
+
+/// Adapters that match the options, best first.
+fn ranked_adapters(options: &AdapterOptions) -> Vec<wgpu::Adapter> {
+    let mut adapters = pollster::block_on(instance(options).enumerate_adapters(options.backends()));
+    if let Some(filter) = &options.name_filter {
+        let filter = filter.to_lowercase();
+        adapters.retain(|a| a.get_info().name.to_lowercase().contains(&filter));
+    }
+    adapters.sort_by_key(|a| preference(&a.get_info()));
+    adapters
+}
+
+/// One line per adapter, the chosen one marked with `*`.
+pub fn list_adapters(options: &AdapterOptions) -> Vec<String> {
+    ranked_adapters(options)
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            format!(
+                "{} {}",
+                if i == 0 { "*" } else { " " },
+                describe(&a.get_info())
+            )
+        })
+        .collect()
+}
+
+/// Errors reported asynchronously by wgpu (validation, out-of-memory, device loss).
+#[derive(Clone, Default)]
+pub struct ErrorSink(Arc<Mutex<Vec<String>>>);
+
+impl ErrorSink {
+    fn push(&self, message: String) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(message);
+        }
+    }
+
+    /// The first captured error, if any.
+    pub fn check(&self) -> Result<()> {
+        match self.0.lock() {
+            Ok(v) if !v.is_empty() => Err(format!("GPU error: {}", v[0])),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub errors: ErrorSink,
+}
+
+impl Gpu {
+    pub fn new(options: &AdapterOptions) -> Result<Gpu> {
+        let adapters = ranked_adapters(options);
+        let adapter = match adapters.into_iter().next() {
+            Some(a) => a,
+            None if options.name_filter.is_some() || options.backend.is_some() => {
+                return Err(format!(
+                    "no adapter matches the requested backend/--adapter filter; run with --list-adapters to see them ({NO_ADAPTER_HELP})"
+                ));
+            }
+            None => return Err(NO_ADAPTER_HELP.to_string()),
+        };
+        let info = adapter.get_info();
+        // Ask for everything the adapter offers, not wgpu's portable defaults.
+        let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpu-train"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| format!("cannot open device on {}: {e}", describe(&info)))?;
+        let errors = ErrorSink::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.push(e.to_string())));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            sink.push(format!("device lost ({reason:?}): {message}"))
+        });
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            errors,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+
+    pub fn is_software(&self) -> bool {
+        is_software(&self.info)
+    }
+
+    /// The subgroup size when subgroup operations are enabled and the size is fixed.
+    pub fn subgroup_size(&self) -> Option<u32> {
+        let fixed = self.info.subgroup_min_size == self.info.subgroup_max_size;
+        (self.device.features().contains(wgpu::Features::SUBGROUP) && fixed)
+            .then_some(self.info.subgroup_min_size)
+    }
+
+    /// Threads per workgroup: one 8-lane subgroup suits CPU rasterisers (lavapipe runs a
+    /// workgroup on one core), a wider group suits real GPUs.
+    pub fn workgroup_size(&self) -> u32 {
+        if self.is_software() { 8 } else { 64 }
+    }
+
+    fn check_storage_size(&self, label: &str, bytes: u64) -> Result<()> {
+        if bytes > self.limits.max_storage_buffer_binding_size as u64 {
+            return Err(format!(
+                "buffer '{label}' needs {bytes} bytes, over the adapter's max_storage_buffer_binding_size of {}",
+                self.limits.max_storage_buffer_binding_size
+            ));
+        }
+        if bytes > self.limits.max_buffer_size {
+            return Err(format!(
+                "buffer '{label}' needs {bytes} bytes, over the adapter's max_buffer_size of {}",
+                self.limits.max_buffer_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// A zeroed storage buffer of `len` f32/u32 words.
+    pub fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = (len.max(1) * 4) as u64;
+        self.check_storage_size(label, bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+
+    pub fn storage_init<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
+        let bytes = std::mem::size_of_val(data) as u64;
+        self.check_storage_size(label, bytes)?;
+        if bytes == 0 {
+            return self.storage(label, 1);
+        }
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+            }))
+    }
+
+    pub fn uniform_init<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// Blocks until all submitted work is done, surfacing any captured GPU error.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| format!("GPU wait failed: {e}"))?;
+        self.errors.check()
+    }
+
+    /// Copies `len` words starting at word `offset` of `buffer` back to the host.
+    pub fn read_words<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<T>> {
+        let bytes = (len * 4) as u64;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| "GPU readback was dropped".to_string())?
+            .map_err(|e| format!("GPU readback failed: {e}"))?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| format!("GPU readback failed: {e}"))?;
+        let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    pub fn read_f32(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
+        self.read_words(buffer, 0, (buffer.size() / 4) as usize)
+    }
+}
+
+/// A compute pipeline plus the workgroup size it was built with.
+pub struct Kernel {
+    pub name: &'static str,
+    pub pipeline: wgpu::ComputePipeline,
+    pub workgroup_size: u32,
+}
+
+impl Kernel {
+    /// Builds entry point `entry` of a WGSL module; the module declares `override WG: u32`.
+    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &'static str) -> Kernel {
+        let workgroup_size = gpu.workgroup_size();
+        let pipeline = gpu
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[("WG", workgroup_size as f64)],
+                    ..Default::default()
+                },
+                cache: None,
+            });
+        Kernel {
+            name: entry,
+            pipeline,
+            workgroup_size,
+        }
+    }
+
+    /// A bind group for `group` from (binding, resource) pairs.
+    pub fn bind(
+        &self,
+        gpu: &Gpu,
+        group: u32,
+        entries: &[(u32, wgpu::BindingResource)],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = entries
+            .iter()
+            .map(|(binding, r)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: r.clone(),
+            })
+            .collect();
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.name),
+            layout: &self.pipeline.get_bind_group_layout(group),
+            entries: &entries,
+        })
+    }
+
+    /// Workgroup counts covering `threads` 1-D invocations, folded into y past the
+    /// per-dimension limit; shaders rebuild the linear index from `num_workgroups`.
+    pub fn grid(&self, threads: u32, gpu: &Gpu) -> Result<(u32, u32)> {
+        let groups = threads.div_ceil(self.workgroup_size).max(1);
+        let max = gpu.limits.max_compute_workgroups_per_dimension;
+        if groups <= max {
+            return Ok((groups, 1));
+        }
+        let y = groups.div_ceil(max);
+        if y > max {
+            return Err(format!(
+                "kernel {} needs {groups} workgroups, over max_compute_workgroups_per_dimension ({max}) squared",
+                self.name
+            ));
+        }
+        Ok((groups.div_ceil(y), y))
+    }
+}
+
+pub fn shader(gpu: &Gpu, label: &str, source: &str) -> wgpu::ShaderModule {
+    gpu.device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        })
+}

@@ -1,0 +1,237 @@
+//! Every compute pipeline, compiled once per device, and the recorded form of a kernel
+//! launch (`Dispatch`) that layers build once and replay every step.
+
+use crate::gpu::{Gpu, Kernel, Result, shader};
+
+pub const CONV_WGSL: &str = include_str!("../shaders/conv.wgsl");
+pub const CONV_ACCUMULATE_WGSL: &str = include_str!("../shaders/conv_accumulate.wgsl");
+pub const CONV_ACCUMULATE_SUBGROUP_WGSL: &str =
+    include_str!("../shaders/conv_accumulate_subgroup.wgsl");
+pub const CONV_WGRAD_WGSL: &str = include_str!("../shaders/conv_wgrad.wgsl");
+pub const CONV_WGRAD_GRADS_WGSL: &str = include_str!("../shaders/conv_wgrad_grads.wgsl");
+pub const CONV_WGRAD_GRADS_SUBGROUP_WGSL: &str =
+    include_str!("../shaders/conv_wgrad_grads_subgroup.wgsl");
+pub const POOL_WGSL: &str = include_str!("../shaders/pool.wgsl");
+pub const DENSE_WGSL: &str = include_str!("../shaders/dense.wgsl");
+pub const DENSE_ROWS_WGSL: &str = include_str!("../shaders/dense_rows.wgsl");
+pub const DENSE_ROWS_SUBGROUP_WGSL: &str = include_str!("../shaders/dense_rows_subgroup.wgsl");
+pub const GATHER_WGSL: &str = include_str!("../shaders/gather.wgsl");
+pub const XENT_WGSL: &str = include_str!("../shaders/softmax_xent.wgsl");
+pub const OPTIM_WGSL: &str = include_str!("../shaders/optim.wgsl");
+
+pub struct Kernels {
+    pub variant: Variant,
+    pub conv_fwd: Kernel,
+    pub conv_dx: Kernel,
+    pub conv_weight_layout: Kernel,
+    pub conv_wgrad: Kernel,
+    pub conv_wgrad_ic: Kernel,
+    pub conv_wgrad_reduce: Kernel,
+    pub maxpool_relu_backward: Kernel,
+    pub matmul: Kernel,
+    pub bias_grad: Kernel,
+    pub gather: Kernel,
+    pub softmax_xent: Kernel,
+    pub adam: Kernel,
+    pub sgd: Kernel,
+}
+
+/// Which implementation a kernel family uses on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Works on every adapter.
+    Plain,
+    /// Needs subgroup operations with subgroups exactly as wide as the workgroup (8 lanes).
+    Subgroup8,
+}
+
+impl Variant {
+    /// The fastest variant this device can run: the one selection point for kernel variants.
+    pub fn best_for(gpu: &Gpu) -> Variant {
+        if gpu.subgroup_size() == Some(8) && gpu.workgroup_size() == 8 {
+            Variant::Subgroup8
+        } else {
+            Variant::Plain
+        }
+    }
+}
+
+impl Kernels {
+    pub fn new(gpu: &Gpu) -> Result<Kernels> {
+        Kernels::with_variant(gpu, Variant::best_for(gpu))
+    }
+
+    pub fn with_variant(gpu: &Gpu, variant: Variant) -> Result<Kernels> {
+        // A family's variants differ only in one helper appended to the common source.
+        let (conv_part, wgrad_part, dense_part) = match variant {
+            Variant::Plain => (CONV_ACCUMULATE_WGSL, CONV_WGRAD_GRADS_WGSL, DENSE_ROWS_WGSL),
+            Variant::Subgroup8 => (
+                CONV_ACCUMULATE_SUBGROUP_WGSL,
+                CONV_WGRAD_GRADS_SUBGROUP_WGSL,
+                DENSE_ROWS_SUBGROUP_WGSL,
+            ),
+        };
+        let conv = shader(gpu, "conv.wgsl", &format!("{CONV_WGSL}\n{conv_part}"));
+        let wgrad = shader(
+            gpu,
+            "conv_wgrad.wgsl",
+            &format!("{CONV_WGRAD_WGSL}\n{wgrad_part}"),
+        );
+        let pool = shader(gpu, "pool.wgsl", POOL_WGSL);
+        let dense = shader(gpu, "dense.wgsl", &format!("{DENSE_WGSL}\n{dense_part}"));
+        let gather = shader(gpu, "gather.wgsl", GATHER_WGSL);
+        let xent = shader(gpu, "softmax_xent.wgsl", XENT_WGSL);
+        let optim = shader(gpu, "optim.wgsl", OPTIM_WGSL);
+        let kernels = Kernels {
+            variant,
+            conv_fwd: Kernel::new(gpu, &conv, "conv_fwd"),
+            conv_dx: Kernel::new(gpu, &conv, "conv_dx"),
+            conv_weight_layout: Kernel::new(gpu, &conv, "conv_weight_layout"),
+            conv_wgrad: Kernel::new(gpu, &wgrad, "conv_wgrad"),
+            conv_wgrad_ic: Kernel::new(gpu, &wgrad, "conv_wgrad_ic"),
+            conv_wgrad_reduce: Kernel::new(gpu, &wgrad, "conv_wgrad_reduce"),
+            maxpool_relu_backward: Kernel::new(gpu, &pool, "maxpool_relu_backward"),
+            matmul: Kernel::new(gpu, &dense, "matmul"),
+            bias_grad: Kernel::new(gpu, &dense, "bias_grad"),
+            gather: Kernel::new(gpu, &gather, "gather"),
+            softmax_xent: Kernel::new(gpu, &xent, "softmax_xent"),
+            adam: Kernel::new(gpu, &optim, "adam"),
+            sgd: Kernel::new(gpu, &optim, "sgd"),
+        };
+        gpu.wait()
+            .map_err(|e| format!("compiling the WGSL kernels failed: {e}"))?;
+        Ok(kernels)
+    }
+}
+
+/// Per-step values, written once per group of steps into one slot each of `StepSlots`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Step {
+    /// Index of the batch's first sample in the epoch's order.
+    pub start: u32,
+    /// Valid samples in this batch (the last batch of an epoch may be short).
+    pub count: u32,
+    /// Where softmax_xent stores this batch's loss and correct count.
+    pub slot: u32,
+    pub adam_t: u32,
+    pub step_size: f32,
+    pub sqrt_bias_correction2: f32,
+    pub lr: f32,
+    pub _pad: f32,
+}
+
+/// Uniform slots (256 bytes apart, the widest offset alignment allowed) for the steps of
+/// one submitted group.
+pub struct StepSlots {
+    pub buffer: wgpu::Buffer,
+    pub count: usize,
+}
+
+pub const STEP_STRIDE: u64 = 256;
+
+impl StepSlots {
+    pub fn new(gpu: &Gpu, count: usize) -> StepSlots {
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step slots"),
+            size: STEP_STRIDE * count as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        StepSlots { buffer, count }
+    }
+
+    pub fn write(&self, gpu: &Gpu, steps: &[Step]) {
+        let mut bytes = vec![0u8; STEP_STRIDE as usize * steps.len()];
+        for (i, s) in steps.iter().enumerate() {
+            let at = i * STEP_STRIDE as usize;
+            bytes[at..at + std::mem::size_of::<Step>()].copy_from_slice(bytemuck::bytes_of(s));
+        }
+        gpu.queue.write_buffer(&self.buffer, 0, &bytes);
+    }
+
+    /// One bind group per slot for `kernel`'s group 1.
+    pub fn bind_groups(&self, gpu: &Gpu, kernel: &Kernel) -> Vec<wgpu::BindGroup> {
+        (0..self.count)
+            .map(|slot| {
+                let binding = wgpu::BufferBinding {
+                    buffer: &self.buffer,
+                    offset: slot as u64 * STEP_STRIDE,
+                    size: wgpu::BufferSize::new(std::mem::size_of::<Step>() as u64),
+                };
+                kernel.bind(gpu, 1, &[(0, wgpu::BindingResource::Buffer(binding))])
+            })
+            .collect()
+    }
+}
+
+/// A kernel launch with its bindings fixed, ready to record any number of times.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub name: &'static str,
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind_group: wgpu::BindGroup,
+    /// Empty unless the kernel reads the per-step uniform (group 1).
+    pub step_groups: Vec<wgpu::BindGroup>,
+    pub grid: (u32, u32),
+}
+
+impl Dispatch {
+    pub fn new(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        threads: u32,
+        entries: &[(u32, wgpu::BindingResource)],
+    ) -> Result<Dispatch> {
+        Ok(Dispatch {
+            name: kernel.name,
+            pipeline: kernel.pipeline.clone(),
+            bind_group: kernel.bind(gpu, 0, entries),
+            step_groups: Vec::new(),
+            grid: kernel.grid(threads, gpu)?,
+        })
+    }
+
+    /// A dispatch with an explicit workgroup count (for kernels that map workgroups themselves).
+    pub fn with_groups(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        groups: u32,
+        entries: &[(u32, wgpu::BindingResource)],
+    ) -> Result<Dispatch> {
+        Dispatch::new(
+            gpu,
+            kernel,
+            groups.saturating_mul(kernel.workgroup_size),
+            entries,
+        )
+    }
+
+    pub fn with_steps(mut self, gpu: &Gpu, kernel: &Kernel, slots: &StepSlots) -> Dispatch {
+        self.step_groups = slots.bind_groups(gpu, kernel);
+        self
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass, slot: usize) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        if let Some(group) = self.step_groups.get(slot) {
+            pass.set_bind_group(1, group, &[]);
+        }
+        pass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
+    }
+}
+
+/// The whole of a buffer as a binding.
+pub fn whole(buffer: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+    buffer.as_entire_binding()
+}
+
+/// `len` f32 words starting at word `offset` (which must respect the offset alignment).
+pub fn words(buffer: &wgpu::Buffer, offset: usize, len: usize) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: (offset * 4) as u64,
+        size: wgpu::BufferSize::new((len.max(1) * 4) as u64),
+    })
+}

@@ -1,0 +1,299 @@
+//! Conv 3x3 (pad 1) + bias + ReLU + 2x2 max-pool, forward and backward, NCHW.
+//!
+//! Forward:  x (B, CI, S, S) -> pooled (B, CO, S/2, S/2) and a pool code per pooled value.
+//! Backward: d_pooled -> d_pre (B, CO, S, S) through the pool/ReLU mask, then weight and
+//! bias gradients (per-chunk partials reduced in a fixed order) and, unless this is the
+//! first layer, dx (B, CI, S, S).
+//! Weights are (CO, CI, 3, 3) followed by the bias (CO), contiguous in one parameter block.
+
+use crate::gpu::{Gpu, Result};
+use crate::kernels::{Dispatch, Kernels, whole, words};
+
+/// Output channels per thread in conv_fwd / conv_dx (OT in conv.wgsl).
+pub const OUT_TILE: usize = 16;
+/// Output channels per thread in conv_wgrad (OT in conv_wgrad.wgsl).
+pub const WGRAD_TILE: usize = 8;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConvShape {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub side: usize,
+}
+
+impl ConvShape {
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.in_channels * 9
+    }
+    pub fn param_len(&self) -> usize {
+        self.weight_len() + self.out_channels
+    }
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_channels * self.side * self.side
+    }
+    pub fn pre_len(&self) -> usize {
+        self.batch * self.out_channels * self.side * self.side
+    }
+    pub fn pooled_len(&self) -> usize {
+        self.pre_len() / 4
+    }
+    /// Batch chunks for the weight gradient: enough threads to fill the device, each chunk
+    /// at least one image.
+    pub fn wgrad_chunks(&self) -> usize {
+        let tiles = (self.out_channels / WGRAD_TILE) * self.in_channels;
+        (2048usize.div_ceil(tiles)).clamp(1, self.batch)
+    }
+    pub fn partial_len(&self) -> usize {
+        self.wgrad_chunks() * self.param_len()
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.side % 2 != 0 || self.side == 0 {
+            return Err(format!(
+                "conv layer input side {} must be even and non-zero",
+                self.side
+            ));
+        }
+        if self.out_channels % OUT_TILE != 0 {
+            return Err(format!(
+                "conv layer out_channels {} must be a multiple of {OUT_TILE}",
+                self.out_channels
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConvParams {
+    batch: u32,
+    in_channels: u32,
+    out_channels: u32,
+    height: u32,
+    width: u32,
+    groups_per_block: u32,
+    bias_offset: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct WgradParams {
+    batch: u32,
+    in_channels: u32,
+    out_channels: u32,
+    height: u32,
+    width: u32,
+    chunks: u32,
+    chunk_size: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PoolParams {
+    pooled_count: u32,
+    height: u32,
+    width: u32,
+    _pad: u32,
+}
+
+/// conv_fwd and conv_dx share one thread mapping: a 2x2 output block x OUT_TILE channels,
+/// the channel block taken from the workgroup index.
+fn block_dispatch(
+    gpu: &Gpu,
+    kernel: &crate::gpu::Kernel,
+    params: ConvParams,
+    entries: Vec<(u32, wgpu::BindingResource)>,
+    uniform: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let blocks = params.out_channels / OUT_TILE as u32;
+    let mut entries = entries;
+    entries.insert(0, (0, whole(uniform)));
+    Dispatch::with_groups(gpu, kernel, blocks * params.groups_per_block, &entries)
+}
+
+fn groups_per_block(shape: &ConvShape, wg: u32) -> u32 {
+    ((shape.batch * (shape.side / 2) * (shape.side / 2)) as u32).div_ceil(wg)
+}
+
+/// The weight-gradient partials: lanes over input channels when there are enough of them
+/// to fill a workgroup (gradient loads are then shared), else lanes over batch chunks.
+fn wgrad_dispatch(
+    gpu: &Gpu,
+    k: &Kernels,
+    shape: &ConvShape,
+    chunks: usize,
+    uniform: &wgpu::Buffer,
+    b: &ConvBuffers,
+) -> Result<Dispatch> {
+    let entries = [
+        (0, whole(uniform)),
+        (1, whole(b.x)),
+        (2, whole(b.d_pre)),
+        (3, whole(b.partial)),
+    ];
+    let blocks = shape.out_channels / WGRAD_TILE;
+    let wg = k.conv_wgrad_ic.workgroup_size as usize;
+    if shape.in_channels >= wg {
+        let groups = shape.in_channels.div_ceil(wg) * chunks * blocks;
+        Dispatch::with_groups(gpu, &k.conv_wgrad_ic, groups as u32, &entries)
+    } else {
+        Dispatch::new(
+            gpu,
+            &k.conv_wgrad,
+            (blocks * shape.in_channels * chunks) as u32,
+            &entries,
+        )
+    }
+}
+
+/// Buffers a conv layer reads and writes. `params`/`grads` are the flat parameter buffers
+/// and `offset` is this layer's block in them.
+pub struct ConvBuffers<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub params: &'a wgpu::Buffer,
+    pub grads: &'a wgpu::Buffer,
+    pub offset: usize,
+    pub pooled: &'a wgpu::Buffer,
+    pub code: &'a wgpu::Buffer,
+    pub d_pooled: &'a wgpu::Buffer,
+    pub d_pre: &'a wgpu::Buffer,
+    pub partial: &'a wgpu::Buffer,
+    /// Gradient with respect to x; None for the first layer.
+    pub dx: Option<&'a wgpu::Buffer>,
+}
+
+pub struct Conv3x3ReluPool {
+    pub shape: ConvShape,
+    pub forward: Vec<Dispatch>,
+    pub backward: Vec<Dispatch>,
+    /// Uniforms and scratch buffers the dispatches bind; kept alive with the layer.
+    pub uniforms: Vec<wgpu::Buffer>,
+}
+
+impl Conv3x3ReluPool {
+    pub fn new(gpu: &Gpu, k: &Kernels, shape: ConvShape, b: &ConvBuffers) -> Result<Self> {
+        shape.check()?;
+        let s = shape.side as u32;
+        let wg = k.conv_fwd.workgroup_size;
+        let layer_params = words(b.params, b.offset, shape.param_len());
+
+        let fwd_params = ConvParams {
+            batch: shape.batch as u32,
+            in_channels: shape.in_channels as u32,
+            out_channels: shape.out_channels as u32,
+            height: s,
+            width: s,
+            groups_per_block: groups_per_block(&shape, wg),
+            bias_offset: shape.weight_len() as u32,
+            _pad: 0,
+        };
+        let fwd_uniform = gpu.uniform_init("conv_fwd params", &[fwd_params]);
+        let wt_fwd = gpu.storage("conv weights (in, tap, out)", shape.weight_len())?;
+        let wt_dx = gpu.storage("conv weights for dx (out, tap, in)", shape.weight_len())?;
+        let forward = vec![
+            Dispatch::new(
+                gpu,
+                &k.conv_weight_layout,
+                shape.weight_len() as u32,
+                &[
+                    (0, whole(&fwd_uniform)),
+                    (3, layer_params.clone()),
+                    (7, whole(&wt_fwd)),
+                    (8, whole(&wt_dx)),
+                ],
+            )?,
+            block_dispatch(
+                gpu,
+                &k.conv_fwd,
+                fwd_params,
+                vec![
+                    (1, whole(b.x)),
+                    (2, whole(&wt_fwd)),
+                    (3, layer_params.clone()),
+                    (4, whole(b.pooled)),
+                    (5, whole(b.code)),
+                ],
+                &fwd_uniform,
+            )?,
+        ];
+
+        let pool_params = PoolParams {
+            pooled_count: shape.pooled_len() as u32,
+            height: s,
+            width: s,
+            _pad: 0,
+        };
+        let pool_uniform = gpu.uniform_init("maxpool params", &[pool_params]);
+        let chunks = shape.wgrad_chunks();
+        let wgrad_params = WgradParams {
+            batch: shape.batch as u32,
+            in_channels: shape.in_channels as u32,
+            out_channels: shape.out_channels as u32,
+            height: s,
+            width: s,
+            chunks: chunks as u32,
+            chunk_size: shape.batch.div_ceil(chunks) as u32,
+            _pad: 0,
+        };
+        let wgrad_uniform = gpu.uniform_init("conv_wgrad params", &[wgrad_params]);
+        let mut backward = vec![
+            Dispatch::new(
+                gpu,
+                &k.maxpool_relu_backward,
+                pool_params.pooled_count,
+                &[
+                    (0, whole(&pool_uniform)),
+                    (1, whole(b.d_pooled)),
+                    (2, whole(b.code)),
+                    (3, whole(b.d_pre)),
+                ],
+            )?,
+            wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b)?,
+            Dispatch::new(
+                gpu,
+                &k.conv_wgrad_reduce,
+                shape.param_len() as u32,
+                &[
+                    (0, whole(&wgrad_uniform)),
+                    (3, whole(b.partial)),
+                    (4, words(b.grads, b.offset, shape.param_len())),
+                ],
+            )?,
+        ];
+        let mut uniforms = vec![fwd_uniform, pool_uniform, wgrad_uniform, wt_fwd];
+        if let Some(dx) = b.dx {
+            if shape.in_channels % OUT_TILE != 0 {
+                return Err(format!(
+                    "conv layer in_channels {} must be a multiple of {OUT_TILE} to propagate gradients",
+                    shape.in_channels
+                ));
+            }
+            // dx is a convolution of d_pre with the kernel flipped and its channel axes swapped.
+            let dx_params = ConvParams {
+                in_channels: shape.out_channels as u32,
+                out_channels: shape.in_channels as u32,
+                ..fwd_params
+            };
+            let dx_uniform = gpu.uniform_init("conv_dx params", &[dx_params]);
+            backward.push(block_dispatch(
+                gpu,
+                &k.conv_dx,
+                dx_params,
+                vec![(1, whole(b.d_pre)), (2, whole(&wt_dx)), (6, whole(dx))],
+                &dx_uniform,
+            )?);
+            uniforms.push(dx_uniform);
+        }
+        uniforms.push(wt_dx);
+        Ok(Conv3x3ReluPool {
+            shape,
+            forward,
+            backward,
+            uniforms,
+        })
+    }
+}

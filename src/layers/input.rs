@@ -1,0 +1,93 @@
+//! The input layer: a dataset split resident on the GPU and the batch gather.
+//!
+//! Pixels stay u8 (four per u32 word) for the whole run; each step's gather unpacks the
+//! batch's images into x (B, 1, S, S) f32 in [0, 1] and its labels into y (B) u32.
+
+use crate::data::Split;
+use crate::gpu::{Gpu, Result};
+use crate::kernels::{Dispatch, Kernels, StepSlots, whole};
+
+/// Packs bytes little-endian into u32 words, zero-padding the last one.
+pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            u32::from_le_bytes(w)
+        })
+        .collect()
+}
+
+pub struct ResidentSplit {
+    pub count: usize,
+    pub side: usize,
+    pub images: wgpu::Buffer,
+    pub labels: wgpu::Buffer,
+    /// The order samples are visited in; rewritten each epoch for training.
+    pub order: wgpu::Buffer,
+}
+
+impl ResidentSplit {
+    pub fn upload(gpu: &Gpu, name: &str, split: &Split) -> Result<ResidentSplit> {
+        let identity: Vec<u32> = (0..split.count as u32).collect();
+        Ok(ResidentSplit {
+            count: split.count,
+            side: split.side,
+            images: gpu.storage_init(&format!("{name} images"), &pack_bytes(&split.pixels))?,
+            labels: gpu.storage_init(&format!("{name} labels"), &pack_bytes(&split.labels))?,
+            order: gpu.storage_init(&format!("{name} order"), &identity)?,
+        })
+    }
+
+    pub fn set_order(&self, gpu: &Gpu, order: &[u32]) {
+        gpu.queue
+            .write_buffer(&self.order, 0, bytemuck::cast_slice(order));
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.images.size() + self.labels.size() + self.order.size()
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GatherParams {
+    batch: u32,
+    words_per_image: u32,
+    _pad: [u32; 2],
+}
+
+/// The gather dispatch for one split into the batch buffers x and y.
+pub fn gather(
+    gpu: &Gpu,
+    k: &Kernels,
+    split: &ResidentSplit,
+    batch: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    slots: &StepSlots,
+) -> Result<(Dispatch, wgpu::Buffer)> {
+    let words_per_image = (split.side * split.side / 4) as u32;
+    let params = GatherParams {
+        batch: batch as u32,
+        words_per_image,
+        _pad: [0; 2],
+    };
+    let uniform = gpu.uniform_init("gather params", &[params]);
+    let d = Dispatch::new(
+        gpu,
+        &k.gather,
+        batch as u32 * words_per_image,
+        &[
+            (0, whole(&uniform)),
+            (1, whole(&split.images)),
+            (2, whole(&split.labels)),
+            (3, whole(&split.order)),
+            (4, whole(x)),
+            (5, whole(y)),
+        ],
+    )?
+    .with_steps(gpu, &k.gather, slots);
+    Ok((d, uniform))
+}

@@ -1,0 +1,7 @@
+//! Layers: each pairs its forward dispatches with its backward ones.
+
+pub mod conv;
+pub mod dense;
+pub mod input;
+pub mod loss;
+pub mod optim;

@@ -1,0 +1,11 @@
+//! gpu-train: trains convolutional networks on IDX image datasets with every forward and
+//! backward pass in hand-written WGSL compute shaders, through wgpu.
+
+pub mod cli;
+pub mod data;
+pub mod gpu;
+pub mod idx;
+pub mod kernels;
+pub mod layers;
+pub mod model;
+pub mod train;

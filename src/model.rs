@@ -1,0 +1,364 @@
+//! ref-cnn: conv(1->32) ReLU pool, conv(32->64) ReLU pool, dense(64*S/4*S/4 -> 128) ReLU,
+//! dense(128 -> classes), softmax cross-entropy. Activations are NCHW f32 with batch B.
+//!
+//! All parameters live in one flat buffer, one block per layer (weights then bias), each
+//! block starting on the adapter's storage offset alignment; gradients and optimiser
+//! state use the same layout, so one optimiser dispatch updates everything.
+
+use crate::gpu::{Gpu, Result};
+use crate::kernels::{Dispatch, Kernels, StepSlots};
+use crate::layers::conv::{Conv3x3ReluPool, ConvBuffers, ConvShape};
+use crate::layers::dense::{Dense, DenseBuffers, DenseShape};
+use crate::layers::input::{ResidentSplit, gather};
+use crate::layers::loss::softmax_xent;
+use crate::layers::optim::{Optimizer, OptimizerConfig};
+use rand::{Rng, SeedableRng};
+
+pub const MODEL_NAME: &str = "ref-cnn";
+const C1: usize = 32;
+const C2: usize = 64;
+const HIDDEN: usize = 128;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ModelShape {
+    pub side: usize,
+    pub classes: usize,
+    pub batch: usize,
+}
+
+impl ModelShape {
+    pub fn conv1(&self) -> ConvShape {
+        ConvShape {
+            batch: self.batch,
+            in_channels: 1,
+            out_channels: C1,
+            side: self.side,
+        }
+    }
+    pub fn conv2(&self) -> ConvShape {
+        ConvShape {
+            batch: self.batch,
+            in_channels: C1,
+            out_channels: C2,
+            side: self.side / 2,
+        }
+    }
+    pub fn fc1(&self) -> DenseShape {
+        DenseShape {
+            batch: self.batch,
+            inputs: C2 * (self.side / 4) * (self.side / 4),
+            outputs: HIDDEN,
+        }
+    }
+    pub fn fc2(&self) -> DenseShape {
+        DenseShape {
+            batch: self.batch,
+            inputs: HIDDEN,
+            outputs: self.classes,
+        }
+    }
+    /// (name, weight shape, parameter count) per layer, in parameter-buffer order.
+    pub fn blocks(&self) -> Vec<(&'static str, Vec<usize>, usize)> {
+        let (c1, c2, f1, f2) = (self.conv1(), self.conv2(), self.fc1(), self.fc2());
+        vec![
+            (
+                "conv1",
+                vec![c1.out_channels, c1.in_channels, 3, 3],
+                c1.param_len(),
+            ),
+            (
+                "conv2",
+                vec![c2.out_channels, c2.in_channels, 3, 3],
+                c2.param_len(),
+            ),
+            ("fc1", vec![f1.outputs, f1.inputs], f1.param_len()),
+            ("fc2", vec![f2.outputs, f2.inputs], f2.param_len()),
+        ]
+    }
+    /// Forward multiply-adds for one image.
+    pub fn forward_macs(&self) -> u64 {
+        let (c1, c2, f1, f2) = (self.conv1(), self.conv2(), self.fc1(), self.fc2());
+        let conv = |c: ConvShape| (c.side * c.side * c.out_channels * c.in_channels * 9) as u64;
+        conv(c1) + conv(c2) + f1.weight_len() as u64 + f2.weight_len() as u64
+    }
+}
+
+/// Word offsets of each layer's block in the flat parameter buffer.
+pub struct ParamLayout {
+    pub offsets: Vec<usize>,
+    pub lens: Vec<usize>,
+    pub total: usize,
+}
+
+impl ParamLayout {
+    pub fn new(shape: &ModelShape, align_words: usize) -> ParamLayout {
+        let mut offsets = Vec::new();
+        let mut lens = Vec::new();
+        let mut at = 0;
+        for (_, _, len) in shape.blocks() {
+            offsets.push(at);
+            lens.push(len);
+            at = (at + len).div_ceil(align_words) * align_words;
+        }
+        ParamLayout {
+            offsets,
+            lens,
+            total: at,
+        }
+    }
+}
+
+/// PyTorch's default init for Conv2d and Linear: weights and biases uniform in
+/// +-1/sqrt(fan_in) (Kaiming-uniform with a = sqrt(5) reduces to that bound).
+pub fn init_params(shape: &ModelShape, layout: &ParamLayout, seed: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = vec![0f32; layout.total];
+    for ((_, dims, len), &offset) in shape.blocks().iter().zip(&layout.offsets) {
+        let fan_in: usize = dims[1..].iter().product();
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        for v in &mut out[offset..offset + len] {
+            *v = rng.random_range(-bound..bound) as f32;
+        }
+    }
+    out
+}
+
+pub struct Model {
+    pub shape: ModelShape,
+    pub layout: ParamLayout,
+    pub params: wgpu::Buffer,
+    pub grads: wgpu::Buffer,
+    pub optimizer: Optimizer,
+    pub train_metrics: wgpu::Buffer,
+    pub test_metrics: wgpu::Buffer,
+    train_step: Vec<Dispatch>,
+    eval_step: Vec<Dispatch>,
+    _owned: Vec<wgpu::Buffer>,
+    _layers: (
+        Vec<wgpu::Buffer>,
+        Vec<wgpu::Buffer>,
+        Vec<wgpu::Buffer>,
+        Vec<wgpu::Buffer>,
+    ),
+}
+
+impl Model {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        k: &Kernels,
+        shape: ModelShape,
+        optim: &OptimizerConfig,
+        seed: u64,
+        train: &ResidentSplit,
+        test: &ResidentSplit,
+        slots: &StepSlots,
+    ) -> Result<Model> {
+        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let layout = ParamLayout::new(&shape, align);
+        let params = gpu.storage_init("params", &init_params(&shape, &layout, seed))?;
+        let grads = gpu.storage("grads", layout.total)?;
+        let (c1, c2, f1, f2) = (shape.conv1(), shape.conv2(), shape.fc1(), shape.fc2());
+        let b = shape.batch;
+        let x = gpu.storage("x", c1.input_len())?;
+        let labels = gpu.storage("labels", b)?;
+        let a1 = gpu.storage("conv1 pooled", c1.pooled_len())?;
+        let code1 = gpu.storage("conv1 pool code", c1.pooled_len())?;
+        let a2 = gpu.storage("conv2 pooled", c2.pooled_len())?;
+        let code2 = gpu.storage("conv2 pool code", c2.pooled_len())?;
+        let h1 = gpu.storage("fc1 out", b * f1.outputs)?;
+        let logits = gpu.storage("logits", b * f2.outputs)?;
+        let d_logits = gpu.storage("d logits", b * f2.outputs)?;
+        let d_h1 = gpu.storage("d fc1 out", b * f1.outputs)?;
+        let d_a2 = gpu.storage("d conv2 pooled", c2.pooled_len())?;
+        let d_pre2 = gpu.storage("d conv2 pre", c2.pre_len())?;
+        let d_a1 = gpu.storage("d conv1 pooled", c1.pooled_len())?;
+        let d_pre1 = gpu.storage("d conv1 pre", c1.pre_len())?;
+        let partial = gpu.storage(
+            "conv wgrad partials",
+            c1.partial_len().max(c2.partial_len()),
+        )?;
+        let train_metrics = gpu.storage("train metrics", 2 * train.count.div_ceil(b))?;
+        let test_metrics = gpu.storage("test metrics", 2 * test.count.div_ceil(b))?;
+
+        let conv1 = Conv3x3ReluPool::new(
+            gpu,
+            k,
+            c1,
+            &ConvBuffers {
+                x: &x,
+                params: &params,
+                grads: &grads,
+                offset: layout.offsets[0],
+                pooled: &a1,
+                code: &code1,
+                d_pooled: &d_a1,
+                d_pre: &d_pre1,
+                partial: &partial,
+                dx: None,
+            },
+        )?;
+        let conv2 = Conv3x3ReluPool::new(
+            gpu,
+            k,
+            c2,
+            &ConvBuffers {
+                x: &a1,
+                params: &params,
+                grads: &grads,
+                offset: layout.offsets[1],
+                pooled: &a2,
+                code: &code2,
+                d_pooled: &d_a2,
+                d_pre: &d_pre2,
+                partial: &partial,
+                dx: Some(&d_a1),
+            },
+        )?;
+        let fc1 = Dense::new(
+            gpu,
+            k,
+            f1,
+            true,
+            &DenseBuffers {
+                x: &a2,
+                params: &params,
+                grads: &grads,
+                offset: layout.offsets[2],
+                y: &h1,
+                dy: &d_h1,
+                dx: Some(&d_a2),
+                dx_relu_mask: None,
+            },
+        )?;
+        let fc2 = Dense::new(
+            gpu,
+            k,
+            f2,
+            false,
+            &DenseBuffers {
+                x: &h1,
+                params: &params,
+                grads: &grads,
+                offset: layout.offsets[3],
+                y: &logits,
+                dy: &d_logits,
+                dx: Some(&d_h1),
+                dx_relu_mask: Some(&h1),
+            },
+        )?;
+        let optimizer = Optimizer::new(gpu, k, optim, &params, &grads, layout.total, slots)?;
+        let (gather_train, u1) = gather(gpu, k, train, b, &x, &labels, slots)?;
+        let (gather_test, u2) = gather(gpu, k, test, b, &x, &labels, slots)?;
+        let (loss_train, u3) = softmax_xent(
+            gpu,
+            k,
+            b,
+            f2.outputs,
+            &logits,
+            &labels,
+            &d_logits,
+            &train_metrics,
+            slots,
+        )?;
+        let (loss_test, u4) = softmax_xent(
+            gpu,
+            k,
+            b,
+            f2.outputs,
+            &logits,
+            &labels,
+            &d_logits,
+            &test_metrics,
+            slots,
+        )?;
+
+        let forward: Vec<Dispatch> = [&conv1.forward, &conv2.forward, &fc1.forward, &fc2.forward]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let mut train_step = vec![gather_train];
+        train_step.extend(forward.iter().cloned());
+        train_step.push(loss_train);
+        for layer in [fc2.backward, fc1.backward, conv2.backward, conv1.backward] {
+            train_step.extend(layer);
+        }
+        train_step.push(optimizer.update.clone());
+        let mut eval_step = vec![gather_test];
+        eval_step.extend(forward);
+        eval_step.push(loss_test);
+
+        let owned = vec![
+            x, labels, a1, code1, a2, code2, h1, logits, d_logits, d_h1, d_a2, d_pre2, d_a1,
+            d_pre1, partial, u1, u2, u3, u4,
+        ];
+        Ok(Model {
+            shape,
+            layout,
+            params,
+            grads,
+            optimizer,
+            train_metrics,
+            test_metrics,
+            train_step,
+            eval_step,
+            _owned: owned,
+            _layers: (conv1.uniforms, conv2.uniforms, fc1.uniforms, fc2.uniforms),
+        })
+    }
+
+    /// Records one training step (gather, forward, loss, backward, update) using step slot `slot`.
+    pub fn record_train_step(&self, pass: &mut wgpu::ComputePass, slot: usize) {
+        for d in &self.train_step {
+            d.record(pass, slot);
+        }
+    }
+
+    /// Records one evaluation step (gather, forward, loss) using step slot `slot`.
+    pub fn record_eval_step(&self, pass: &mut wgpu::ComputePass, slot: usize) {
+        for d in &self.eval_step {
+            d.record(pass, slot);
+        }
+    }
+
+    /// The current parameters, read back from the GPU.
+    pub fn read_params(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        gpu.read_f32(&self.params)
+    }
+
+    /// GPU bytes held for parameters, gradients and optimiser state.
+    pub fn parameter_bytes(&self) -> u64 {
+        self.params.size() + self.grads.size() + self.optimizer.m.size() + self.optimizer.v.size()
+    }
+
+    pub fn activation_bytes(&self) -> u64 {
+        self._owned.iter().map(|b| b.size()).sum()
+    }
+}
+
+impl Model {
+    /// Wall time of each training-step dispatch run alone `reps` times (ms per call).
+    /// Coarse, host-timed; used to find where a step's time goes.
+    pub fn profile_dispatches(&self, gpu: &Gpu, reps: usize) -> Result<Vec<(&'static str, f64)>> {
+        let mut out = Vec::new();
+        for d in &self.train_step {
+            let run = |n: usize| -> Result<f64> {
+                let t = std::time::Instant::now();
+                let mut encoder = gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    for _ in 0..n {
+                        d.record(&mut pass, 0);
+                    }
+                }
+                gpu.queue.submit([encoder.finish()]);
+                gpu.wait()?;
+                Ok(t.elapsed().as_secs_f64())
+            };
+            run(1)?;
+            out.push((d.name, 1e3 * run(reps)? / reps as f64));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,280 @@
+//! conv3x3 + ReLU + max-pool: forward and backward kernels against f64 references, and
+//! the backward pass against finite differences of the forward kernel.
+
+mod common;
+use common::*;
+use gpu_train::layers::conv::{Conv3x3ReluPool, ConvBuffers, ConvShape};
+
+/// Reference conv3x3 (pad 1) + bias, f64, NCHW.
+fn conv_ref(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64> {
+    let n = s.side;
+    let mut out = vec![0f64; s.pre_len()];
+    for b in 0..s.batch {
+        for o in 0..s.out_channels {
+            for y in 0..n {
+                for xx in 0..n {
+                    let mut acc = bias[o] as f64;
+                    for i in 0..s.in_channels {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) =
+                                    (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= n as isize || ix >= n as isize {
+                                    continue;
+                                }
+                                let xv = x
+                                    [((b * s.in_channels + i) * n + iy as usize) * n + ix as usize]
+                                    as f64;
+                                acc += xv * w[((o * s.in_channels + i) * 3 + ky) * 3 + kx] as f64;
+                            }
+                        }
+                    }
+                    out[((b * s.out_channels + o) * n + y) * n + xx] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Reference ReLU + 2x2 max-pool: pooled values and the winning window position.
+fn pool_ref(s: &ConvShape, pre: &[f64]) -> (Vec<f64>, Vec<usize>) {
+    let (n, h) = (s.side, s.side / 2);
+    let mut pooled = vec![0f64; s.pooled_len()];
+    let mut arg = vec![4usize; s.pooled_len()];
+    for plane in 0..s.batch * s.out_channels {
+        for py in 0..h {
+            for px in 0..h {
+                let mut best = f64::NEG_INFINITY;
+                let mut at = 0;
+                for k in 0..4 {
+                    let v = pre[(plane * n + 2 * py + k / 2) * n + 2 * px + k % 2];
+                    if v > best {
+                        best = v;
+                        at = k;
+                    }
+                }
+                let i = (plane * h + py) * h + px;
+                if best > 0.0 {
+                    pooled[i] = best;
+                    arg[i] = at;
+                }
+            }
+        }
+    }
+    (pooled, arg)
+}
+
+struct Fixture {
+    gpu: gpu_train::gpu::Gpu,
+    layer: Conv3x3ReluPool,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    x: wgpu::Buffer,
+    pooled: wgpu::Buffer,
+    code: wgpu::Buffer,
+    d_pooled: wgpu::Buffer,
+    dx: wgpu::Buffer,
+    _keep: Vec<wgpu::Buffer>,
+}
+
+fn fixture(shape: ConvShape, x: &[f32], params: &[f32], d_pooled: &[f32]) -> Fixture {
+    let (gpu, k) = setup();
+    let xb = gpu.storage_init("x", x).unwrap();
+    let pb = gpu.storage_init("params", params).unwrap();
+    let gb = gpu.storage("grads", params.len()).unwrap();
+    let pooled = gpu.storage("pooled", shape.pooled_len()).unwrap();
+    let code = gpu.storage("code", shape.pooled_len()).unwrap();
+    let dpb = gpu.storage_init("d_pooled", d_pooled).unwrap();
+    let d_pre = gpu.storage("d_pre", shape.pre_len()).unwrap();
+    let partial = gpu.storage("partial", shape.partial_len()).unwrap();
+    let dx = gpu.storage("dx", shape.input_len()).unwrap();
+    let layer = Conv3x3ReluPool::new(
+        &gpu,
+        &k,
+        shape,
+        &ConvBuffers {
+            x: &xb,
+            params: &pb,
+            grads: &gb,
+            offset: 0,
+            pooled: &pooled,
+            code: &code,
+            d_pooled: &dpb,
+            d_pre: &d_pre,
+            partial: &partial,
+            dx: Some(&dx),
+        },
+    )
+    .unwrap();
+    Fixture {
+        gpu,
+        layer,
+        params: pb,
+        grads: gb,
+        x: xb,
+        pooled,
+        code,
+        d_pooled: dpb,
+        dx,
+        _keep: vec![d_pre, partial],
+    }
+}
+
+// Sizes that are not multiples of the workgroup size or the tiles: 3 images of 10x10
+// (75 pooled positions per channel), 16 input channels.
+const SHAPE: ConvShape = ConvShape {
+    batch: 3,
+    in_channels: 16,
+    out_channels: 32,
+    side: 10,
+};
+
+#[test]
+fn conv_forward_matches_reference() {
+    let mut r = rng(1);
+    let s = SHAPE;
+    let x = random(&mut r, s.input_len());
+    let params = random(&mut r, s.param_len());
+    let f = fixture(s, &x, &params, &random(&mut r, s.pooled_len()));
+    run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
+    let (w, bias) = params.split_at(s.weight_len());
+    let (want, arg) = pool_ref(&s, &conv_ref(&s, &x, w, bias));
+    let got = f.gpu.read_f32(&f.pooled).unwrap();
+    assert_close("conv_fwd pooled", &got, &want, 1e-4);
+    let codes: Vec<u32> = f.gpu.read_words(&f.code, 0, s.pooled_len()).unwrap();
+    let mismatched = codes
+        .iter()
+        .zip(&arg)
+        .filter(|&(&c, &a)| c as usize != a)
+        .count();
+    println!("conv_fwd codes: {mismatched} of {} differ", codes.len());
+    assert!(
+        mismatched == 0,
+        "{mismatched} pool codes differ from the reference"
+    );
+    assert!(
+        arg.iter().any(|&a| a == 4) && arg.iter().any(|&a| a < 4),
+        "inputs must exercise both ReLU branches"
+    );
+}
+
+#[test]
+fn conv_backward_matches_reference() {
+    let mut r = rng(2);
+    let s = SHAPE;
+    let x = random(&mut r, s.input_len());
+    let params = random(&mut r, s.param_len());
+    let d_pooled = random(&mut r, s.pooled_len());
+    let f = fixture(s, &x, &params, &d_pooled);
+    let mut all: Vec<_> = f.layer.forward.iter().collect();
+    all.extend(f.layer.backward.iter());
+    run(&f.gpu, &all);
+
+    // Reference: route d_pooled to the winners, then the conv's three gradients.
+    let n = s.side;
+    let (w, bias) = params.split_at(s.weight_len());
+    let (_, arg) = pool_ref(&s, &conv_ref(&s, &x, w, bias));
+    let mut d_pre = vec![0f64; s.pre_len()];
+    for (i, &a) in arg.iter().enumerate() {
+        if a < 4 {
+            let (plane, rem) = (i / (n / 2 * n / 2), i % (n / 2 * n / 2));
+            let (py, px) = (rem / (n / 2), rem % (n / 2));
+            d_pre[(plane * n + 2 * py + a / 2) * n + 2 * px + a % 2] = d_pooled[i] as f64;
+        }
+    }
+    let mut dw = vec![0f64; s.param_len()];
+    let mut dx = vec![0f64; s.input_len()];
+    for b in 0..s.batch {
+        for o in 0..s.out_channels {
+            for y in 0..n {
+                for xx in 0..n {
+                    let g = d_pre[((b * s.out_channels + o) * n + y) * n + xx];
+                    dw[s.weight_len() + o] += g;
+                    for i in 0..s.in_channels {
+                        for t in 0..9 {
+                            let (iy, ix) = (
+                                y as isize + (t / 3) as isize - 1,
+                                xx as isize + (t % 3) as isize - 1,
+                            );
+                            if iy < 0 || ix < 0 || iy >= n as isize || ix >= n as isize {
+                                continue;
+                            }
+                            let xi = ((b * s.in_channels + i) * n + iy as usize) * n + ix as usize;
+                            let wi = (o * s.in_channels + i) * 9 + t;
+                            dw[wi] += g * x[xi] as f64;
+                            dx[xi] += g * params[wi] as f64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_close(
+        "conv_wgrad weights+bias",
+        &f.gpu.read_f32(&f.grads).unwrap(),
+        &dw,
+        1e-4,
+    );
+    assert_close("conv_dx", &f.gpu.read_f32(&f.dx).unwrap(), &dx, 1e-4);
+}
+
+/// L = sum(pooled * d_pooled): its gradient is what backward computes from d_pooled.
+#[test]
+fn conv_backward_matches_finite_differences() {
+    let mut r = rng(3);
+    let s = ConvShape {
+        batch: 2,
+        in_channels: 16,
+        out_channels: 16,
+        side: 6,
+    };
+    let x = random(&mut r, s.input_len());
+    let params = random(&mut r, s.param_len());
+    let d_pooled = random(&mut r, s.pooled_len());
+    let f = fixture(s, &x, &params, &d_pooled);
+    let mut all: Vec<_> = f.layer.forward.iter().collect();
+    all.extend(f.layer.backward.iter());
+    run(&f.gpu, &all);
+    let grads = f.gpu.read_f32(&f.grads).unwrap();
+    let dx = f.gpu.read_f32(&f.dx).unwrap();
+
+    let loss = |xv: &[f32], pv: &[f32]| -> f64 {
+        f.gpu.queue.write_buffer(&f.x, 0, bytemuck::cast_slice(xv));
+        f.gpu
+            .queue
+            .write_buffer(&f.params, 0, bytemuck::cast_slice(pv));
+        run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
+        let pooled = f.gpu.read_f32(&f.pooled).unwrap();
+        pooled
+            .iter()
+            .zip(&d_pooled)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum()
+    };
+    let eps = 1e-2f32;
+    let mut worst = 0f64;
+    let mut checked = 0;
+    // A sample of weights, biases and inputs (every index would take minutes on lavapipe).
+    for (is_param, i) in (0..12)
+        .map(|k| (true, k * 97 % s.param_len()))
+        .chain((0..12).map(|k| (false, k * 31 % s.input_len())))
+    {
+        let (mut xp, mut pp) = (x.clone(), params.clone());
+        let (mut xm, mut pm) = (x.clone(), params.clone());
+        if is_param {
+            pp[i] += eps;
+            pm[i] -= eps;
+        } else {
+            xp[i] += eps;
+            xm[i] -= eps;
+        }
+        let numeric = (loss(&xp, &pp) - loss(&xm, &pm)) / (2.0 * eps as f64);
+        let analytic = if is_param { grads[i] } else { dx[i] } as f64;
+        let err = (numeric - analytic).abs() / analytic.abs().max(1.0);
+        worst = worst.max(err);
+        checked += 1;
+    }
+    println!("conv backward vs finite differences: max error {worst:.3e} over {checked} entries");
+    assert!(worst < 2e-2, "finite-difference mismatch {worst:.3e}");
+}

@@ -1,0 +1,357 @@
+//! Dense layer, softmax cross-entropy, optimisers and the batch gather against f64
+//! references; the dense backward pass against finite differences.
+
+mod common;
+use common::*;
+use gpu_train::kernels::Step;
+use gpu_train::layers::dense::{Dense, DenseBuffers, DenseShape};
+use gpu_train::layers::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+
+// 13 x 37 -> 21: no size is a multiple of the workgroup or the 8x4 tile.
+const SHAPE: DenseShape = DenseShape {
+    batch: 13,
+    inputs: 37,
+    outputs: 21,
+};
+
+struct Fixture {
+    gpu: gpu_train::gpu::Gpu,
+    layer: Dense,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    x: wgpu::Buffer,
+    y: wgpu::Buffer,
+    dx: wgpu::Buffer,
+    _keep: Vec<wgpu::Buffer>,
+}
+
+fn fixture(
+    s: DenseShape,
+    relu: bool,
+    x: &[f32],
+    params: &[f32],
+    dy: &[f32],
+    mask: Option<&[f32]>,
+) -> Fixture {
+    let (gpu, k) = setup();
+    let xb = gpu.storage_init("x", x).unwrap();
+    let pb = gpu.storage_init("params", params).unwrap();
+    let gb = gpu.storage("grads", params.len()).unwrap();
+    let y = gpu.storage("y", s.batch * s.outputs).unwrap();
+    let dyb = gpu.storage_init("dy", dy).unwrap();
+    let dx = gpu.storage("dx", s.batch * s.inputs).unwrap();
+    let maskb = gpu.storage_init("mask", mask.unwrap_or(&[0.0])).unwrap();
+    let layer = Dense::new(
+        &gpu,
+        &k,
+        s,
+        relu,
+        &DenseBuffers {
+            x: &xb,
+            params: &pb,
+            grads: &gb,
+            offset: 0,
+            y: &y,
+            dy: &dyb,
+            dx: Some(&dx),
+            dx_relu_mask: mask.map(|_| &maskb),
+        },
+    )
+    .unwrap();
+    Fixture {
+        gpu,
+        layer,
+        params: pb,
+        grads: gb,
+        x: xb,
+        y,
+        dx,
+        _keep: vec![dyb, maskb],
+    }
+}
+
+fn forward_ref(s: &DenseShape, x: &[f32], p: &[f32], relu: bool) -> Vec<f64> {
+    let mut y = vec![0f64; s.batch * s.outputs];
+    for b in 0..s.batch {
+        for o in 0..s.outputs {
+            let mut acc = p[s.weight_len() + o] as f64;
+            for i in 0..s.inputs {
+                acc += x[b * s.inputs + i] as f64 * p[o * s.inputs + i] as f64;
+            }
+            y[b * s.outputs + o] = if relu { acc.max(0.0) } else { acc };
+        }
+    }
+    y
+}
+
+#[test]
+fn dense_forward_matches_reference() {
+    let mut r = rng(10);
+    let s = SHAPE;
+    let x = random(&mut r, s.batch * s.inputs);
+    let p = random(&mut r, s.param_len());
+    for relu in [false, true] {
+        let f = fixture(s, relu, &x, &p, &random(&mut r, s.batch * s.outputs), None);
+        run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
+        let name = if relu {
+            "matmul+bias+relu"
+        } else {
+            "matmul+bias"
+        };
+        assert_close(
+            name,
+            &f.gpu.read_f32(&f.y).unwrap(),
+            &forward_ref(&s, &x, &p, relu),
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn dense_backward_matches_reference() {
+    let mut r = rng(11);
+    let s = SHAPE;
+    let x = random(&mut r, s.batch * s.inputs);
+    let p = random(&mut r, s.param_len());
+    let dy = random(&mut r, s.batch * s.outputs);
+    let mask = random(&mut r, s.batch * s.inputs);
+    let f = fixture(s, false, &x, &p, &dy, Some(&mask));
+    run(&f.gpu, &f.layer.backward.iter().collect::<Vec<_>>());
+    let mut dw = vec![0f64; s.param_len()];
+    let mut dx = vec![0f64; s.batch * s.inputs];
+    for b in 0..s.batch {
+        for o in 0..s.outputs {
+            let g = dy[b * s.outputs + o] as f64;
+            dw[s.weight_len() + o] += g;
+            for i in 0..s.inputs {
+                dw[o * s.inputs + i] += g * x[b * s.inputs + i] as f64;
+                dx[b * s.inputs + i] += g * p[o * s.inputs + i] as f64;
+            }
+        }
+    }
+    for (v, m) in dx.iter_mut().zip(&mask) {
+        if *m <= 0.0 {
+            *v = 0.0;
+        }
+    }
+    assert_close("dense dW+db", &f.gpu.read_f32(&f.grads).unwrap(), &dw, 1e-4);
+    assert_close(
+        "dense dx (ReLU-masked)",
+        &f.gpu.read_f32(&f.dx).unwrap(),
+        &dx,
+        1e-4,
+    );
+}
+
+/// L = sum(y * dy) for y = relu(x W^T + b); compare backward with central differences.
+#[test]
+fn dense_backward_matches_finite_differences() {
+    let mut r = rng(12);
+    let s = SHAPE;
+    let x = random(&mut r, s.batch * s.inputs);
+    let p = random(&mut r, s.param_len());
+    let dy = random(&mut r, s.batch * s.outputs);
+    let f = fixture(s, false, &x, &p, &dy, None);
+    run(&f.gpu, &f.layer.backward.iter().collect::<Vec<_>>());
+    let grads = f.gpu.read_f32(&f.grads).unwrap();
+    let dx = f.gpu.read_f32(&f.dx).unwrap();
+    let loss = |xv: &[f32], pv: &[f32]| -> f64 {
+        f.gpu.queue.write_buffer(&f.x, 0, bytemuck::cast_slice(xv));
+        f.gpu
+            .queue
+            .write_buffer(&f.params, 0, bytemuck::cast_slice(pv));
+        run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
+        let y = f.gpu.read_f32(&f.y).unwrap();
+        y.iter().zip(&dy).map(|(&a, &b)| a as f64 * b as f64).sum()
+    };
+    let eps = 1e-2f32;
+    let mut worst = 0f64;
+    for (is_param, i) in (0..10)
+        .map(|k| (true, k * 53 % s.param_len()))
+        .chain((0..10).map(|k| (false, k * 29 % x.len())))
+    {
+        let (mut xp, mut pp, mut xm, mut pm) = (x.clone(), p.clone(), x.clone(), p.clone());
+        if is_param {
+            pp[i] += eps;
+            pm[i] -= eps;
+        } else {
+            xp[i] += eps;
+            xm[i] -= eps;
+        }
+        let numeric = (loss(&xp, &pp) - loss(&xm, &pm)) / (2.0 * eps as f64);
+        let analytic = if is_param { grads[i] } else { dx[i] } as f64;
+        worst = worst.max((numeric - analytic).abs() / analytic.abs().max(1.0));
+    }
+    println!("dense backward vs finite differences: max error {worst:.3e}");
+    assert!(worst < 1e-2, "finite-difference mismatch {worst:.3e}");
+}
+
+#[test]
+fn softmax_xent_matches_reference() {
+    let (gpu, k) = setup();
+    let mut r = rng(13);
+    let (batch, classes, count) = (11usize, 7usize, 9u32);
+    let logits: Vec<f32> = random(&mut r, batch * classes)
+        .iter()
+        .map(|v| v * 4.0)
+        .collect();
+    let labels: Vec<u32> = (0..batch as u32)
+        .map(|i| (i * 5 + 2) % classes as u32)
+        .collect();
+    let lb = gpu.storage_init("logits", &logits).unwrap();
+    let yb = gpu.storage_init("labels", &labels).unwrap();
+    let db = gpu.storage("d", batch * classes).unwrap();
+    let mb = gpu.storage("metrics", 8).unwrap();
+    let slots = slots_with(
+        &gpu,
+        Step {
+            count,
+            slot: 2,
+            ..Default::default()
+        },
+    );
+    let (d, _u) =
+        gpu_train::layers::loss::softmax_xent(&gpu, &k, batch, classes, &lb, &yb, &db, &mb, &slots)
+            .unwrap();
+    run(&gpu, &[&d]);
+    let mut grad = vec![0f64; batch * classes];
+    let (mut loss, mut correct) = (0f64, 0f64);
+    for b in 0..count as usize {
+        let row: Vec<f64> = logits[b * classes..(b + 1) * classes]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = row.iter().map(|v| (v - max).exp()).sum();
+        let label = labels[b] as usize;
+        loss += z.ln() + max - row[label];
+        let arg = (0..classes)
+            .max_by(|&i, &j| row[i].total_cmp(&row[j]))
+            .unwrap();
+        correct += (arg == label) as u32 as f64;
+        for c in 0..classes {
+            let prob = (row[c] - max).exp() / z;
+            grad[b * classes + c] = (prob - (c == label) as u32 as f64) / count as f64;
+        }
+    }
+    assert_close(
+        "softmax_xent gradient",
+        &gpu.read_f32(&db).unwrap(),
+        &grad,
+        1e-4,
+    );
+    let metrics = gpu.read_f32(&mb).unwrap();
+    assert_close("softmax_xent loss sum", &metrics[4..5], &[loss], 1e-4);
+    assert_eq!(metrics[5] as f64, correct, "correct count");
+    assert!(
+        correct > 0.0 && correct < count as f64,
+        "test data should have both right and wrong predictions"
+    );
+}
+
+#[test]
+fn optimizers_match_reference() {
+    let mut r = rng(14);
+    let n = 1001;
+    for kind in [OptimizerKind::Adam, OptimizerKind::Sgd] {
+        let (gpu, k) = setup();
+        let cfg = OptimizerConfig {
+            kind,
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            momentum: 0.9,
+        };
+        let p0 = random(&mut r, n);
+        let g = random(&mut r, n);
+        let pb = gpu.storage_init("params", &p0).unwrap();
+        let gb = gpu.storage_init("grads", &g).unwrap();
+        let mut step = Step::default();
+        let slots = gpu_train::kernels::StepSlots::new(&gpu, 1);
+        let opt = Optimizer::new(&gpu, &k, &cfg, &pb, &gb, n, &slots).unwrap();
+        // Three updates with the same gradient exercise the bias correction and momentum.
+        let (mut p, mut m, mut v) = (
+            p0.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+            vec![0f64; n],
+            vec![0f64; n],
+        );
+        for t in 1..=3u64 {
+            cfg.fill_step(&mut step, t);
+            slots.write(&gpu, &[step]);
+            run(&gpu, &[&opt.update]);
+            for i in 0..n {
+                let gi = g[i] as f64;
+                match kind {
+                    OptimizerKind::Adam => {
+                        m[i] = 0.9 * m[i] + 0.1 * gi;
+                        v[i] = 0.999 * v[i] + 0.001 * gi * gi;
+                        let mh = m[i] / (1.0 - 0.9f64.powi(t as i32));
+                        let vh = v[i] / (1.0 - 0.999f64.powi(t as i32));
+                        p[i] -= 1e-2 * mh / (vh.sqrt() + 1e-8);
+                    }
+                    OptimizerKind::Sgd => {
+                        m[i] = 0.9 * m[i] + gi;
+                        p[i] -= 1e-2 * m[i];
+                    }
+                }
+            }
+        }
+        assert_close(
+            &format!("{kind:?} update"),
+            &gpu.read_f32(&pb).unwrap(),
+            &p,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn gather_unpacks_and_normalises_a_shuffled_batch() {
+    use gpu_train::data::Split;
+    use gpu_train::layers::input::{ResidentSplit, gather};
+    let (gpu, k) = setup();
+    let side = 8;
+    let count = 7;
+    let pixels: Vec<u8> = (0..count * side * side)
+        .map(|i| (i * 37 % 251) as u8)
+        .collect();
+    let labels: Vec<u8> = (0..count as u8).map(|i| (i * 3) % 5).collect();
+    let split = Split {
+        count,
+        side,
+        pixels: pixels.clone(),
+        labels: labels.clone(),
+    };
+    let resident = ResidentSplit::upload(&gpu, "t", &split).unwrap();
+    let order = [6u32, 2, 5, 0, 1, 3, 4];
+    resident.set_order(&gpu, &order);
+    let batch = 3;
+    let x = gpu.storage("x", batch * side * side).unwrap();
+    let y = gpu.storage("y", batch).unwrap();
+    // The batch starting at 4 has 3 valid samples: order[4..7] = 1, 3, 4.
+    let slots = slots_with(
+        &gpu,
+        Step {
+            start: 4,
+            count: 3,
+            ..Default::default()
+        },
+    );
+    let (d, _u) = gather(&gpu, &k, &resident, batch, &x, &y, &slots).unwrap();
+    run(&gpu, &[&d]);
+    let mut want = Vec::new();
+    for &s in &order[4..7] {
+        want.extend(
+            pixels[s as usize * 64..(s as usize + 1) * 64]
+                .iter()
+                .map(|&p| p as f64 / 255.0),
+        );
+    }
+    assert_close("gather pixels", &gpu.read_f32(&x).unwrap(), &want, 1e-6);
+    let got_labels: Vec<u32> = gpu.read_words(&y, 0, batch).unwrap();
+    assert_eq!(
+        got_labels,
+        vec![labels[1] as u32, labels[3] as u32, labels[4] as u32]
+    );
+}
