@@ -26,6 +26,7 @@ struct Fixture {
 }
 
 fn fixture(
+    (gpu, k): (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
     s: DenseShape,
     relu: bool,
     x: &[f32],
@@ -33,7 +34,6 @@ fn fixture(
     dy: &[f32],
     mask: Option<&[f32]>,
 ) -> Fixture {
-    let (gpu, k) = setup();
     let xb = gpu.storage_init("x", x).unwrap();
     let pb = gpu.storage_init("params", params).unwrap();
     let gb = gpu.storage("grads", params.len()).unwrap();
@@ -90,8 +90,9 @@ fn dense_forward_matches_reference() {
     let s = SHAPE;
     let x = random(&mut r, s.batch * s.inputs);
     let p = random(&mut r, s.param_len());
-    for relu in [false, true] {
-        let f = fixture(s, relu, &x, &p, &random(&mut r, s.batch * s.outputs), None);
+    for (relu, dev) in [false, true].into_iter().flat_map(|relu| variants().into_iter().map(move |d| (relu, d))) {
+        println!("{:?}", dev.1.variant);
+        let f = fixture(dev, s, relu, &x, &p, &random(&mut r, s.batch * s.outputs), None);
         run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
         let name = if relu {
             "matmul+bias+relu"
@@ -115,7 +116,21 @@ fn dense_backward_matches_reference() {
     let p = random(&mut r, s.param_len());
     let dy = random(&mut r, s.batch * s.outputs);
     let mask = random(&mut r, s.batch * s.inputs);
-    let f = fixture(s, false, &x, &p, &dy, Some(&mask));
+    for dev in variants() {
+        println!("{:?}", dev.1.variant);
+        check_dense_backward(dev, &x, &p, &dy, &mask);
+    }
+}
+
+fn check_dense_backward(
+    dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    x: &[f32],
+    p: &[f32],
+    dy: &[f32],
+    mask: &[f32],
+) {
+    let s = SHAPE;
+    let f = fixture(dev, s, false, x, p, dy, Some(mask));
     run(&f.gpu, &f.layer.backward.iter().collect::<Vec<_>>());
     let mut dw = vec![0f64; s.param_len()];
     let mut dx = vec![0f64; s.batch * s.inputs];
@@ -129,7 +144,7 @@ fn dense_backward_matches_reference() {
             }
         }
     }
-    for (v, m) in dx.iter_mut().zip(&mask) {
+    for (v, m) in dx.iter_mut().zip(mask) {
         if *m <= 0.0 {
             *v = 0.0;
         }
@@ -151,7 +166,7 @@ fn dense_backward_matches_finite_differences() {
     let x = random(&mut r, s.batch * s.inputs);
     let p = random(&mut r, s.param_len());
     let dy = random(&mut r, s.batch * s.outputs);
-    let f = fixture(s, false, &x, &p, &dy, None);
+    let f = fixture(variants().pop().unwrap(), s, false, &x, &p, &dy, None);
     run(&f.gpu, &f.layer.backward.iter().collect::<Vec<_>>());
     let grads = f.gpu.read_f32(&f.grads).unwrap();
     let dx = f.gpu.read_f32(&f.dx).unwrap();
@@ -188,7 +203,7 @@ fn dense_backward_matches_finite_differences() {
 
 #[test]
 fn softmax_xent_matches_reference() {
-    let (gpu, k) = setup();
+    let (gpu, k) = variants().pop().unwrap();
     let mut r = rng(13);
     let (batch, classes, count) = (11usize, 7usize, 9u32);
     let logits: Vec<f32> = random(&mut r, batch * classes)
@@ -254,7 +269,7 @@ fn optimizers_match_reference() {
     let mut r = rng(14);
     let n = 1001;
     for kind in [OptimizerKind::Adam, OptimizerKind::Sgd] {
-        let (gpu, k) = setup();
+        let (gpu, k) = variants().pop().unwrap();
         let cfg = OptimizerConfig {
             kind,
             lr: 1e-2,
@@ -310,7 +325,7 @@ fn optimizers_match_reference() {
 fn gather_unpacks_and_normalises_a_shuffled_batch() {
     use gpu_train::data::Split;
     use gpu_train::layers::input::{ResidentSplit, gather};
-    let (gpu, k) = setup();
+    let (gpu, k) = variants().pop().unwrap();
     let side = 8;
     let count = 7;
     let pixels: Vec<u8> = (0..count * side * side)

@@ -2,17 +2,25 @@
 #![allow(dead_code)]
 
 use gpu_train::gpu::{AdapterOptions, Gpu};
-use gpu_train::kernels::{Dispatch, Kernels, Step, StepSlots};
+use gpu_train::kernels::{Dispatch, Kernels, Step, StepSlots, Variant};
 use rand::{Rng, SeedableRng};
 
 pub fn gpu() -> Gpu {
     Gpu::new(&AdapterOptions::default()).expect("a wgpu adapter (install mesa-vulkan-drivers)")
 }
 
-pub fn setup() -> (Gpu, Kernels) {
-    let gpu = gpu();
-    let kernels = Kernels::new(&gpu).unwrap();
-    (gpu, kernels)
+/// A device and kernels for every kernel variant this adapter can run (Plain always).
+pub fn variants() -> Vec<(Gpu, Kernels)> {
+    let mut out = Vec::new();
+    for variant in [Variant::Plain, Variant::Subgroup8] {
+        let gpu = gpu();
+        if variant == Variant::Plain || Variant::best_for(&gpu) == variant {
+            let kernels = Kernels::with_variant(&gpu, variant).unwrap();
+            println!("kernel variant {variant:?} on {}", gpu.describe());
+            out.push((gpu, kernels));
+        }
+    }
+    out
 }
 
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
