@@ -29,8 +29,60 @@ fn unit_interval(s: &str) -> Result<f64, String> {
 #[command(
     name = "gpu-train",
     version,
-    about = "Train a CNN on an IDX image dataset (Fashion-MNIST) on the GPU"
+    about = "Train a CNN on an IDX image dataset (Fashion-MNIST) on the GPU",
+    args_conflicts_with_subcommands = true
 )]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub train: Args,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Measure training and evaluation throughput, start-up time, per-kernel times and memory
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdapterArgs {
+    /// Graphics API to use
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Use the adapter whose name contains SUBSTRING (case-insensitive)
+    #[arg(long, value_name = "SUBSTRING")]
+    pub adapter: Option<String>,
+}
+
+impl AdapterArgs {
+    fn options(&self) -> AdapterOptions {
+        AdapterOptions { backend: self.backend, name_filter: self.adapter.clone() }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Images per step
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub batch_size: u32,
+    /// Timed steps for training and for evaluation (after warm-up)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub steps: u32,
+    /// Dataset directory (default: the usual search; synthetic data when none is found)
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use random data of Fashion-MNIST's shape even when the dataset is installed
+    #[arg(long)]
+    pub synthetic: bool,
+    /// Print one JSON object instead of the report
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct Args {
     /// Number of passes over the training set
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -64,29 +116,22 @@ pub struct Args {
     /// Write per-epoch metrics as JSON Lines to FILE
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
-    /// Graphics API to use
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendChoice>,
-    /// Use the adapter whose name contains SUBSTRING (case-insensitive)
-    #[arg(long, value_name = "SUBSTRING")]
-    pub adapter: Option<String>,
+    /// Print per-kernel GPU times (timestamp queries) after training
+    #[arg(long)]
+    pub profile: bool,
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
     /// List the adapters, mark the one that would be chosen, and exit
     #[arg(long)]
     pub list_adapters: bool,
 }
 
-impl Args {
-    fn adapter_options(&self) -> AdapterOptions {
-        AdapterOptions {
-            backend: self.backend,
-            name_filter: self.adapter.clone(),
-        }
-    }
-}
-
-/// Opens the adapter and logs what was chosen.
-pub fn open_gpu(options: &AdapterOptions) -> Result<Gpu, String> {
+/// Opens the adapter and, when `log` is set, says what was chosen.
+pub fn open_gpu(options: &AdapterOptions, log: bool) -> Result<Gpu, String> {
     let gpu = Gpu::new(options)?;
+    if !log {
+        return Ok(gpu);
+    }
     println!("adapter: {}", gpu.describe());
     if gpu.is_software() {
         println!(
@@ -103,9 +148,23 @@ pub fn open_gpu(options: &AdapterOptions) -> Result<Gpu, String> {
     Ok(gpu)
 }
 
-pub fn run(args: Args) -> Result<(), String> {
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Some(Command::Bench(b)) => crate::bench::run(crate::bench::BenchConfig {
+            batch_size: b.batch_size as usize,
+            steps: b.steps as usize,
+            data: b.data,
+            synthetic: b.synthetic,
+            adapter: b.adapter.options(),
+            json: b.json,
+        }),
+        None => train(cli.train),
+    }
+}
+
+fn train(args: Args) -> Result<(), String> {
     if args.list_adapters {
-        let lines = gpu::list_adapters(&args.adapter_options());
+        let lines = gpu::list_adapters(&args.adapter.options());
         if lines.is_empty() {
             return Err("no adapters found; on headless Linux `apt-get install mesa-vulkan-drivers` provides lavapipe".into());
         }
@@ -138,7 +197,7 @@ pub fn run(args: Args) -> Result<(), String> {
         ),
         None => None,
     };
-    let gpu = open_gpu(&args.adapter_options())?;
+    let gpu = open_gpu(&args.adapter.options(), true)?;
     let kernels = Kernels::new(&gpu)?;
     let cfg = TrainConfig {
         epochs: args.epochs as usize,
@@ -169,11 +228,6 @@ pub fn run(args: Args) -> Result<(), String> {
         cfg.optimizer.lr,
         started.elapsed().as_secs_f64()
     );
-    if std::env::var_os("GPU_TRAIN_PROFILE").is_some() {
-        for (name, ms) in trainer.model.profile_dispatches(&gpu, 5)? {
-            println!("{name:>24} {ms:9.3} ms");
-        }
-    }
     println!("epoch  train_loss  train_acc  test_loss  test_acc   seconds  train_img/s");
     let mut history: Vec<EpochMetrics> = Vec::new();
     for epoch in 1..=cfg.epochs {
@@ -194,6 +248,13 @@ pub fn run(args: Args) -> Result<(), String> {
                 .map_err(|e| format!("{}: cannot write metrics: {e}", path.display()))?;
         }
         history.push(m);
+    }
+    if args.profile {
+        let step_ms = history.last().map_or(0.0, |m| 1e3 * cfg.batch_size as f64 / m.train_images_per_sec);
+        match crate::profile::profile(&gpu, &trainer.model.train_step, 3)? {
+            Some(p) => println!("training step kernels:\n{}", crate::profile::format_table(&p, step_ms)),
+            None => println!("this adapter has no timestamp queries: no per-kernel profile"),
+        }
     }
     let last = history.last().copied();
     let best = history

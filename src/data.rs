@@ -182,3 +182,17 @@ pub fn split_from_arrays(
         labels: labels.data,
     })
 }
+
+/// Random pixels and labels of Fashion-MNIST's shape, for benchmarks when no data is installed.
+pub fn synthetic(train: usize, test: usize, side: usize, classes: usize, seed: u64) -> Dataset {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut split = |count: usize| Split {
+        count,
+        side,
+        pixels: (0..count * side * side).map(|_| rng.random()).collect(),
+        labels: (0..count).map(|_| rng.random_range(0..classes as u8)).collect(),
+    };
+    let (train, test) = (split(train), split(test));
+    Dataset { dir: PathBuf::from("(synthetic)"), train, test, classes }
+}

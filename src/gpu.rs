@@ -143,7 +143,12 @@ impl Gpu {
         let info = adapter.get_info();
         // Ask for everything the adapter offers, not wgpu's portable defaults.
         let limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        // Optional features: subgroups for the CPU-adapter kernel variants, timestamps for
+        // the per-kernel profile. Neither is required.
+        let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpu-train"),
             required_features: features,

@@ -169,6 +169,10 @@ impl StepSlots {
 #[derive(Clone)]
 pub struct Dispatch {
     pub name: &'static str,
+    /// Which layer and pass it belongs to ("conv2 backward"); set by the model.
+    pub layer: String,
+    /// Floating-point operations per launch (multiply-add = 2); 0 for data movement.
+    pub flops: u64,
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     /// Empty unless the kernel reads the per-step uniform (group 1).
@@ -185,6 +189,8 @@ impl Dispatch {
     ) -> Result<Dispatch> {
         Ok(Dispatch {
             name: kernel.name,
+            layer: String::new(),
+            flops: 0,
             pipeline: kernel.pipeline.clone(),
             bind_group: kernel.bind(gpu, 0, entries),
             step_groups: Vec::new(),
@@ -205,6 +211,11 @@ impl Dispatch {
             groups.saturating_mul(kernel.workgroup_size),
             entries,
         )
+    }
+
+    pub fn with_flops(mut self, flops: u64) -> Dispatch {
+        self.flops = flops;
+        self
     }
 
     pub fn with_steps(mut self, gpu: &Gpu, kernel: &Kernel, slots: &StepSlots) -> Dispatch {

@@ -9,3 +9,5 @@ pub mod kernels;
 pub mod layers;
 pub mod model;
 pub mod train;
+pub mod profile;
+pub mod bench;

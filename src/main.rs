@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // clap exits with 2 on usage errors and 0 for --help/--version.
-    let args = gpu_train::cli::Args::parse();
+    let args = gpu_train::cli::Cli::parse();
     match gpu_train::cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

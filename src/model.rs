@@ -83,6 +83,14 @@ impl ModelShape {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryUse {
+    pub weights: u64,
+    pub gradients: u64,
+    pub optimizer: u64,
+    pub activations: u64,
+}
+
 /// Word offsets of each layer's block in the flat parameter buffer.
 pub struct ParamLayout {
     pub offsets: Vec<usize>,
@@ -131,8 +139,10 @@ pub struct Model {
     pub optimizer: Optimizer,
     pub train_metrics: wgpu::Buffer,
     pub test_metrics: wgpu::Buffer,
-    train_step: Vec<Dispatch>,
-    eval_step: Vec<Dispatch>,
+    /// Everything one training step launches, in order.
+    pub train_step: Vec<Dispatch>,
+    /// Everything one evaluation step launches, in order.
+    pub eval_step: Vec<Dispatch>,
     _owned: Vec<wgpu::Buffer>,
     _layers: (
         Vec<wgpu::Buffer>,
@@ -163,9 +173,9 @@ impl Model {
         let x = gpu.storage("x", c1.input_len())?;
         let labels = gpu.storage("labels", b)?;
         let a1 = gpu.storage("conv1 pooled", c1.pooled_len())?;
-        let code1 = gpu.storage("conv1 pool code", c1.pooled_len())?;
+        let code1 = gpu.storage("conv1 pool code", c1.code_len())?;
         let a2 = gpu.storage("conv2 pooled", c2.pooled_len())?;
-        let code2 = gpu.storage("conv2 pool code", c2.pooled_len())?;
+        let code2 = gpu.storage("conv2 pool code", c2.code_len())?;
         let h1 = gpu.storage("fc1 out", b * f1.outputs)?;
         let logits = gpu.storage("logits", b * f2.outputs)?;
         let d_logits = gpu.storage("d logits", b * f2.outputs)?;
@@ -273,21 +283,26 @@ impl Model {
             slots,
         )?;
 
-        let forward: Vec<Dispatch> = [&conv1.forward, &conv2.forward, &fc1.forward, &fc2.forward]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        let mut train_step = vec![gather_train];
-        train_step.extend(forward.iter().cloned());
-        train_step.push(loss_train);
-        for layer in [fc2.backward, fc1.backward, conv2.backward, conv1.backward] {
-            train_step.extend(layer);
+        let label = |ds: &[Dispatch], layer: &str| -> Vec<Dispatch> {
+            ds.iter().cloned().map(|mut d| {
+                d.layer = layer.to_string();
+                d
+            }).collect()
+        };
+        let mut forward = Vec::new();
+        for (layer, name) in [(&conv1.forward, "conv1"), (&conv2.forward, "conv2"), (&fc1.forward, "fc1"), (&fc2.forward, "fc2")] {
+            forward.extend(label(layer, &format!("{name} forward")));
         }
-        train_step.push(optimizer.update.clone());
-        let mut eval_step = vec![gather_test];
+        let mut train_step = label(&[gather_train], "input");
+        train_step.extend(forward.iter().cloned());
+        train_step.extend(label(&[loss_train], "loss"));
+        for (layer, name) in [(&fc2.backward, "fc2"), (&fc1.backward, "fc1"), (&conv2.backward, "conv2"), (&conv1.backward, "conv1")] {
+            train_step.extend(label(layer, &format!("{name} backward")));
+        }
+        train_step.extend(label(&[optimizer.update.clone()], "optimizer"));
+        let mut eval_step = label(&[gather_test], "input");
         eval_step.extend(forward);
-        eval_step.push(loss_test);
+        eval_step.extend(label(&[loss_test], "loss"));
 
         let owned = vec![
             x, labels, a1, code1, a2, code2, h1, logits, d_logits, d_h1, d_a2, d_pre2, d_a1,
@@ -304,7 +319,7 @@ impl Model {
             train_step,
             eval_step,
             _owned: owned,
-            _layers: (conv1.uniforms, conv2.uniforms, fc1.uniforms, fc2.uniforms),
+                    _layers: (conv1.uniforms, conv2.uniforms, fc1.uniforms, fc2.uniforms),
         })
     }
 
@@ -327,38 +342,19 @@ impl Model {
         gpu.read_f32(&self.params)
     }
 
-    /// GPU bytes held for parameters, gradients and optimiser state.
-    pub fn parameter_bytes(&self) -> u64 {
-        self.params.size() + self.grads.size() + self.optimizer.m.size() + self.optimizer.v.size()
-    }
-
-    pub fn activation_bytes(&self) -> u64 {
-        self._owned.iter().map(|b| b.size()).sum()
-    }
-}
-
-impl Model {
-    /// Wall time of each training-step dispatch run alone `reps` times (ms per call).
-    /// Coarse, host-timed; used to find where a step's time goes.
-    pub fn profile_dispatches(&self, gpu: &Gpu, reps: usize) -> Result<Vec<(&'static str, f64)>> {
-        let mut out = Vec::new();
-        for d in &self.train_step {
-            let run = |n: usize| -> Result<f64> {
-                let t = std::time::Instant::now();
-                let mut encoder = gpu.device.create_command_encoder(&Default::default());
-                {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    for _ in 0..n {
-                        d.record(&mut pass, 0);
-                    }
-                }
-                gpu.queue.submit([encoder.finish()]);
-                gpu.wait()?;
-                Ok(t.elapsed().as_secs_f64())
-            };
-            run(1)?;
-            out.push((d.name, 1e3 * run(reps)? / reps as f64));
+    /// GPU bytes by category: (weights, gradients, optimiser state, activations and scratch).
+    pub fn memory(&self) -> MemoryUse {
+        let layers = [&self._layers.0, &self._layers.1, &self._layers.2, &self._layers.3];
+        let scratch: u64 = layers.iter().flat_map(|l| l.iter()).map(|b| b.size()).sum();
+        MemoryUse {
+            weights: self.params.size(),
+            gradients: self.grads.size(),
+            optimizer: self.optimizer.m.size() + self.optimizer.v.size(),
+            activations: self._owned.iter().map(|b| b.size()).sum::<u64>()
+                + scratch
+                + self.train_metrics.size()
+                + self.test_metrics.size(),
         }
-        Ok(out)
     }
 }
+

@@ -114,8 +114,9 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// Runs `steps` (batch starts and counts) in groups; `train` selects the step kind.
-    fn run_steps(
+    /// Runs batches (start, valid count) in groups of up to GROUP steps; `train` selects the
+    /// step kind. Returns the wall time, waiting for the GPU to finish.
+    pub fn run_steps(
         &mut self,
         batches: &[(u32, u32)],
         train: bool,
@@ -182,7 +183,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Batch (start, valid count) pairs covering `n` samples.
-    fn batches(&self, n: usize) -> Vec<(u32, u32)> {
+    pub fn batches(&self, n: usize) -> Vec<(u32, u32)> {
         let b = self.cfg.batch_size;
         (0..n.div_ceil(b))
             .map(|i| ((i * b) as u32, (b.min(n - i * b)) as u32))
@@ -208,11 +209,20 @@ impl<'a> Trainer<'a> {
         self.read_metrics(&self.model.test_metrics, batches.len(), self.test.count)
     }
 
-    pub fn train_epoch(&mut self, epoch: usize) -> Result<EpochMetrics> {
-        let epoch_start = Instant::now();
+    /// Draws the next epoch's order from the seeded stream and uploads it.
+    pub fn shuffle(&mut self) {
         let mut order: Vec<u32> = (0..self.train.count as u32).collect();
         order.shuffle(&mut self.shuffle_rng);
         self.train.set_order(self.gpu, &order);
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.cfg.batch_size
+    }
+
+    pub fn train_epoch(&mut self, epoch: usize) -> Result<EpochMetrics> {
+        let epoch_start = Instant::now();
+        self.shuffle();
         let batches = self.batches(self.train.count);
         let train_seconds = self.run_steps(&batches, true, "train", epoch)?;
         let (train_loss, train_acc) =

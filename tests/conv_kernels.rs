@@ -89,7 +89,7 @@ fn fixture(
     let pb = gpu.storage_init("params", params).unwrap();
     let gb = gpu.storage("grads", params.len()).unwrap();
     let pooled = gpu.storage("pooled", shape.pooled_len()).unwrap();
-    let code = gpu.storage("code", shape.pooled_len()).unwrap();
+    let code = gpu.storage("code", shape.code_len()).unwrap();
     let dpb = gpu.storage_init("d_pooled", d_pooled).unwrap();
     let d_pre = gpu.storage("d_pre", shape.pre_len()).unwrap();
     let partial = gpu.storage("partial", shape.partial_len()).unwrap();
@@ -157,12 +157,16 @@ fn check_forward(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: Con
     let (want, arg) = pool_ref(&s, &conv_ref(&s, &x, w, bias));
     let got = f.gpu.read_f32(&f.pooled).unwrap();
     assert_close("conv_fwd pooled", &got, &want, 1e-4);
-    let codes: Vec<u32> = f.gpu.read_words(&f.code, 0, s.pooled_len()).unwrap();
-    let mismatched = codes
-        .iter()
-        .zip(&arg)
-        .filter(|&(&c, &a)| c as usize != a)
-        .count();
+    let words: Vec<u32> = f.gpu.read_words(&f.code, 0, s.code_len()).unwrap();
+    let plane = s.side * s.side / 4;
+    let codes: Vec<usize> = (0..s.pooled_len())
+        .map(|i| {
+            let (b, c, rem) = (i / plane / s.out_channels, i / plane % s.out_channels, i % plane);
+            let word = words[(b * s.out_channels / 8 + c / 8) * plane + rem];
+            (word >> (4 * (c % 8)) & 15) as usize
+        })
+        .collect();
+    let mismatched = codes.iter().zip(&arg).filter(|&(c, a)| c != a).count();
     println!("conv_fwd codes: {mismatched} of {} differ", codes.len());
     assert!(
         mismatched == 0,

@@ -38,6 +38,14 @@ impl ConvShape {
     pub fn pooled_len(&self) -> usize {
         self.pre_len() / 4
     }
+    /// Words of packed pool codes: 4 bits per pooled value.
+    /// Multiply-adds of one pass (forward, dx or weight gradient) over the batch, times 2.
+    pub fn flops(&self) -> u64 {
+        2 * (self.batch * self.side * self.side * self.out_channels * self.in_channels * 9) as u64
+    }
+    pub fn code_len(&self) -> usize {
+        self.pooled_len() / 8
+    }
     /// Batch chunks for the weight gradient: enough threads to fill the device, each chunk
     /// at least one image.
     pub fn wgrad_chunks(&self) -> usize {
@@ -97,7 +105,7 @@ struct PoolParams {
     pooled_count: u32,
     height: u32,
     width: u32,
-    _pad: u32,
+    channels: u32,
 }
 
 /// conv_fwd and conv_dx share one thread mapping: a 2x2 output block x OUT_TILE channels,
@@ -218,14 +226,15 @@ impl Conv3x3ReluPool {
                     (5, whole(b.code)),
                 ],
                 &fwd_uniform,
-            )?,
+            )?
+            .with_flops(shape.flops()),
         ];
 
         let pool_params = PoolParams {
             pooled_count: shape.pooled_len() as u32,
             height: s,
             width: s,
-            _pad: 0,
+            channels: shape.out_channels as u32,
         };
         let pool_uniform = gpu.uniform_init("maxpool params", &[pool_params]);
         let chunks = shape.wgrad_chunks();
@@ -252,7 +261,7 @@ impl Conv3x3ReluPool {
                     (3, whole(b.d_pre)),
                 ],
             )?,
-            wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b)?,
+            wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b)?.with_flops(shape.flops()),
             Dispatch::new(
                 gpu,
                 &k.conv_wgrad_reduce,
@@ -285,7 +294,8 @@ impl Conv3x3ReluPool {
                 dx_params,
                 vec![(1, whole(b.d_pre)), (2, whole(&wt_dx)), (6, whole(dx))],
                 &dx_uniform,
-            )?);
+            )?
+            .with_flops(shape.flops()));
             uniforms.push(dx_uniform);
         }
         uniforms.push(wt_dx);

@@ -79,7 +79,8 @@ pub fn matmul(
         entries.push((4, args.bias.unwrap_or_else(|| args.a.clone())));
         entries.push((5, args.aux.unwrap_or_else(|| args.a.clone())));
     }
-    let d = Dispatch::with_groups(gpu, kernel, groups, &entries)?;
+    let flops = if kernel.name == "matmul" { 2 * params.m as u64 * params.n as u64 * params.k as u64 } else { 0 };
+    let d = Dispatch::with_groups(gpu, kernel, groups, &entries)?.with_flops(flops);
     uniforms.push(uniform);
     Ok(d)
 }

@@ -1,0 +1,217 @@
+//! `gpu-train bench`: steady-state training and evaluation throughput, start-up time, a
+//! per-kernel profile and memory use, for ref-cnn at one batch size.
+
+use crate::data::{self, Dataset};
+use crate::gpu::{AdapterOptions, Result};
+use crate::kernels::Kernels;
+use crate::layers::optim::{OptimizerConfig, OptimizerKind};
+use crate::model::MODEL_NAME;
+use crate::profile::{self, KernelProfile};
+use crate::train::{TrainConfig, Trainer};
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub struct BenchConfig {
+    pub batch_size: usize,
+    /// Timed training steps (after warm-up); evaluation times the same number.
+    pub steps: usize,
+    pub data: Option<PathBuf>,
+    pub synthetic: bool,
+    pub adapter: AdapterOptions,
+    pub json: bool,
+}
+
+/// Median, minimum and maximum of per-step milliseconds over the timed groups.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+fn spread(mut v: Vec<f64>) -> Spread {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
+    Spread { median, min: v[0], max: v[n - 1] }
+}
+
+/// Steps per timed group: enough to hide the submit, few enough for several groups.
+const TIMED_GROUP: usize = 8;
+
+/// Per-step milliseconds of `groups` groups of TIMED_GROUP steps.
+fn time_groups(trainer: &mut Trainer, train: bool, groups: usize) -> Result<Vec<f64>> {
+    let count = if train { trainer.train.count } else { trainer.test.count };
+    let all = trainer.batches(count);
+    let mut out = Vec::new();
+    for g in 0..groups {
+        let batches: Vec<(u32, u32)> = (0..TIMED_GROUP).map(|i| all[(g * TIMED_GROUP + i) % all.len()]).collect();
+        let seconds = trainer.run_steps(&batches, train, if train { "bench train" } else { "bench eval" }, 0)?;
+        out.push(1e3 * seconds / TIMED_GROUP as f64);
+    }
+    Ok(out)
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub fn run(cfg: BenchConfig) -> Result<()> {
+    let t0 = Instant::now();
+    let gpu = crate::cli::open_gpu(&cfg.adapter, !cfg.json)?;
+    let adapter_s = t0.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let dataset: Dataset = if cfg.synthetic {
+        data::synthetic(60_000, 10_000, 28, 10, 0)
+    } else {
+        match data::locate(cfg.data.as_deref()) {
+            Ok(dir) => data::load(&dir)?,
+            Err(e) if cfg.data.is_none() => {
+                if !cfg.json {
+                    println!("no dataset installed ({e}); using synthetic data of the same shape");
+                }
+                data::synthetic(60_000, 10_000, 28, 10, 0)
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let data_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let kernels = Kernels::new(&gpu)?;
+    let pipelines_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let train_cfg = TrainConfig {
+        epochs: 1,
+        batch_size: cfg.batch_size,
+        seed: 0,
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::Adam,
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            momentum: 0.9,
+        },
+        progress: false,
+    };
+    let mut trainer = Trainer::new(&gpu, &kernels, &dataset, train_cfg)?;
+    trainer.shuffle();
+    let upload_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let first = trainer.batches(trainer.train.count)[..1].to_vec();
+    trainer.run_steps(&first, true, "first step", 0)?;
+    let first_step_s = t.elapsed().as_secs_f64();
+    let startup_s = t0.elapsed().as_secs_f64();
+
+    // Warm-up (first eval step compiles nothing new, but fills caches), then timed groups.
+    time_groups(&mut trainer, true, 1)?;
+    time_groups(&mut trainer, false, 1)?;
+    let groups = cfg.steps.div_ceil(TIMED_GROUP).max(3);
+    let train = spread(time_groups(&mut trainer, true, groups)?);
+    let eval = spread(time_groups(&mut trainer, false, groups)?);
+
+    let shape = trainer.model.shape;
+    let forward_flops = 2 * shape.forward_macs();
+    let train_flops = 3 * forward_flops;
+    let b = cfg.batch_size as f64;
+    let train_ips = b * 1e3 / train.median;
+    let eval_ips = b * 1e3 / eval.median;
+    let train_profile = profile::profile(&gpu, &trainer.model.train_step, 3)?;
+    let eval_profile = profile::profile(&gpu, &trainer.model.eval_step, 3)?;
+    let mem = trainer.model.memory();
+    let dataset_bytes = trainer.train.bytes() + trainer.test.bytes();
+    let allocated = gpu.device.generate_allocator_report().map(|r| r.total_allocated_bytes);
+    let rss = peak_rss_bytes();
+
+    if cfg.json {
+        let kernels_json = |p: &Option<KernelProfile>| match p {
+            None => serde_json::Value::Null,
+            Some(p) => serde_json::Value::Array(
+                p.kernels
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "layer": k.layer, "kernel": k.kernel, "calls_per_step": k.calls_per_step,
+                            "ms_per_step": k.ms_per_step, "flops_per_step": k.flops_per_step,
+                            "gflops": k.gflops(),
+                        })
+                    })
+                    .collect(),
+            ),
+        };
+        let out = serde_json::json!({
+            "model": MODEL_NAME,
+            "adapter": gpu.describe(),
+            "software_adapter": gpu.is_software(),
+            "kernel_variant": format!("{:?}", kernels.variant),
+            "data": dataset.dir.display().to_string(),
+            "batch_size": cfg.batch_size,
+            "train_images_per_sec": train_ips,
+            "eval_images_per_sec": eval_ips,
+            "train_ms_per_step": {"median": train.median, "min": train.min, "max": train.max},
+            "eval_ms_per_step": {"median": eval.median, "min": eval.min, "max": eval.max},
+            "train_flops_per_image": train_flops,
+            "eval_flops_per_image": forward_flops,
+            "train_gflops": train_flops as f64 * train_ips / 1e9,
+            "eval_gflops": forward_flops as f64 * eval_ips / 1e9,
+            "startup_seconds": startup_s,
+            "startup": {"adapter": adapter_s, "data": data_s, "pipelines": pipelines_s, "upload": upload_s,
+                        "first_step": first_step_s},
+            "kernels": kernels_json(&train_profile),
+            "eval_kernels": kernels_json(&eval_profile),
+            "kernel_timestamps": train_profile.as_ref().map(|p| p.method),
+            "gpu_bytes": {"dataset": dataset_bytes, "weights": mem.weights, "gradients": mem.gradients,
+                          "optimizer": mem.optimizer, "activations": mem.activations,
+                          "allocator_total": allocated},
+            "peak_rss_bytes": rss,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("model: {MODEL_NAME}, batch {}, kernels {:?}, data {}", cfg.batch_size, kernels.variant, dataset.dir.display());
+    println!(
+        "start-up: {startup_s:.2} s to the first training step (adapter {adapter_s:.2}, data {data_s:.2}, pipelines {pipelines_s:.2}, upload {upload_s:.2}, first step {first_step_s:.2})"
+    );
+    println!(
+        "FLOPs per image: {:.2} M forward, {:.2} M training (3x forward)",
+        forward_flops as f64 / 1e6,
+        train_flops as f64 / 1e6
+    );
+    let line = |name: &str, s: Spread, ips: f64, flops: u64| {
+        println!(
+            "{name}: {ips:.0} images/s, {:.2} ms/step (median of {groups} groups of {TIMED_GROUP}; min {:.2}, max {:.2}), {:.1} GFLOP/s",
+            s.median,
+            s.min,
+            s.max,
+            flops as f64 * ips / 1e9
+        )
+    };
+    line("train", train, train_ips, train_flops);
+    line("eval ", eval, eval_ips, forward_flops);
+    let mib = |v: u64| v as f64 / (1 << 20) as f64;
+    println!(
+        "GPU memory: dataset {:.1} MiB, weights {:.2} MiB, gradients {:.2} MiB, optimiser {:.2} MiB, activations {:.1} MiB{}",
+        mib(dataset_bytes),
+        mib(mem.weights),
+        mib(mem.gradients),
+        mib(mem.optimizer),
+        mib(mem.activations),
+        allocated.map_or(String::new(), |a| format!(" (allocator total {:.1} MiB)", mib(a)))
+    );
+    if let Some(rss) = rss {
+        println!("peak host RSS: {:.1} MiB", mib(rss));
+    }
+    match (&train_profile, &eval_profile) {
+        (Some(tp), Some(ep)) => {
+            println!("\ntraining step kernels:\n{}", profile::format_table(tp, train.median));
+            println!("evaluation step kernels:\n{}", profile::format_table(ep, eval.median));
+        }
+        _ => println!("this adapter has no timestamp queries: no per-kernel profile"),
+    }
+    Ok(())
+}
