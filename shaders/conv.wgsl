@@ -138,7 +138,7 @@ fn load_taps(blk: Block, tile: Tile, ic: u32) -> Taps {
 fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let blk = locate(wid, nwg, lid);
-    let acc = accumulate(blk);
+    var acc = accumulate(blk);
     if !blk.valid {
         return;
     }
@@ -173,7 +173,7 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 fn conv_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let blk = locate(wid, nwg, lid);
-    let acc = accumulate(blk);
+    var acc = accumulate(blk);
     if !blk.valid {
         return;
     }

@@ -75,7 +75,8 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         c6 += av[6] * bv;
         c7 += av[7] * bv;
     }
-    let acc = array<vec4<f32>, 8>(c0, c1, c2, c3, c4, c5, c6, c7);
+    // a var, not a let: indexing a let array with a loop counter copies the whole array
+    var acc = array<vec4<f32>, 8>(c0, c1, c2, c3, c4, c5, c6, c7);
     for (var i = 0u; i < TM; i++) {
         let row = m0 + i;
         if row >= p.m {

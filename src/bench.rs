@@ -45,8 +45,10 @@ fn time_groups(trainer: &mut Trainer, train: bool, groups: usize) -> Result<Vec<
     let all = trainer.batches(count);
     let mut out = Vec::new();
     for g in 0..groups {
-        let batches: Vec<(u32, u32)> = (0..TIMED_GROUP).map(|i| all[(g * TIMED_GROUP + i) % all.len()]).collect();
-        let seconds = trainer.run_steps(&batches, train, if train { "bench train" } else { "bench eval" }, 0)?;
+        let batches: Vec<(u32, u32)> =
+            (0..TIMED_GROUP).map(|i| all[(g * TIMED_GROUP + i) % all.len()]).collect();
+        let seconds =
+            trainer.run_steps(&batches, train, if train { "bench train" } else { "bench eval" }, 0)?;
         out.push(1e3 * seconds / TIMED_GROUP as f64);
     }
     Ok(out)
@@ -173,7 +175,12 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
         println!("{out}");
         return Ok(());
     }
-    println!("model: {MODEL_NAME}, batch {}, kernels {:?}, data {}", cfg.batch_size, kernels.variant, dataset.dir.display());
+    println!(
+        "model: {MODEL_NAME}, batch {}, kernels {:?}, data {}",
+        cfg.batch_size,
+        kernels.variant,
+        dataset.dir.display()
+    );
     println!(
         "start-up: {startup_s:.2} s to the first training step (adapter {adapter_s:.2}, data {data_s:.2}, pipelines {pipelines_s:.2}, upload {upload_s:.2}, first step {first_step_s:.2})"
     );

@@ -177,9 +177,7 @@ fn train(args: Args) -> Result<(), String> {
     let started = Instant::now();
     let dir = data::locate(args.data.as_deref())?;
     let mut dataset = data::load(&dir)?;
-    dataset.train = dataset
-        .train
-        .truncated(args.limit_train.map(|n| n as usize));
+    dataset.train = dataset.train.truncated(args.limit_train.map(|n| n as usize));
     dataset.test = dataset.test.truncated(args.limit_test.map(|n| n as usize));
     println!(
         "data: {} ({} train, {} test, {}x{} pixels, {} classes)",
@@ -216,13 +214,7 @@ fn train(args: Args) -> Result<(), String> {
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
     println!(
         "model: {MODEL_NAME}, {} parameters, batch {}, {:?} lr {}; start-up {:.2} s",
-        trainer
-            .model
-            .shape
-            .blocks()
-            .iter()
-            .map(|b| b.2)
-            .sum::<usize>(),
+        trainer.model.shape.blocks().iter().map(|b| b.2).sum::<usize>(),
         cfg.batch_size,
         cfg.optimizer.kind,
         cfg.optimizer.lr,
@@ -257,10 +249,7 @@ fn train(args: Args) -> Result<(), String> {
         }
     }
     let last = history.last().copied();
-    let best = history
-        .iter()
-        .copied()
-        .max_by(|a, b| a.test_acc.total_cmp(&b.test_acc));
+    let best = history.iter().copied().max_by(|a, b| a.test_acc.total_cmp(&b.test_acc));
     if let (Some(last), Some(best)) = (last, best) {
         println!(
             "done: final test accuracy {:.2}%, best {:.2}% (epoch {}), total {:.1} s",

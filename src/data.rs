@@ -62,10 +62,7 @@ pub fn default_search_dirs() -> Vec<PathBuf> {
 
 /// The path of a standard file in `dir`, raw or `.gz`, if either exists.
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    [name.to_string(), format!("{name}.gz")]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
+    [name.to_string(), format!("{name}.gz")].iter().map(|n| dir.join(n)).find(|p| p.is_file())
 }
 
 fn has_all_files(dir: &Path) -> bool {
@@ -78,11 +75,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
         if !dir.is_dir() {
             return Err(format!("{}: data directory does not exist", dir.display()));
         }
-        let missing: Vec<&str> = FILES
-            .iter()
-            .copied()
-            .filter(|f| find_file(dir, f).is_none())
-            .collect();
+        let missing: Vec<&str> = FILES.iter().copied().filter(|f| find_file(dir, f).is_none()).collect();
         if !missing.is_empty() {
             return Err(format!(
                 "{}: missing {} (each may also end in .gz)",
@@ -108,8 +101,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
 /// Loads and validates both splits from `dir`.
 pub fn load(dir: &Path) -> Result<Dataset, String> {
     let path_of = |name: &str| {
-        find_file(dir, name)
-            .ok_or_else(|| format!("{}: missing {name} (or {name}.gz)", dir.display()))
+        find_file(dir, name).ok_or_else(|| format!("{}: missing {name} (or {name}.gz)", dir.display()))
     };
     let train = load_split(&path_of(TRAIN_IMAGES)?, &path_of(TRAIN_LABELS)?)?;
     let test_images = path_of(TEST_IMAGES)?;
@@ -133,12 +125,7 @@ pub fn load(dir: &Path) -> Result<Dataset, String> {
             test.labels[bad]
         ));
     }
-    Ok(Dataset {
-        dir: dir.to_path_buf(),
-        train,
-        test,
-        classes,
-    })
+    Ok(Dataset { dir: dir.to_path_buf(), train, test, classes })
 }
 
 /// Loads one images/labels pair and checks that they belong together.
@@ -175,12 +162,7 @@ pub fn split_from_arrays(
             images_path.display()
         ));
     }
-    Ok(Split {
-        count,
-        side: h,
-        pixels: images.data,
-        labels: labels.data,
-    })
+    Ok(Split { count, side: h, pixels: images.data, labels: labels.data })
 }
 
 /// Random pixels and labels of Fashion-MNIST's shape, for benchmarks when no data is installed.

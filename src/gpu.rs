@@ -55,13 +55,7 @@ fn describe(info: &wgpu::AdapterInfo) -> String {
     } else {
         format!(", driver {} {}", info.driver, info.driver_info)
     };
-    format!(
-        "{} ({:?}, {:?}{})",
-        info.name,
-        info.backend,
-        info.device_type,
-        driver.trim_end()
-    )
+    format!("{} ({:?}, {:?}{})", info.name, info.backend, info.device_type, driver.trim_end())
 }
 
 fn instance(options: &AdapterOptions) -> wgpu::Instance {
@@ -90,13 +84,7 @@ pub fn list_adapters(options: &AdapterOptions) -> Vec<String> {
     ranked_adapters(options)
         .iter()
         .enumerate()
-        .map(|(i, a)| {
-            format!(
-                "{} {}",
-                if i == 0 { "*" } else { " " },
-                describe(&a.get_info())
-            )
-        })
+        .map(|(i, a)| format!("{} {}", if i == 0 { "*" } else { " " }, describe(&a.get_info())))
         .collect()
 }
 
@@ -163,13 +151,7 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, message| {
             sink.push(format!("device lost ({reason:?}): {message}"))
         });
-        Ok(Gpu {
-            device,
-            queue,
-            info,
-            limits,
-            errors,
-        })
+        Ok(Gpu { device, queue, info, limits, errors })
     }
 
     pub fn describe(&self) -> String {
@@ -216,9 +198,7 @@ impl Gpu {
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         }))
     }
@@ -229,31 +209,24 @@ impl Gpu {
         if bytes == 0 {
             return self.storage(label, 1);
         }
-        Ok(self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(data),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
-            }))
+        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        }))
     }
 
     pub fn uniform_init<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(data),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     /// Blocks until all submitted work is done, surfacing any captured GPU error.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| format!("GPU wait failed: {e}"))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| format!("GPU wait failed: {e}"))?;
         self.errors.check()
     }
 
@@ -286,9 +259,7 @@ impl Gpu {
         rx.recv()
             .map_err(|_| "GPU readback was dropped".to_string())?
             .map_err(|e| format!("GPU readback failed: {e}"))?;
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| format!("GPU readback failed: {e}"))?;
+        let view = slice.get_mapped_range().map_err(|e| format!("GPU readback failed: {e}"))?;
         let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
         drop(view);
         staging.unmap();
@@ -311,39 +282,25 @@ impl Kernel {
     /// Builds entry point `entry` of a WGSL module; the module declares `override WG: u32`.
     pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &'static str) -> Kernel {
         let workgroup_size = gpu.workgroup_size();
-        let pipeline = gpu
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[("WG", workgroup_size as f64)],
-                    ..Default::default()
-                },
-                cache: None,
-            });
-        Kernel {
-            name: entry,
-            pipeline,
-            workgroup_size,
-        }
+        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[("WG", workgroup_size as f64)],
+                ..Default::default()
+            },
+            cache: None,
+        });
+        Kernel { name: entry, pipeline, workgroup_size }
     }
 
     /// A bind group for `group` from (binding, resource) pairs.
-    pub fn bind(
-        &self,
-        gpu: &Gpu,
-        group: u32,
-        entries: &[(u32, wgpu::BindingResource)],
-    ) -> wgpu::BindGroup {
+    pub fn bind(&self, gpu: &Gpu, group: u32, entries: &[(u32, wgpu::BindingResource)]) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry> = entries
             .iter()
-            .map(|(binding, r)| wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: r.clone(),
-            })
+            .map(|(binding, r)| wgpu::BindGroupEntry { binding: *binding, resource: r.clone() })
             .collect();
         gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.name),
@@ -372,9 +329,8 @@ impl Kernel {
 }
 
 pub fn shader(gpu: &Gpu, label: &str, source: &str) -> wgpu::ShaderModule {
-    gpu.device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(label),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        })
+    gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    })
 }

@@ -34,10 +34,7 @@ impl fmt::Display for IdxError {
 impl std::error::Error for IdxError {}
 
 fn err(path: &Path, problem: impl Into<String>) -> IdxError {
-    IdxError {
-        path: path.to_path_buf(),
-        problem: problem.into(),
-    }
+    IdxError { path: path.to_path_buf(), problem: problem.into() }
 }
 
 /// Reads an IDX file from disk; gzip is recognised by its magic bytes, not its name.
@@ -64,18 +61,12 @@ fn gunzip_idx(path: &Path, raw: &[u8]) -> Result<Vec<u8>, IdxError> {
     let gz_err = |e: std::io::Error| err(path, format!("corrupt gzip stream: {e}"));
     let mut head = [0u8; 4];
     if !read_exactly(&mut decoder, &mut head).map_err(gz_err)? {
-        return Err(err(
-            path,
-            "truncated: the file ends inside the 4-byte IDX header",
-        ));
+        return Err(err(path, "truncated: the file ends inside the 4-byte IDX header"));
     }
     let ndim = head[3] as usize;
     let mut dims_bytes = vec![0u8; ndim.min(255) * 4];
     if !read_exactly(&mut decoder, &mut dims_bytes).map_err(gz_err)? {
-        return Err(err(
-            path,
-            "truncated: the file ends inside the dimension list",
-        ));
+        return Err(err(path, "truncated: the file ends inside the dimension list"));
     }
     let dims = dims_from_bytes(&dims_bytes);
     let payload = payload_len(path, &dims)?;
@@ -93,10 +84,7 @@ fn gunzip_idx(path: &Path, raw: &[u8]) -> Result<Vec<u8>, IdxError> {
     let mut out = Vec::with_capacity(4 + dims_bytes.len() + payload);
     out.extend_from_slice(&head);
     out.extend_from_slice(&dims_bytes);
-    decoder
-        .take(payload as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(gz_err)?;
+    decoder.take(payload as u64 + 1).read_to_end(&mut out).map_err(gz_err)?;
     Ok(out)
 }
 
@@ -115,29 +103,18 @@ fn read_exactly(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool>
 }
 
 fn dims_from_bytes(bytes: &[u8]) -> Vec<usize> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect()
+    bytes.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect()
 }
 
 fn payload_len(path: &Path, dims: &[usize]) -> Result<usize, IdxError> {
     dims.iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            err(
-                path,
-                format!("dimensions {dims:?} overflow the address space"),
-            )
-        })
+        .ok_or_else(|| err(path, format!("dimensions {dims:?} overflow the address space")))
 }
 
 fn parse_raw_idx(path: &Path, bytes: &[u8], expected_ndim: usize) -> Result<IdxArray, IdxError> {
     if bytes.len() < 4 {
-        return Err(err(
-            path,
-            "truncated: the file ends inside the 4-byte IDX header",
-        ));
+        return Err(err(path, "truncated: the file ends inside the 4-byte IDX header"));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(err(
@@ -151,25 +128,16 @@ fn parse_raw_idx(path: &Path, bytes: &[u8], expected_ndim: usize) -> Result<IdxA
     if bytes[2] != DTYPE_U8 {
         return Err(err(
             path,
-            format!(
-                "unsupported IDX data type {:#04x}: only unsigned bytes (0x08) are supported",
-                bytes[2]
-            ),
+            format!("unsupported IDX data type {:#04x}: only unsigned bytes (0x08) are supported", bytes[2]),
         ));
     }
     let ndim = bytes[3] as usize;
     if ndim != expected_ndim {
-        return Err(err(
-            path,
-            format!("expected {expected_ndim} dimension(s), the header says {ndim}"),
-        ));
+        return Err(err(path, format!("expected {expected_ndim} dimension(s), the header says {ndim}")));
     }
     let header_len = 4 + 4 * ndim;
     if bytes.len() < header_len {
-        return Err(err(
-            path,
-            "truncated: the file ends inside the dimension list",
-        ));
+        return Err(err(path, "truncated: the file ends inside the dimension list"));
     }
     let dims = dims_from_bytes(&bytes[4..header_len]);
     if let Some(i) = dims.iter().position(|&d| d == 0) {
@@ -180,22 +148,14 @@ fn parse_raw_idx(path: &Path, bytes: &[u8], expected_ndim: usize) -> Result<IdxA
     if actual < payload {
         return Err(err(
             path,
-            format!(
-                "truncated: header dims {dims:?} need {payload} payload bytes, the file has {actual}"
-            ),
+            format!("truncated: header dims {dims:?} need {payload} payload bytes, the file has {actual}"),
         ));
     }
     if actual > payload {
         return Err(err(
             path,
-            format!(
-                "{} trailing bytes after the {payload}-byte payload of dims {dims:?}",
-                actual - payload
-            ),
+            format!("{} trailing bytes after the {payload}-byte payload of dims {dims:?}", actual - payload),
         ));
     }
-    Ok(IdxArray {
-        dims,
-        data: bytes[header_len..].to_vec(),
-    })
+    Ok(IdxArray { dims, data: bytes[header_len..].to_vec() })
 }

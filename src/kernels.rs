@@ -5,12 +5,10 @@ use crate::gpu::{Gpu, Kernel, Result, shader};
 
 pub const CONV_WGSL: &str = include_str!("../shaders/conv.wgsl");
 pub const CONV_ACCUMULATE_WGSL: &str = include_str!("../shaders/conv_accumulate.wgsl");
-pub const CONV_ACCUMULATE_SUBGROUP_WGSL: &str =
-    include_str!("../shaders/conv_accumulate_subgroup.wgsl");
+pub const CONV_ACCUMULATE_SUBGROUP_WGSL: &str = include_str!("../shaders/conv_accumulate_subgroup.wgsl");
 pub const CONV_WGRAD_WGSL: &str = include_str!("../shaders/conv_wgrad.wgsl");
 pub const CONV_WGRAD_GRADS_WGSL: &str = include_str!("../shaders/conv_wgrad_grads.wgsl");
-pub const CONV_WGRAD_GRADS_SUBGROUP_WGSL: &str =
-    include_str!("../shaders/conv_wgrad_grads_subgroup.wgsl");
+pub const CONV_WGRAD_GRADS_SUBGROUP_WGSL: &str = include_str!("../shaders/conv_wgrad_grads_subgroup.wgsl");
 pub const POOL_WGSL: &str = include_str!("../shaders/pool.wgsl");
 pub const DENSE_WGSL: &str = include_str!("../shaders/dense.wgsl");
 pub const DENSE_ROWS_WGSL: &str = include_str!("../shaders/dense_rows.wgsl");
@@ -65,18 +63,12 @@ impl Kernels {
         // A family's variants differ only in one helper appended to the common source.
         let (conv_part, wgrad_part, dense_part) = match variant {
             Variant::Plain => (CONV_ACCUMULATE_WGSL, CONV_WGRAD_GRADS_WGSL, DENSE_ROWS_WGSL),
-            Variant::Subgroup8 => (
-                CONV_ACCUMULATE_SUBGROUP_WGSL,
-                CONV_WGRAD_GRADS_SUBGROUP_WGSL,
-                DENSE_ROWS_SUBGROUP_WGSL,
-            ),
+            Variant::Subgroup8 => {
+                (CONV_ACCUMULATE_SUBGROUP_WGSL, CONV_WGRAD_GRADS_SUBGROUP_WGSL, DENSE_ROWS_SUBGROUP_WGSL)
+            }
         };
         let conv = shader(gpu, "conv.wgsl", &format!("{CONV_WGSL}\n{conv_part}"));
-        let wgrad = shader(
-            gpu,
-            "conv_wgrad.wgsl",
-            &format!("{CONV_WGRAD_WGSL}\n{wgrad_part}"),
-        );
+        let wgrad = shader(gpu, "conv_wgrad.wgsl", &format!("{CONV_WGRAD_WGSL}\n{wgrad_part}"));
         let pool = shader(gpu, "pool.wgsl", POOL_WGSL);
         let dense = shader(gpu, "dense.wgsl", &format!("{DENSE_WGSL}\n{dense_part}"));
         let gather = shader(gpu, "gather.wgsl", GATHER_WGSL);
@@ -98,8 +90,7 @@ impl Kernels {
             adam: Kernel::new(gpu, &optim, "adam"),
             sgd: Kernel::new(gpu, &optim, "sgd"),
         };
-        gpu.wait()
-            .map_err(|e| format!("compiling the WGSL kernels failed: {e}"))?;
+        gpu.wait().map_err(|e| format!("compiling the WGSL kernels failed: {e}"))?;
         Ok(kernels)
     }
 }
@@ -205,12 +196,7 @@ impl Dispatch {
         groups: u32,
         entries: &[(u32, wgpu::BindingResource)],
     ) -> Result<Dispatch> {
-        Dispatch::new(
-            gpu,
-            kernel,
-            groups.saturating_mul(kernel.workgroup_size),
-            entries,
-        )
+        Dispatch::new(gpu, kernel, groups.saturating_mul(kernel.workgroup_size), entries)
     }
 
     pub fn with_flops(mut self, flops: u64) -> Dispatch {

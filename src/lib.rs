@@ -1,6 +1,7 @@
 //! gpu-train: trains convolutional networks on IDX image datasets with every forward and
 //! backward pass in hand-written WGSL compute shaders, through wgpu.
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod gpu;
@@ -8,6 +9,5 @@ pub mod idx;
 pub mod kernels;
 pub mod layers;
 pub mod model;
-pub mod train;
 pub mod profile;
-pub mod bench;
+pub mod train;

@@ -28,49 +28,23 @@ pub struct ModelShape {
 
 impl ModelShape {
     pub fn conv1(&self) -> ConvShape {
-        ConvShape {
-            batch: self.batch,
-            in_channels: 1,
-            out_channels: C1,
-            side: self.side,
-        }
+        ConvShape { batch: self.batch, in_channels: 1, out_channels: C1, side: self.side }
     }
     pub fn conv2(&self) -> ConvShape {
-        ConvShape {
-            batch: self.batch,
-            in_channels: C1,
-            out_channels: C2,
-            side: self.side / 2,
-        }
+        ConvShape { batch: self.batch, in_channels: C1, out_channels: C2, side: self.side / 2 }
     }
     pub fn fc1(&self) -> DenseShape {
-        DenseShape {
-            batch: self.batch,
-            inputs: C2 * (self.side / 4) * (self.side / 4),
-            outputs: HIDDEN,
-        }
+        DenseShape { batch: self.batch, inputs: C2 * (self.side / 4) * (self.side / 4), outputs: HIDDEN }
     }
     pub fn fc2(&self) -> DenseShape {
-        DenseShape {
-            batch: self.batch,
-            inputs: HIDDEN,
-            outputs: self.classes,
-        }
+        DenseShape { batch: self.batch, inputs: HIDDEN, outputs: self.classes }
     }
     /// (name, weight shape, parameter count) per layer, in parameter-buffer order.
     pub fn blocks(&self) -> Vec<(&'static str, Vec<usize>, usize)> {
         let (c1, c2, f1, f2) = (self.conv1(), self.conv2(), self.fc1(), self.fc2());
         vec![
-            (
-                "conv1",
-                vec![c1.out_channels, c1.in_channels, 3, 3],
-                c1.param_len(),
-            ),
-            (
-                "conv2",
-                vec![c2.out_channels, c2.in_channels, 3, 3],
-                c2.param_len(),
-            ),
+            ("conv1", vec![c1.out_channels, c1.in_channels, 3, 3], c1.param_len()),
+            ("conv2", vec![c2.out_channels, c2.in_channels, 3, 3], c2.param_len()),
             ("fc1", vec![f1.outputs, f1.inputs], f1.param_len()),
             ("fc2", vec![f2.outputs, f2.inputs], f2.param_len()),
         ]
@@ -108,11 +82,7 @@ impl ParamLayout {
             lens.push(len);
             at = (at + len).div_ceil(align_words) * align_words;
         }
-        ParamLayout {
-            offsets,
-            lens,
-            total: at,
-        }
+        ParamLayout { offsets, lens, total: at }
     }
 }
 
@@ -144,12 +114,7 @@ pub struct Model {
     /// Everything one evaluation step launches, in order.
     pub eval_step: Vec<Dispatch>,
     _owned: Vec<wgpu::Buffer>,
-    _layers: (
-        Vec<wgpu::Buffer>,
-        Vec<wgpu::Buffer>,
-        Vec<wgpu::Buffer>,
-        Vec<wgpu::Buffer>,
-    ),
+    _layers: (Vec<wgpu::Buffer>, Vec<wgpu::Buffer>, Vec<wgpu::Buffer>, Vec<wgpu::Buffer>),
 }
 
 impl Model {
@@ -184,10 +149,7 @@ impl Model {
         let d_pre2 = gpu.storage("d conv2 pre", c2.pre_len())?;
         let d_a1 = gpu.storage("d conv1 pooled", c1.pooled_len())?;
         let d_pre1 = gpu.storage("d conv1 pre", c1.pre_len())?;
-        let partial = gpu.storage(
-            "conv wgrad partials",
-            c1.partial_len().max(c2.partial_len()),
-        )?;
+        let partial = gpu.storage("conv wgrad partials", c1.partial_len().max(c2.partial_len()))?;
         let train_metrics = gpu.storage("train metrics", 2 * train.count.div_ceil(b))?;
         let test_metrics = gpu.storage("test metrics", 2 * test.count.div_ceil(b))?;
 
@@ -260,43 +222,38 @@ impl Model {
         let optimizer = Optimizer::new(gpu, k, optim, &params, &grads, layout.total, slots)?;
         let (gather_train, u1) = gather(gpu, k, train, b, &x, &labels, slots)?;
         let (gather_test, u2) = gather(gpu, k, test, b, &x, &labels, slots)?;
-        let (loss_train, u3) = softmax_xent(
-            gpu,
-            k,
-            b,
-            f2.outputs,
-            &logits,
-            &labels,
-            &d_logits,
-            &train_metrics,
-            slots,
-        )?;
-        let (loss_test, u4) = softmax_xent(
-            gpu,
-            k,
-            b,
-            f2.outputs,
-            &logits,
-            &labels,
-            &d_logits,
-            &test_metrics,
-            slots,
-        )?;
+        let (loss_train, u3) =
+            softmax_xent(gpu, k, b, f2.outputs, &logits, &labels, &d_logits, &train_metrics, slots)?;
+        let (loss_test, u4) =
+            softmax_xent(gpu, k, b, f2.outputs, &logits, &labels, &d_logits, &test_metrics, slots)?;
 
         let label = |ds: &[Dispatch], layer: &str| -> Vec<Dispatch> {
-            ds.iter().cloned().map(|mut d| {
-                d.layer = layer.to_string();
-                d
-            }).collect()
+            ds.iter()
+                .cloned()
+                .map(|mut d| {
+                    d.layer = layer.to_string();
+                    d
+                })
+                .collect()
         };
         let mut forward = Vec::new();
-        for (layer, name) in [(&conv1.forward, "conv1"), (&conv2.forward, "conv2"), (&fc1.forward, "fc1"), (&fc2.forward, "fc2")] {
+        for (layer, name) in [
+            (&conv1.forward, "conv1"),
+            (&conv2.forward, "conv2"),
+            (&fc1.forward, "fc1"),
+            (&fc2.forward, "fc2"),
+        ] {
             forward.extend(label(layer, &format!("{name} forward")));
         }
         let mut train_step = label(&[gather_train], "input");
         train_step.extend(forward.iter().cloned());
         train_step.extend(label(&[loss_train], "loss"));
-        for (layer, name) in [(&fc2.backward, "fc2"), (&fc1.backward, "fc1"), (&conv2.backward, "conv2"), (&conv1.backward, "conv1")] {
+        for (layer, name) in [
+            (&fc2.backward, "fc2"),
+            (&fc1.backward, "fc1"),
+            (&conv2.backward, "conv2"),
+            (&conv1.backward, "conv1"),
+        ] {
             train_step.extend(label(layer, &format!("{name} backward")));
         }
         train_step.extend(label(&[optimizer.update.clone()], "optimizer"));
@@ -305,8 +262,8 @@ impl Model {
         eval_step.extend(label(&[loss_test], "loss"));
 
         let owned = vec![
-            x, labels, a1, code1, a2, code2, h1, logits, d_logits, d_h1, d_a2, d_pre2, d_a1,
-            d_pre1, partial, u1, u2, u3, u4,
+            x, labels, a1, code1, a2, code2, h1, logits, d_logits, d_h1, d_a2, d_pre2, d_a1, d_pre1, partial,
+            u1, u2, u3, u4,
         ];
         Ok(Model {
             shape,
@@ -319,7 +276,7 @@ impl Model {
             train_step,
             eval_step,
             _owned: owned,
-                    _layers: (conv1.uniforms, conv2.uniforms, fc1.uniforms, fc2.uniforms),
+            _layers: (conv1.uniforms, conv2.uniforms, fc1.uniforms, fc2.uniforms),
         })
     }
 
@@ -357,4 +314,3 @@ impl Model {
         }
     }
 }
-

@@ -124,7 +124,8 @@ pub fn format_table(profile: &KernelProfile, step_ms: f64) -> String {
     );
     for k in &profile.kernels {
         let gflops = k.gflops().map_or("-".to_string(), |g| format!("{g:.1}"));
-        let mflop = if k.flops_per_step > 0 { format!("{:.1}", k.flops_per_step as f64 / 1e6) } else { "-".into() };
+        let mflop =
+            if k.flops_per_step > 0 { format!("{:.1}", k.flops_per_step as f64 / 1e6) } else { "-".into() };
         out += &format!(
             "{:<18} {:<24} {:>5} {:>10.3} {:>6.1}% {:>9} {:>8}\n",
             k.layer,

@@ -55,11 +55,7 @@ impl EpochMetrics {
 
 /// JSON has no NaN or infinity; those become null.
 fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".to_string()
-    }
+    if v.is_finite() { format!("{v}") } else { "null".to_string() }
 }
 
 pub struct Trainer<'a> {
@@ -74,44 +70,16 @@ pub struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    pub fn new(
-        gpu: &'a Gpu,
-        kernels: &Kernels,
-        data: &Dataset,
-        cfg: TrainConfig,
-    ) -> Result<Trainer<'a>> {
+    pub fn new(gpu: &'a Gpu, kernels: &Kernels, data: &Dataset, cfg: TrainConfig) -> Result<Trainer<'a>> {
         let train = ResidentSplit::upload(gpu, "train", &data.train)?;
         let test = ResidentSplit::upload(gpu, "test", &data.test)?;
         let slots = StepSlots::new(gpu, GROUP);
-        let shape = ModelShape {
-            side: data.train.side,
-            classes: data.classes,
-            batch: cfg.batch_size,
-        };
-        let model = Model::new(
-            gpu,
-            kernels,
-            shape,
-            &cfg.optimizer,
-            cfg.seed,
-            &train,
-            &test,
-            &slots,
-        )?;
+        let shape = ModelShape { side: data.train.side, classes: data.classes, batch: cfg.batch_size };
+        let model = Model::new(gpu, kernels, shape, &cfg.optimizer, cfg.seed, &train, &test, &slots)?;
         gpu.wait()?;
         // The shuffle stream is separate from the init stream so each is reproducible alone.
-        let shuffle_rng =
-            rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
-        Ok(Trainer {
-            gpu,
-            model,
-            train,
-            test,
-            slots,
-            cfg,
-            shuffle_rng,
-            updates: 0,
-        })
+        let shuffle_rng = rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        Ok(Trainer { gpu, model, train, test, slots, cfg, shuffle_rng, updates: 0 })
     }
 
     /// Runs batches (start, valid count) in groups of up to GROUP steps; `train` selects the
@@ -129,12 +97,8 @@ impl<'a> Trainer<'a> {
         for (group_index, group) in batches.chunks(GROUP).enumerate() {
             let mut steps = Vec::with_capacity(group.len());
             for (i, &(start, count)) in group.iter().enumerate() {
-                let mut step = Step {
-                    start,
-                    count,
-                    slot: (group_index * GROUP + i) as u32,
-                    ..Default::default()
-                };
+                let mut step =
+                    Step { start, count, slot: (group_index * GROUP + i) as u32, ..Default::default() };
                 if train {
                     self.updates += 1;
                     self.cfg.optimizer.fill_step(&mut step, self.updates);
@@ -158,10 +122,7 @@ impl<'a> Trainer<'a> {
             if let Some(prev) = last_submit.replace(index) {
                 self.gpu
                     .device
-                    .poll(wgpu::PollType::Wait {
-                        submission_index: Some(prev),
-                        timeout: None,
-                    })
+                    .poll(wgpu::PollType::Wait { submission_index: Some(prev), timeout: None })
                     .map_err(|e| format!("GPU wait failed: {e}"))?;
                 self.gpu.errors.check()?;
             }
@@ -185,18 +146,11 @@ impl<'a> Trainer<'a> {
     /// Batch (start, valid count) pairs covering `n` samples.
     pub fn batches(&self, n: usize) -> Vec<(u32, u32)> {
         let b = self.cfg.batch_size;
-        (0..n.div_ceil(b))
-            .map(|i| ((i * b) as u32, (b.min(n - i * b)) as u32))
-            .collect()
+        (0..n.div_ceil(b)).map(|i| ((i * b) as u32, (b.min(n - i * b)) as u32)).collect()
     }
 
     /// (mean loss, accuracy) from the per-batch slots.
-    fn read_metrics(
-        &self,
-        buffer: &wgpu::Buffer,
-        batches: usize,
-        samples: usize,
-    ) -> Result<(f64, f64)> {
+    fn read_metrics(&self, buffer: &wgpu::Buffer, batches: usize, samples: usize) -> Result<(f64, f64)> {
         let raw: Vec<f32> = self.gpu.read_words(buffer, 0, batches * 2)?;
         let loss: f64 = raw.iter().step_by(2).map(|&v| v as f64).sum();
         let correct: f64 = raw.iter().skip(1).step_by(2).map(|&v| v as f64).sum();

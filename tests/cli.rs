@@ -46,7 +46,13 @@ fn bad_data_directories_give_one_line_errors() {
 
 #[test]
 fn usage_errors_exit_with_2() {
-    for args in [&["--epochs", "0"][..], &["--lr", "-1"], &["--batch-size", "x"], &["--no-such-flag"], &["--optimizer", "rmsprop"]] {
+    for args in [
+        &["--epochs", "0"][..],
+        &["--lr", "-1"],
+        &["--batch-size", "x"],
+        &["--no-such-flag"],
+        &["--optimizer", "rmsprop"],
+    ] {
         let (code, _, stderr) = gpu_train(args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");

@@ -17,14 +17,12 @@ fn conv_ref(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64> {
                     for i in 0..s.in_channels {
                         for ky in 0..3 {
                             for kx in 0..3 {
-                                let (iy, ix) =
-                                    (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                let (iy, ix) = (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
                                 if iy < 0 || ix < 0 || iy >= n as isize || ix >= n as isize {
                                     continue;
                                 }
-                                let xv = x
-                                    [((b * s.in_channels + i) * n + iy as usize) * n + ix as usize]
-                                    as f64;
+                                let xv =
+                                    x[((b * s.in_channels + i) * n + iy as usize) * n + ix as usize] as f64;
                                 acc += xv * w[((o * s.in_channels + i) * 3 + ky) * 3 + kx] as f64;
                             }
                         }
@@ -112,27 +110,12 @@ fn fixture(
         },
     )
     .unwrap();
-    Fixture {
-        gpu,
-        layer,
-        params: pb,
-        grads: gb,
-        x: xb,
-        pooled,
-        code,
-        dx,
-        _keep: vec![d_pre, partial, dpb],
-    }
+    Fixture { gpu, layer, params: pb, grads: gb, x: xb, pooled, code, dx, _keep: vec![d_pre, partial, dpb] }
 }
 
 // Sizes that are not multiples of the workgroup size or the tiles: 3 images of 10x10
 // (75 pooled positions per channel), 16 input channels.
-const SHAPE: ConvShape = ConvShape {
-    batch: 3,
-    in_channels: 16,
-    out_channels: 32,
-    side: 10,
-};
+const SHAPE: ConvShape = ConvShape { batch: 3, in_channels: 16, out_channels: 32, side: 10 };
 
 // A first layer: one input channel, so the weight gradient takes the batch-chunk path.
 const FIRST: ConvShape = ConvShape { batch: 5, in_channels: 1, out_channels: 16, side: 6 };
@@ -168,10 +151,7 @@ fn check_forward(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: Con
         .collect();
     let mismatched = codes.iter().zip(&arg).filter(|&(c, a)| c != a).count();
     println!("conv_fwd codes: {mismatched} of {} differ", codes.len());
-    assert!(
-        mismatched == 0,
-        "{mismatched} pool codes differ from the reference"
-    );
+    assert!(mismatched == 0, "{mismatched} pool codes differ from the reference");
     assert!(
         arg.iter().any(|&a| a == 4) && arg.iter().any(|&a| a < 4),
         "inputs must exercise both ReLU branches"
@@ -221,10 +201,8 @@ fn check_backward(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: Co
                     dw[s.weight_len() + o] += g;
                     for i in 0..s.in_channels {
                         for t in 0..9 {
-                            let (iy, ix) = (
-                                y as isize + (t / 3) as isize - 1,
-                                xx as isize + (t % 3) as isize - 1,
-                            );
+                            let (iy, ix) =
+                                (y as isize + (t / 3) as isize - 1, xx as isize + (t % 3) as isize - 1);
                             if iy < 0 || ix < 0 || iy >= n as isize || ix >= n as isize {
                                 continue;
                             }
@@ -238,12 +216,7 @@ fn check_backward(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: Co
             }
         }
     }
-    assert_close(
-        "conv_wgrad weights+bias",
-        &f.gpu.read_f32(&f.grads).unwrap(),
-        &dw,
-        1e-4,
-    );
+    assert_close("conv_wgrad weights+bias", &f.gpu.read_f32(&f.grads).unwrap(), &dw, 1e-4);
     if with_dx {
         assert_close("conv_dx", &f.gpu.read_f32(&f.dx).unwrap(), &dx, 1e-4);
     }
@@ -253,12 +226,7 @@ fn check_backward(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: Co
 #[test]
 fn conv_backward_matches_finite_differences() {
     let mut r = rng(3);
-    let s = ConvShape {
-        batch: 2,
-        in_channels: 16,
-        out_channels: 16,
-        side: 6,
-    };
+    let s = ConvShape { batch: 2, in_channels: 16, out_channels: 16, side: 6 };
     let x = random(&mut r, s.input_len());
     let params = random(&mut r, s.param_len());
     let d_pooled = random(&mut r, s.pooled_len());
@@ -273,16 +241,10 @@ fn conv_backward_matches_finite_differences() {
 
     let loss = |xv: &[f32], pv: &[f32]| -> f64 {
         f.gpu.queue.write_buffer(&f.x, 0, bytemuck::cast_slice(xv));
-        f.gpu
-            .queue
-            .write_buffer(&f.params, 0, bytemuck::cast_slice(pv));
+        f.gpu.queue.write_buffer(&f.params, 0, bytemuck::cast_slice(pv));
         run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
         let pooled = f.gpu.read_f32(&f.pooled).unwrap();
-        pooled
-            .iter()
-            .zip(&d_pooled)
-            .map(|(&a, &b)| a as f64 * b as f64)
-            .sum()
+        pooled.iter().zip(&d_pooled).map(|(&a, &b)| a as f64 * b as f64).sum()
     };
     let eps = 1e-2f32;
     let mut worst = 0f64;

@@ -8,11 +8,7 @@ use gpu_train::layers::dense::{Dense, DenseBuffers, DenseShape};
 use gpu_train::layers::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 
 // 13 x 37 -> 21: no size is a multiple of the workgroup or the 8x4 tile.
-const SHAPE: DenseShape = DenseShape {
-    batch: 13,
-    inputs: 37,
-    outputs: 21,
-};
+const SHAPE: DenseShape = DenseShape { batch: 13, inputs: 37, outputs: 21 };
 
 struct Fixture {
     gpu: gpu_train::gpu::Gpu,
@@ -58,16 +54,7 @@ fn fixture(
         },
     )
     .unwrap();
-    Fixture {
-        gpu,
-        layer,
-        params: pb,
-        grads: gb,
-        x: xb,
-        y,
-        dx,
-        _keep: vec![dyb, maskb],
-    }
+    Fixture { gpu, layer, params: pb, grads: gb, x: xb, y, dx, _keep: vec![dyb, maskb] }
 }
 
 fn forward_ref(s: &DenseShape, x: &[f32], p: &[f32], relu: bool) -> Vec<f64> {
@@ -90,21 +77,14 @@ fn dense_forward_matches_reference() {
     let s = SHAPE;
     let x = random(&mut r, s.batch * s.inputs);
     let p = random(&mut r, s.param_len());
-    for (relu, dev) in [false, true].into_iter().flat_map(|relu| variants().into_iter().map(move |d| (relu, d))) {
+    for (relu, dev) in
+        [false, true].into_iter().flat_map(|relu| variants().into_iter().map(move |d| (relu, d)))
+    {
         println!("{:?}", dev.1.variant);
         let f = fixture(dev, s, relu, &x, &p, &random(&mut r, s.batch * s.outputs), None);
         run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
-        let name = if relu {
-            "matmul+bias+relu"
-        } else {
-            "matmul+bias"
-        };
-        assert_close(
-            name,
-            &f.gpu.read_f32(&f.y).unwrap(),
-            &forward_ref(&s, &x, &p, relu),
-            1e-4,
-        );
+        let name = if relu { "matmul+bias+relu" } else { "matmul+bias" };
+        assert_close(name, &f.gpu.read_f32(&f.y).unwrap(), &forward_ref(&s, &x, &p, relu), 1e-4);
     }
 }
 
@@ -150,12 +130,7 @@ fn check_dense_backward(
         }
     }
     assert_close("dense dW+db", &f.gpu.read_f32(&f.grads).unwrap(), &dw, 1e-4);
-    assert_close(
-        "dense dx (ReLU-masked)",
-        &f.gpu.read_f32(&f.dx).unwrap(),
-        &dx,
-        1e-4,
-    );
+    assert_close("dense dx (ReLU-masked)", &f.gpu.read_f32(&f.dx).unwrap(), &dx, 1e-4);
 }
 
 /// L = sum(y * dy) for y = relu(x W^T + b); compare backward with central differences.
@@ -172,18 +147,15 @@ fn dense_backward_matches_finite_differences() {
     let dx = f.gpu.read_f32(&f.dx).unwrap();
     let loss = |xv: &[f32], pv: &[f32]| -> f64 {
         f.gpu.queue.write_buffer(&f.x, 0, bytemuck::cast_slice(xv));
-        f.gpu
-            .queue
-            .write_buffer(&f.params, 0, bytemuck::cast_slice(pv));
+        f.gpu.queue.write_buffer(&f.params, 0, bytemuck::cast_slice(pv));
         run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
         let y = f.gpu.read_f32(&f.y).unwrap();
         y.iter().zip(&dy).map(|(&a, &b)| a as f64 * b as f64).sum()
     };
     let eps = 1e-2f32;
     let mut worst = 0f64;
-    for (is_param, i) in (0..10)
-        .map(|k| (true, k * 53 % s.param_len()))
-        .chain((0..10).map(|k| (false, k * 29 % x.len())))
+    for (is_param, i) in
+        (0..10).map(|k| (true, k * 53 % s.param_len())).chain((0..10).map(|k| (false, k * 29 % x.len())))
     {
         let (mut xp, mut pp, mut xm, mut pm) = (x.clone(), p.clone(), x.clone(), p.clone());
         if is_param {
@@ -206,55 +178,32 @@ fn softmax_xent_matches_reference() {
     let (gpu, k) = variants().pop().unwrap();
     let mut r = rng(13);
     let (batch, classes, count) = (11usize, 7usize, 9u32);
-    let logits: Vec<f32> = random(&mut r, batch * classes)
-        .iter()
-        .map(|v| v * 4.0)
-        .collect();
-    let labels: Vec<u32> = (0..batch as u32)
-        .map(|i| (i * 5 + 2) % classes as u32)
-        .collect();
+    let logits: Vec<f32> = random(&mut r, batch * classes).iter().map(|v| v * 4.0).collect();
+    let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 5 + 2) % classes as u32).collect();
     let lb = gpu.storage_init("logits", &logits).unwrap();
     let yb = gpu.storage_init("labels", &labels).unwrap();
     let db = gpu.storage("d", batch * classes).unwrap();
     let mb = gpu.storage("metrics", 8).unwrap();
-    let slots = slots_with(
-        &gpu,
-        Step {
-            count,
-            slot: 2,
-            ..Default::default()
-        },
-    );
+    let slots = slots_with(&gpu, Step { count, slot: 2, ..Default::default() });
     let (d, _u) =
-        gpu_train::layers::loss::softmax_xent(&gpu, &k, batch, classes, &lb, &yb, &db, &mb, &slots)
-            .unwrap();
+        gpu_train::layers::loss::softmax_xent(&gpu, &k, batch, classes, &lb, &yb, &db, &mb, &slots).unwrap();
     run(&gpu, &[&d]);
     let mut grad = vec![0f64; batch * classes];
     let (mut loss, mut correct) = (0f64, 0f64);
     for b in 0..count as usize {
-        let row: Vec<f64> = logits[b * classes..(b + 1) * classes]
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
+        let row: Vec<f64> = logits[b * classes..(b + 1) * classes].iter().map(|&v| v as f64).collect();
         let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let z: f64 = row.iter().map(|v| (v - max).exp()).sum();
         let label = labels[b] as usize;
         loss += z.ln() + max - row[label];
-        let arg = (0..classes)
-            .max_by(|&i, &j| row[i].total_cmp(&row[j]))
-            .unwrap();
+        let arg = (0..classes).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap();
         correct += (arg == label) as u32 as f64;
         for c in 0..classes {
             let prob = (row[c] - max).exp() / z;
             grad[b * classes + c] = (prob - (c == label) as u32 as f64) / count as f64;
         }
     }
-    assert_close(
-        "softmax_xent gradient",
-        &gpu.read_f32(&db).unwrap(),
-        &grad,
-        1e-4,
-    );
+    assert_close("softmax_xent gradient", &gpu.read_f32(&db).unwrap(), &grad, 1e-4);
     let metrics = gpu.read_f32(&mb).unwrap();
     assert_close("softmax_xent loss sum", &metrics[4..5], &[loss], 1e-4);
     assert_eq!(metrics[5] as f64, correct, "correct count");
@@ -270,14 +219,7 @@ fn optimizers_match_reference() {
     let n = 1001;
     for kind in [OptimizerKind::Adam, OptimizerKind::Sgd] {
         let (gpu, k) = variants().pop().unwrap();
-        let cfg = OptimizerConfig {
-            kind,
-            lr: 1e-2,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            momentum: 0.9,
-        };
+        let cfg = OptimizerConfig { kind, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.9 };
         let p0 = random(&mut r, n);
         let g = random(&mut r, n);
         let pb = gpu.storage_init("params", &p0).unwrap();
@@ -286,11 +228,8 @@ fn optimizers_match_reference() {
         let slots = gpu_train::kernels::StepSlots::new(&gpu, 1);
         let opt = Optimizer::new(&gpu, &k, &cfg, &pb, &gb, n, &slots).unwrap();
         // Three updates with the same gradient exercise the bias correction and momentum.
-        let (mut p, mut m, mut v) = (
-            p0.iter().map(|&x| x as f64).collect::<Vec<_>>(),
-            vec![0f64; n],
-            vec![0f64; n],
-        );
+        let (mut p, mut m, mut v) =
+            (p0.iter().map(|&x| x as f64).collect::<Vec<_>>(), vec![0f64; n], vec![0f64; n]);
         for t in 1..=3u64 {
             cfg.fill_step(&mut step, t);
             slots.write(&gpu, &[step]);
@@ -312,12 +251,7 @@ fn optimizers_match_reference() {
                 }
             }
         }
-        assert_close(
-            &format!("{kind:?} update"),
-            &gpu.read_f32(&pb).unwrap(),
-            &p,
-            1e-4,
-        );
+        assert_close(&format!("{kind:?} update"), &gpu.read_f32(&pb).unwrap(), &p, 1e-4);
     }
 }
 
@@ -328,16 +262,9 @@ fn gather_unpacks_and_normalises_a_shuffled_batch() {
     let (gpu, k) = variants().pop().unwrap();
     let side = 8;
     let count = 7;
-    let pixels: Vec<u8> = (0..count * side * side)
-        .map(|i| (i * 37 % 251) as u8)
-        .collect();
+    let pixels: Vec<u8> = (0..count * side * side).map(|i| (i * 37 % 251) as u8).collect();
     let labels: Vec<u8> = (0..count as u8).map(|i| (i * 3) % 5).collect();
-    let split = Split {
-        count,
-        side,
-        pixels: pixels.clone(),
-        labels: labels.clone(),
-    };
+    let split = Split { count, side, pixels: pixels.clone(), labels: labels.clone() };
     let resident = ResidentSplit::upload(&gpu, "t", &split).unwrap();
     let order = [6u32, 2, 5, 0, 1, 3, 4];
     resident.set_order(&gpu, &order);
@@ -345,28 +272,14 @@ fn gather_unpacks_and_normalises_a_shuffled_batch() {
     let x = gpu.storage("x", batch * side * side).unwrap();
     let y = gpu.storage("y", batch).unwrap();
     // The batch starting at 4 has 3 valid samples: order[4..7] = 1, 3, 4.
-    let slots = slots_with(
-        &gpu,
-        Step {
-            start: 4,
-            count: 3,
-            ..Default::default()
-        },
-    );
+    let slots = slots_with(&gpu, Step { start: 4, count: 3, ..Default::default() });
     let (d, _u) = gather(&gpu, &k, &resident, batch, &x, &y, &slots).unwrap();
     run(&gpu, &[&d]);
     let mut want = Vec::new();
     for &s in &order[4..7] {
-        want.extend(
-            pixels[s as usize * 64..(s as usize + 1) * 64]
-                .iter()
-                .map(|&p| p as f64 / 255.0),
-        );
+        want.extend(pixels[s as usize * 64..(s as usize + 1) * 64].iter().map(|&p| p as f64 / 255.0));
     }
     assert_close("gather pixels", &gpu.read_f32(&x).unwrap(), &want, 1e-6);
     let got_labels: Vec<u32> = gpu.read_words(&y, 0, batch).unwrap();
-    assert_eq!(
-        got_labels,
-        vec![labels[1] as u32, labels[3] as u32, labels[4] as u32]
-    );
+    assert_eq!(got_labels, vec![labels[1] as u32, labels[3] as u32, labels[4] as u32]);
 }

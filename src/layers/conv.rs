@@ -58,10 +58,7 @@ impl ConvShape {
 
     pub fn check(&self) -> Result<()> {
         if self.side % 2 != 0 || self.side == 0 {
-            return Err(format!(
-                "conv layer input side {} must be even and non-zero",
-                self.side
-            ));
+            return Err(format!("conv layer input side {} must be even and non-zero", self.side));
         }
         if self.out_channels % OUT_TILE != 0 {
             return Err(format!(
@@ -137,24 +134,14 @@ fn wgrad_dispatch(
     uniform: &wgpu::Buffer,
     b: &ConvBuffers,
 ) -> Result<Dispatch> {
-    let entries = [
-        (0, whole(uniform)),
-        (1, whole(b.x)),
-        (2, whole(b.d_pre)),
-        (3, whole(b.partial)),
-    ];
+    let entries = [(0, whole(uniform)), (1, whole(b.x)), (2, whole(b.d_pre)), (3, whole(b.partial))];
     let blocks = shape.out_channels / WGRAD_TILE;
     let wg = k.conv_wgrad_ic.workgroup_size as usize;
     if shape.in_channels >= wg {
         let groups = shape.in_channels.div_ceil(wg) * chunks * blocks;
         Dispatch::with_groups(gpu, &k.conv_wgrad_ic, groups as u32, &entries)
     } else {
-        Dispatch::new(
-            gpu,
-            &k.conv_wgrad,
-            (blocks * shape.in_channels * chunks) as u32,
-            &entries,
-        )
+        Dispatch::new(gpu, &k.conv_wgrad, (blocks * shape.in_channels * chunks) as u32, &entries)
     }
 }
 
@@ -254,12 +241,7 @@ impl Conv3x3ReluPool {
                 gpu,
                 &k.maxpool_relu_backward,
                 pool_params.pooled_count,
-                &[
-                    (0, whole(&pool_uniform)),
-                    (1, whole(b.d_pooled)),
-                    (2, whole(b.code)),
-                    (3, whole(b.d_pre)),
-                ],
+                &[(0, whole(&pool_uniform)), (1, whole(b.d_pooled)), (2, whole(b.code)), (3, whole(b.d_pre))],
             )?,
             wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b)?.with_flops(shape.flops()),
             Dispatch::new(
@@ -288,22 +270,19 @@ impl Conv3x3ReluPool {
                 ..fwd_params
             };
             let dx_uniform = gpu.uniform_init("conv_dx params", &[dx_params]);
-            backward.push(block_dispatch(
-                gpu,
-                &k.conv_dx,
-                dx_params,
-                vec![(1, whole(b.d_pre)), (2, whole(&wt_dx)), (6, whole(dx))],
-                &dx_uniform,
-            )?
-            .with_flops(shape.flops()));
+            backward.push(
+                block_dispatch(
+                    gpu,
+                    &k.conv_dx,
+                    dx_params,
+                    vec![(1, whole(b.d_pre)), (2, whole(&wt_dx)), (6, whole(dx))],
+                    &dx_uniform,
+                )?
+                .with_flops(shape.flops()),
+            );
             uniforms.push(dx_uniform);
         }
         uniforms.push(wt_dx);
-        Ok(Conv3x3ReluPool {
-            shape,
-            forward,
-            backward,
-            uniforms,
-        })
+        Ok(Conv3x3ReluPool { shape, forward, backward, uniforms })
     }
 }

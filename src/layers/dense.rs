@@ -79,7 +79,8 @@ pub fn matmul(
         entries.push((4, args.bias.unwrap_or_else(|| args.a.clone())));
         entries.push((5, args.aux.unwrap_or_else(|| args.a.clone())));
     }
-    let flops = if kernel.name == "matmul" { 2 * params.m as u64 * params.n as u64 * params.k as u64 } else { 0 };
+    let flops =
+        if kernel.name == "matmul" { 2 * params.m as u64 * params.n as u64 * params.k as u64 } else { 0 };
     let d = Dispatch::with_groups(gpu, kernel, groups, &entries)?.with_flops(flops);
     uniforms.push(uniform);
     Ok(d)
@@ -107,18 +108,8 @@ pub struct Dense {
 }
 
 impl Dense {
-    pub fn new(
-        gpu: &Gpu,
-        k: &Kernels,
-        shape: DenseShape,
-        relu: bool,
-        b: &DenseBuffers,
-    ) -> Result<Self> {
-        let (bsz, ni, no) = (
-            shape.batch as u32,
-            shape.inputs as u32,
-            shape.outputs as u32,
-        );
+    pub fn new(gpu: &Gpu, k: &Kernels, shape: DenseShape, relu: bool, b: &DenseBuffers) -> Result<Self> {
+        let (bsz, ni, no) = (shape.batch as u32, shape.inputs as u32, shape.outputs as u32);
         let block = || words(b.params, b.offset, shape.param_len());
         let grad_block = || words(b.grads, b.offset, shape.param_len());
         let mut uniforms = Vec::new();
@@ -204,11 +195,7 @@ impl Dense {
                         a_col: 1,
                         b_row: ni,
                         b_col: 1,
-                        flags: if b.dx_relu_mask.is_some() {
-                            FLAG_MASK
-                        } else {
-                            0
-                        },
+                        flags: if b.dx_relu_mask.is_some() { FLAG_MASK } else { 0 },
                         ..Default::default()
                     },
                     a: whole(b.dy),
@@ -220,11 +207,6 @@ impl Dense {
                 &mut uniforms,
             )?);
         }
-        Ok(Dense {
-            shape,
-            forward,
-            backward,
-            uniforms,
-        })
+        Ok(Dense { shape, forward, backward, uniforms })
     }
 }

@@ -41,8 +41,7 @@ impl ResidentSplit {
     }
 
     pub fn set_order(&self, gpu: &Gpu, order: &[u32]) {
-        gpu.queue
-            .write_buffer(&self.order, 0, bytemuck::cast_slice(order));
+        gpu.queue.write_buffer(&self.order, 0, bytemuck::cast_slice(order));
     }
 
     pub fn bytes(&self) -> u64 {
@@ -69,11 +68,7 @@ pub fn gather(
     slots: &StepSlots,
 ) -> Result<(Dispatch, wgpu::Buffer)> {
     let words_per_image = (split.side * split.side / 4) as u32;
-    let params = GatherParams {
-        batch: batch as u32,
-        words_per_image,
-        _pad: [0; 2],
-    };
+    let params = GatherParams { batch: batch as u32, words_per_image, _pad: [0; 2] };
     let uniform = gpu.uniform_init("gather params", &[params]);
     let d = Dispatch::new(
         gpu,

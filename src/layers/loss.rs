@@ -28,11 +28,7 @@ pub fn softmax_xent(
 ) -> Result<(Dispatch, wgpu::Buffer)> {
     let uniform = gpu.uniform_init(
         "xent params",
-        &[XentParams {
-            batch: batch as u32,
-            classes: classes as u32,
-            _pad: [0; 2],
-        }],
+        &[XentParams { batch: batch as u32, classes: classes as u32, _pad: [0; 2] }],
     );
     let d = Dispatch::new(
         gpu,

@@ -73,12 +73,7 @@ impl Optimizer {
                 _pad: [0.0; 3],
             }],
         );
-        let mut entries = vec![
-            (0, whole(&uniform)),
-            (1, whole(params)),
-            (2, whole(grads)),
-            (3, whole(&m)),
-        ];
+        let mut entries = vec![(0, whole(&uniform)), (1, whole(params)), (2, whole(grads)), (3, whole(&m))];
         let kernel = match cfg.kind {
             OptimizerKind::Adam => {
                 entries.push((4, whole(&v)));
@@ -86,13 +81,7 @@ impl Optimizer {
             }
             OptimizerKind::Sgd => &k.sgd,
         };
-        let update =
-            Dispatch::new(gpu, kernel, len as u32, &entries)?.with_steps(gpu, kernel, slots);
-        Ok(Optimizer {
-            m,
-            v,
-            update,
-            _uniform: uniform,
-        })
+        let update = Dispatch::new(gpu, kernel, len as u32, &entries)?.with_steps(gpu, kernel, slots);
+        Ok(Optimizer { m, v, update, _uniform: uniform })
     }
 }

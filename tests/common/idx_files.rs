@@ -45,7 +45,8 @@ pub fn write_dataset(dir: &Path, side: usize, classes: usize, train: usize, test
         let (pixels, labels) = synthetic_split(count, side, classes, seed);
         let images = idx_bytes(8, &[count as u32, side as u32, side as u32], &pixels);
         let labels = idx_bytes(8, &[count as u32], &labels);
-        let (images, labels, ext) = if gz { (gzip(&images), gzip(&labels), ".gz") } else { (images, labels, "") };
+        let (images, labels, ext) =
+            if gz { (gzip(&images), gzip(&labels), ".gz") } else { (images, labels, "") };
         std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte{ext}")), images).unwrap();
         std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")), labels).unwrap();
     }

@@ -54,24 +54,12 @@ pub fn slots_with(gpu: &Gpu, step: Step) -> StepSlots {
 /// Max of |got - want| / max(1, |want|) — relative for large values, absolute near zero.
 pub fn max_rel_error(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len(), "length mismatch");
-    got.iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w).abs() / w.abs().max(1.0))
-        .fold(0.0, f64::max)
+    got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).abs() / w.abs().max(1.0)).fold(0.0, f64::max)
 }
 
 pub fn assert_close(name: &str, got: &[f32], want: &[f64], tol: f64) {
     let err = max_rel_error(got, want);
-    println!(
-        "{name}: max relative error {err:.3e} over {} values",
-        got.len()
-    );
-    assert!(
-        err <= tol,
-        "{name}: max relative error {err:.3e} exceeds {tol:.1e}"
-    );
-    assert!(
-        want.iter().any(|&w| w != 0.0),
-        "{name}: reference is all zeros, the test proves nothing"
-    );
+    println!("{name}: max relative error {err:.3e} over {} values", got.len());
+    assert!(err <= tol, "{name}: max relative error {err:.3e} exceeds {tol:.1e}");
+    assert!(want.iter().any(|&w| w != 0.0), "{name}: reference is all zeros, the test proves nothing");
 }
