@@ -29,6 +29,8 @@ struct WgradParams {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(5) var<storage, read> d_pooled: array<f32>;
+@group(0) @binding(6) var<storage, read> pool_code: array<u32>;
 
 // Nine taps of one output channel's gradient: lo = taps 0..3, hi = taps 4..7, e = tap 8.
 struct Acc9 {
@@ -52,13 +54,47 @@ struct Tile8 {
     q0: Acc9, q1: Acc9, q2: Acc9, q3: Acc9, q4: Acc9, q5: Acc9, q6: Acc9, q7: Acc9,
 }
 
-// Sums over the chunk's images; named accumulators keep them out of memory.
-// `lanes_share` is uniform: true when every lane has the same oc0 and chunk.
-fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, lanes_share: bool) -> Tile8 {
+// d_pooled of channels oc0 .. oc0 + 7 at pooled index `pi` of image b, and their codes.
+struct Pooled8 {
+    g: array<f32, 8>,
+    codes: u32,
+}
+
+fn pooled8(b: u32, oc0: u32, pi: u32) -> Pooled8 {
+    let pooled_plane = (p.height / 2u) * (p.width / 2u);
+    let at = (b * p.out_channels + oc0) * pooled_plane + pi;
+    var r: Pooled8;
+    for (var o = 0u; o < 8u; o++) {
+        r.g[o] = d_pooled[at + o * pooled_plane];
+    }
+    r.codes = pool_code[(b * (p.out_channels / 8u) + oc0 / 8u) * pooled_plane + pi];
+    return r;
+}
+
+// The pre-pool gradient at window position k: the pooled gradient where that position won.
+fn unpool8(q: Pooled8, k: u32) -> array<f32, 8> {
+    var g: array<f32, 8>;
+    for (var o = 0u; o < 8u; o++) {
+        g[o] = select(0.0, q.g[o], ((q.codes >> (4u * o)) & 15u) == k);
+    }
+    return g;
+}
+
+const OWN_GRADS: u32 = 0u;
+const SHARED_GRADS: u32 = 1u;
+const FROM_POOLED: u32 = 2u;
+
+// Sums over the chunk's images; named accumulators keep them out of memory. `fetch` is
+// always a literal, so each entry point compiles only its own way of reading gradients:
+// OWN_GRADS (each lane loads dy), SHARED_GRADS (every lane has the same oc0 and chunk;
+// grads8 may share the loads), FROM_POOLED (d_pooled and the pool codes, so a first layer
+// needs no separate max-pool backward pass).
+fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32) -> Tile8 {
     let h = p.height;
     let w = p.width;
     let plane = h * w;
     var t: Tile8;
+    var window: Pooled8;
     let b_end = min(p.batch, (chunk + 1u) * p.chunk_size);
     for (var b = chunk * p.chunk_size; b < b_end; b++) {
         let xbase = (b * p.in_channels + ic) * plane;
@@ -81,7 +117,13 @@ fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, lanes_share: bool) -> Ti
                 let hi = vec4(mid.y, right.y, left.z, mid.z);
                 let e = right.z;
                 var g: array<f32, 8>;
-                if lanes_share {
+                if fetch == FROM_POOLED {
+                    // a pooled value covers two columns: load it at even x only
+                    if xx % 2u == 0u {
+                        window = pooled8(b, oc0, (y / 2u) * (w / 2u) + xx / 2u);
+                    }
+                    g = unpool8(window, (y % 2u) * 2u + xx % 2u);
+                } else if fetch == SHARED_GRADS {
                     g = grads8(dbase + y * w + xx, plane, lane);
                 } else {
                     g = own_grads8(dbase + y * w + xx, plane);
@@ -130,20 +172,37 @@ fn store_tile(chunk: u32, ic: u32, oc0: u32, t: Tile8) {
     store_acc(base, oc0 + 7u, ic, t.q7);
 }
 
+struct ChunkTile {
+    valid: bool,
+    chunk: u32,
+    ic: u32,
+    oc0: u32,
+}
+
 // Lanes over batch chunks.
+fn chunk_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> ChunkTile {
+    let id = (wid.x + wid.y * nwg.x) * WG + lid;
+    let tiles = (p.out_channels / OT) * p.in_channels;
+    let tile = id / p.chunks;
+    return ChunkTile(id < tiles * p.chunks, id % p.chunks, tile % p.in_channels, (tile / p.in_channels) * OT);
+}
+
 @compute @workgroup_size(WG)
 fn conv_wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let id = (wid.x + wid.y * nwg.x) * WG + lid;
-    let tiles = (p.out_channels / OT) * p.in_channels;
-    if id >= tiles * p.chunks {
-        return;
+    let c = chunk_tile(wid, nwg, lid);
+    if c.valid {
+        store_tile(c.chunk, c.ic, c.oc0, wgrad_tile(c.chunk, c.ic, c.oc0, lid, OWN_GRADS));
     }
-    let chunk = id % p.chunks;
-    let tile = id / p.chunks;
-    let ic = tile % p.in_channels;
-    let oc0 = (tile / p.in_channels) * OT;
-    store_tile(chunk, ic, oc0, wgrad_tile(chunk, ic, oc0, lid, false));
+}
+
+@compute @workgroup_size(WG)
+fn conv_wgrad_pooled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let c = chunk_tile(wid, nwg, lid);
+    if c.valid {
+        store_tile(c.chunk, c.ic, c.oc0, wgrad_tile(c.chunk, c.ic, c.oc0, lid, FROM_POOLED));
+    }
 }
 
 // Lanes over input channels. Used when in_channels >= WG.
@@ -161,7 +220,7 @@ fn conv_wgrad_ic(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     // Lanes past the last channel recompute the last one (subgroup operations need every
     // lane) and store nothing.
-    let t = wgrad_tile(chunk, min(ic_unclamped, p.in_channels - 1u), oc0, lid, true);
+    let t = wgrad_tile(chunk, min(ic_unclamped, p.in_channels - 1u), oc0, lid, SHARED_GRADS);
     if ic_unclamped < p.in_channels {
         store_tile(chunk, ic_unclamped, oc0, t);
     }

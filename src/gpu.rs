@@ -280,8 +280,7 @@ pub struct Kernel {
 
 impl Kernel {
     /// Builds entry point `entry` of a WGSL module; the module declares `override WG: u32`.
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &'static str) -> Kernel {
-        let workgroup_size = gpu.workgroup_size();
+    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &'static str, workgroup_size: u32) -> Kernel {
         let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,

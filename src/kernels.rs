@@ -19,11 +19,13 @@ pub const OPTIM_WGSL: &str = include_str!("../shaders/optim.wgsl");
 
 pub struct Kernels {
     pub variant: Variant,
+    pub workgroup_size: u32,
     pub conv_fwd: Kernel,
     pub conv_dx: Kernel,
     pub conv_weight_layout: Kernel,
     pub conv_wgrad: Kernel,
     pub conv_wgrad_ic: Kernel,
+    pub conv_wgrad_pooled: Kernel,
     pub conv_wgrad_reduce: Kernel,
     pub maxpool_relu_backward: Kernel,
     pub matmul: Kernel,
@@ -60,6 +62,15 @@ impl Kernels {
     }
 
     pub fn with_variant(gpu: &Gpu, variant: Variant) -> Result<Kernels> {
+        Kernels::with_config(gpu, variant, gpu.workgroup_size())
+    }
+
+    /// Any variant at any workgroup size (Subgroup8 needs 8): tests use this to run the
+    /// configuration a real GPU gets (Plain, 64 lanes) on a CPU adapter too.
+    pub fn with_config(gpu: &Gpu, variant: Variant, workgroup_size: u32) -> Result<Kernels> {
+        if variant == Variant::Subgroup8 && (workgroup_size != 8 || gpu.subgroup_size() != Some(8)) {
+            return Err("the Subgroup8 kernels need 8-lane subgroups and 8-lane workgroups".into());
+        }
         // A family's variants differ only in one helper appended to the common source.
         let (conv_part, wgrad_part, dense_part) = match variant {
             Variant::Plain => (CONV_ACCUMULATE_WGSL, CONV_WGRAD_GRADS_WGSL, DENSE_ROWS_WGSL),
@@ -76,19 +87,21 @@ impl Kernels {
         let optim = shader(gpu, "optim.wgsl", OPTIM_WGSL);
         let kernels = Kernels {
             variant,
-            conv_fwd: Kernel::new(gpu, &conv, "conv_fwd"),
-            conv_dx: Kernel::new(gpu, &conv, "conv_dx"),
-            conv_weight_layout: Kernel::new(gpu, &conv, "conv_weight_layout"),
-            conv_wgrad: Kernel::new(gpu, &wgrad, "conv_wgrad"),
-            conv_wgrad_ic: Kernel::new(gpu, &wgrad, "conv_wgrad_ic"),
-            conv_wgrad_reduce: Kernel::new(gpu, &wgrad, "conv_wgrad_reduce"),
-            maxpool_relu_backward: Kernel::new(gpu, &pool, "maxpool_relu_backward"),
-            matmul: Kernel::new(gpu, &dense, "matmul"),
-            bias_grad: Kernel::new(gpu, &dense, "bias_grad"),
-            gather: Kernel::new(gpu, &gather, "gather"),
-            softmax_xent: Kernel::new(gpu, &xent, "softmax_xent"),
-            adam: Kernel::new(gpu, &optim, "adam"),
-            sgd: Kernel::new(gpu, &optim, "sgd"),
+            workgroup_size,
+            conv_fwd: Kernel::new(gpu, &conv, "conv_fwd", workgroup_size),
+            conv_dx: Kernel::new(gpu, &conv, "conv_dx", workgroup_size),
+            conv_weight_layout: Kernel::new(gpu, &conv, "conv_weight_layout", workgroup_size),
+            conv_wgrad: Kernel::new(gpu, &wgrad, "conv_wgrad", workgroup_size),
+            conv_wgrad_ic: Kernel::new(gpu, &wgrad, "conv_wgrad_ic", workgroup_size),
+            conv_wgrad_pooled: Kernel::new(gpu, &wgrad, "conv_wgrad_pooled", workgroup_size),
+            conv_wgrad_reduce: Kernel::new(gpu, &wgrad, "conv_wgrad_reduce", workgroup_size),
+            maxpool_relu_backward: Kernel::new(gpu, &pool, "maxpool_relu_backward", workgroup_size),
+            matmul: Kernel::new(gpu, &dense, "matmul", workgroup_size),
+            bias_grad: Kernel::new(gpu, &dense, "bias_grad", workgroup_size),
+            gather: Kernel::new(gpu, &gather, "gather", workgroup_size),
+            softmax_xent: Kernel::new(gpu, &xent, "softmax_xent", workgroup_size),
+            adam: Kernel::new(gpu, &optim, "adam", workgroup_size),
+            sgd: Kernel::new(gpu, &optim, "sgd", workgroup_size),
         };
         gpu.wait().map_err(|e| format!("compiling the WGSL kernels failed: {e}"))?;
         Ok(kernels)

@@ -129,7 +129,8 @@ impl Model {
         test: &ResidentSplit,
         slots: &StepSlots,
     ) -> Result<Model> {
-        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        // The optimiser works on vec4s, so blocks are at least 4 words apart.
+        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
         let layout = ParamLayout::new(&shape, align);
         let params = gpu.storage_init("params", &init_params(&shape, &layout, seed))?;
         let grads = gpu.storage("grads", layout.total)?;
@@ -148,7 +149,8 @@ impl Model {
         let d_a2 = gpu.storage("d conv2 pooled", c2.pooled_len())?;
         let d_pre2 = gpu.storage("d conv2 pre", c2.pre_len())?;
         let d_a1 = gpu.storage("d conv1 pooled", c1.pooled_len())?;
-        let d_pre1 = gpu.storage("d conv1 pre", c1.pre_len())?;
+        // The first layer's weight gradient reads d_pooled directly when it can.
+        let d_pre1 = gpu.storage("d conv1 pre", if c1.fuses_unpool(false, k) { 1 } else { c1.pre_len() })?;
         let partial = gpu.storage("conv wgrad partials", c1.partial_len().max(c2.partial_len()))?;
         let train_metrics = gpu.storage("train metrics", 2 * train.count.div_ceil(b))?;
         let test_metrics = gpu.storage("test metrics", 2 * test.count.div_ceil(b))?;

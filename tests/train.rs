@@ -89,3 +89,27 @@ fn same_seed_gives_bit_identical_runs() {
     let (losses_c, _) = run_twice_with(8);
     assert_ne!(losses_a, losses_c, "a different seed should give a different run");
 }
+
+#[test]
+fn gpu_memory_does_not_grow_from_epoch_to_epoch() {
+    let dataset = synthetic(200);
+    let gpu = common::gpu();
+    let kernels = Kernels::new(&gpu).unwrap();
+    let mut trainer = Trainer::new(&gpu, &kernels, &dataset, config(32, 1)).unwrap();
+    let allocated = |gpu: &gpu_train::gpu::Gpu| {
+        gpu.wait().unwrap();
+        gpu.device.generate_allocator_report().map(|r| r.total_allocated_bytes)
+    };
+    trainer.train_epoch(1).unwrap();
+    let (after_one, model_one) = (allocated(&gpu), trainer.model.memory());
+    trainer.train_epoch(2).unwrap();
+    let (after_two, model_two) = (allocated(&gpu), trainer.model.memory());
+    println!(
+        "allocator total after epoch 1: {after_one:?}, after epoch 2: {after_two:?}; model {model_one:?}"
+    );
+    assert_eq!(model_one, model_two, "model buffers changed between epochs");
+    match (after_one, after_two) {
+        (Some(a), Some(b)) => assert_eq!(a, b, "GPU allocations grew between epochs"),
+        _ => println!("this backend gives no allocator report; checked the model's buffers only"),
+    }
+}

@@ -56,6 +56,13 @@ impl ConvShape {
         self.wgrad_chunks() * self.param_len()
     }
 
+    /// Whether the weight gradient reads d_pooled and the pool codes directly (no separate
+    /// max-pool backward pass, no d_pre buffer): for a first layer (no dx) whose weight
+    /// gradient runs with lanes over batch chunks.
+    pub fn fuses_unpool(&self, has_dx: bool, k: &Kernels) -> bool {
+        !has_dx && self.in_channels < k.conv_wgrad_ic.workgroup_size as usize
+    }
+
     pub fn check(&self) -> Result<()> {
         if self.side % 2 != 0 || self.side == 0 {
             return Err(format!("conv layer input side {} must be even and non-zero", self.side));
@@ -134,14 +141,25 @@ fn wgrad_dispatch(
     uniform: &wgpu::Buffer,
     b: &ConvBuffers,
 ) -> Result<Dispatch> {
-    let entries = [(0, whole(uniform)), (1, whole(b.x)), (2, whole(b.d_pre)), (3, whole(b.partial))];
+    // Fused with the pool backward, the kernel reads d_pooled and the codes instead of dy.
+    let fused = shape.fuses_unpool(b.dx.is_some(), k);
+    let dy = if fused { b.d_pooled } else { b.d_pre };
+    let entries = [
+        (0, whole(uniform)),
+        (1, whole(b.x)),
+        (2, whole(dy)),
+        (3, whole(b.partial)),
+        (5, whole(b.d_pooled)),
+        (6, whole(b.code)),
+    ];
     let blocks = shape.out_channels / WGRAD_TILE;
     let wg = k.conv_wgrad_ic.workgroup_size as usize;
     if shape.in_channels >= wg {
         let groups = shape.in_channels.div_ceil(wg) * chunks * blocks;
         Dispatch::with_groups(gpu, &k.conv_wgrad_ic, groups as u32, &entries)
     } else {
-        Dispatch::new(gpu, &k.conv_wgrad, (blocks * shape.in_channels * chunks) as u32, &entries)
+        let kernel = if fused { &k.conv_wgrad_pooled } else { &k.conv_wgrad };
+        Dispatch::new(gpu, kernel, (blocks * shape.in_channels * chunks) as u32, &entries)
     }
 }
 
@@ -236,13 +254,16 @@ impl Conv3x3ReluPool {
             _pad: 0,
         };
         let wgrad_uniform = gpu.uniform_init("conv_wgrad params", &[wgrad_params]);
-        let mut backward = vec![
-            Dispatch::new(
+        let mut backward = Vec::new();
+        if !shape.fuses_unpool(b.dx.is_some(), k) {
+            backward.push(Dispatch::new(
                 gpu,
                 &k.maxpool_relu_backward,
                 pool_params.pooled_count,
                 &[(0, whole(&pool_uniform)), (1, whole(b.d_pooled)), (2, whole(b.code)), (3, whole(b.d_pre))],
-            )?,
+            )?);
+        }
+        backward.extend([
             wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b)?.with_flops(shape.flops()),
             Dispatch::new(
                 gpu,
@@ -254,7 +275,7 @@ impl Conv3x3ReluPool {
                     (4, words(b.grads, b.offset, shape.param_len())),
                 ],
             )?,
-        ];
+        ]);
         let mut uniforms = vec![fwd_uniform, pool_uniform, wgrad_uniform, wt_fwd];
         if let Some(dx) = b.dx {
             if shape.in_channels % OUT_TILE != 0 {

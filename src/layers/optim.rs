@@ -60,12 +60,15 @@ impl Optimizer {
         len: usize,
         slots: &StepSlots,
     ) -> Result<Optimizer> {
+        if len % 4 != 0 {
+            return Err(format!("optimizer: parameter count {len} must be a multiple of 4"));
+        }
         let m = gpu.storage("optimizer m", len)?;
         let v = gpu.storage("optimizer v", len)?;
         let uniform = gpu.uniform_init(
             "optimizer params",
             &[OptimParams {
-                len: len as u32,
+                len: (len / 4) as u32,
                 beta1: cfg.beta1 as f32,
                 beta2: cfg.beta2 as f32,
                 eps: cfg.eps as f32,
@@ -81,7 +84,7 @@ impl Optimizer {
             }
             OptimizerKind::Sgd => &k.sgd,
         };
-        let update = Dispatch::new(gpu, kernel, len as u32, &entries)?.with_steps(gpu, kernel, slots);
+        let update = Dispatch::new(gpu, kernel, (len / 4) as u32, &entries)?.with_steps(gpu, kernel, slots);
         Ok(Optimizer { m, v, update, _uniform: uniform })
     }
 }

@@ -9,14 +9,17 @@ pub fn gpu() -> Gpu {
     Gpu::new(&AdapterOptions::default()).expect("a wgpu adapter (install mesa-vulkan-drivers)")
 }
 
-/// A device and kernels for every kernel variant this adapter can run (Plain always).
+/// A device and kernels for every kernel configuration: Plain at this adapter's workgroup
+/// size and at 64 lanes (what real GPUs get, with its own weight-gradient mapping), and
+/// Subgroup8 where the adapter has 8-lane subgroups.
 pub fn variants() -> Vec<(Gpu, Kernels)> {
     let mut out = Vec::new();
-    for variant in [Variant::Plain, Variant::Subgroup8] {
+    for (variant, wg) in [(Variant::Plain, None), (Variant::Plain, Some(64)), (Variant::Subgroup8, Some(8))] {
         let gpu = gpu();
+        let wg = wg.unwrap_or(gpu.workgroup_size());
         if variant == Variant::Plain || Variant::best_for(&gpu) == variant {
-            let kernels = Kernels::with_variant(&gpu, variant).unwrap();
-            println!("kernel variant {variant:?} on {}", gpu.describe());
+            let kernels = Kernels::with_config(&gpu, variant, wg).unwrap();
+            println!("kernel variant {variant:?}, {wg}-lane workgroups, on {}", gpu.describe());
             out.push((gpu, kernels));
         }
     }
