@@ -43,9 +43,15 @@ fn a_at(row: u32, kk: u32) -> f32 {
 
 // A workgroup owns TM rows, so every lane needs the same A values (a_rows8, from
 // dense_rows*.wgsl); each lane reads its own TN columns of B.
-@compute @workgroup_size(WG)
-fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32) {
+// B read as vec4s along n: matmul_rows when b's rows are contiguous (b_col == 1, b_row and
+// n multiples of 4), one vec4 load per k instead of four scalar loads.
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
+
+const B_SCALAR: u32 = 0u;
+const B_ROWS: u32 = 1u;
+
+// `b_load` is always a literal, so each entry point compiles one way of reading B.
+fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
     let group = wid.x + wid.y * nwg.x;
     let m0 = (group / p.n_groups) * TM;
     let n0 = ((group % p.n_groups) * WG + lid) * TN;
@@ -64,7 +70,12 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     var c4 = vec4<f32>(); var c5 = vec4<f32>(); var c6 = vec4<f32>(); var c7 = vec4<f32>();
     for (var kk = 0u; kk < p.k; kk++) {
         let bk = kk * p.b_row;
-        let bv = vec4(b[b0 + bk], b[b1 + bk], b[b2 + bk], b[b3 + bk]);
+        var bv: vec4<f32>;
+        if b_load == B_ROWS {
+            bv = b4[(bk + min(n0, p.n - 4u)) / 4u];
+        } else {
+            bv = vec4(b[b0 + bk], b[b1 + bk], b[b2 + bk], b[b3 + bk]);
+        }
         let av = a_rows8(m0, kk, lid);
         c0 += av[0] * bv;
         c1 += av[1] * bv;
@@ -100,6 +111,18 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             c[p.c_offset + row * p.n + col] = v;
         }
     }
+}
+
+@compute @workgroup_size(WG)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    matmul_tile(wid, nwg, lid, B_SCALAR);
+}
+
+@compute @workgroup_size(WG)
+fn matmul_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    matmul_tile(wid, nwg, lid, B_ROWS);
 }
 
 // Reuses the matmul bindings: p.m rows and p.n columns of `a` are summed into `c`.

@@ -9,6 +9,8 @@ use gpu_train::layers::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 
 // 13 x 37 -> 21: no size is a multiple of the workgroup or the 8x4 tile.
 const SHAPE: DenseShape = DenseShape { batch: 13, inputs: 37, outputs: 21 };
+// 36 inputs: the backward GEMMs can read B's rows as vec4s (matmul_rows).
+const ROWS_SHAPE: DenseShape = DenseShape { batch: 13, inputs: 36, outputs: 21 };
 
 struct Fixture {
     gpu: gpu_train::gpu::Gpu,
@@ -91,25 +93,26 @@ fn dense_forward_matches_reference() {
 #[test]
 fn dense_backward_matches_reference() {
     let mut r = rng(11);
-    let s = SHAPE;
-    let x = random(&mut r, s.batch * s.inputs);
-    let p = random(&mut r, s.param_len());
-    let dy = random(&mut r, s.batch * s.outputs);
-    let mask = random(&mut r, s.batch * s.inputs);
-    for dev in variants() {
-        println!("{:?}", dev.1.variant);
-        check_dense_backward(dev, &x, &p, &dy, &mask);
+    for s in [SHAPE, ROWS_SHAPE] {
+        let x = random(&mut r, s.batch * s.inputs);
+        let p = random(&mut r, s.param_len());
+        let dy = random(&mut r, s.batch * s.outputs);
+        let mask = random(&mut r, s.batch * s.inputs);
+        for dev in variants() {
+            println!("{:?} {s:?}", dev.1.variant);
+            check_dense_backward(dev, s, &x, &p, &dy, &mask);
+        }
     }
 }
 
 fn check_dense_backward(
     dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    s: DenseShape,
     x: &[f32],
     p: &[f32],
     dy: &[f32],
     mask: &[f32],
 ) {
-    let s = SHAPE;
     let f = fixture(dev, s, false, x, p, dy, Some(mask));
     run(&f.gpu, &f.layer.backward.iter().collect::<Vec<_>>());
     let mut dw = vec![0f64; s.param_len()];

@@ -4,7 +4,7 @@
 //! Backward from dy (B, O): dW = dy^T . x, db = column sums of dy, and optionally
 //! dx = dy . W, masked by the previous layer's ReLU (dx = 0 where that activation <= 0).
 
-use crate::gpu::{Gpu, Kernel, Result};
+use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, whole, words};
 
 #[derive(Debug, Clone, Copy)]
@@ -59,29 +59,49 @@ pub struct MatmulArgs<'a> {
     pub aux: Option<wgpu::BindingResource<'a>>,
 }
 
+/// c = a . b (plus the epilogue in params.flags). B rows that can be read as vec4s go to
+/// matmul_rows, the rest to matmul.
 pub fn matmul(
     gpu: &Gpu,
-    kernel: &Kernel,
+    k: &Kernels,
     args: MatmulArgs,
     uniforms: &mut Vec<wgpu::Buffer>,
 ) -> Result<Dispatch> {
     let mut params = args.params;
+    let rows_as_vec4 = params.b_col == 1 && params.b_row % 4 == 0 && params.n % 4 == 0;
+    let kernel = if rows_as_vec4 { &k.matmul_rows } else { &k.matmul };
     params.n_groups = params.n.div_ceil(kernel.workgroup_size * TILE.1);
     let uniform = gpu.uniform_init("matmul params", &[params]);
-    let groups = if kernel.name == "bias_grad" {
-        params.n.div_ceil(kernel.workgroup_size)
-    } else {
-        params.m.div_ceil(TILE.0) * params.n_groups
-    };
-    let mut entries = vec![(0, whole(&uniform)), (1, args.a.clone()), (3, args.c)];
-    if kernel.name == "matmul" {
-        entries.push((2, args.b));
-        entries.push((4, args.bias.unwrap_or_else(|| args.a.clone())));
-        entries.push((5, args.aux.unwrap_or_else(|| args.a.clone())));
-    }
-    let flops =
-        if kernel.name == "matmul" { 2 * params.m as u64 * params.n as u64 * params.k as u64 } else { 0 };
+    let groups = params.m.div_ceil(TILE.0) * params.n_groups;
+    let entries = vec![
+        (0, whole(&uniform)),
+        (1, args.a.clone()),
+        (2, args.b.clone()),
+        (3, args.c),
+        (4, args.bias.unwrap_or_else(|| args.a.clone())),
+        (5, args.aux.unwrap_or_else(|| args.a.clone())),
+        (6, args.b),
+    ];
+    let flops = 2 * params.m as u64 * params.n as u64 * params.k as u64;
     let d = Dispatch::with_groups(gpu, kernel, groups, &entries)?.with_flops(flops);
+    uniforms.push(uniform);
+    Ok(d)
+}
+
+/// c[c_offset + n] = sum over the rows of dy (rows x cols), in row order.
+pub fn bias_grad(
+    gpu: &Gpu,
+    k: &Kernels,
+    rows: u32,
+    cols: u32,
+    dy: wgpu::BindingResource,
+    c: wgpu::BindingResource,
+    c_offset: u32,
+    uniforms: &mut Vec<wgpu::Buffer>,
+) -> Result<Dispatch> {
+    let params = MatmulParams { m: rows, n: cols, c_offset, ..Default::default() };
+    let uniform = gpu.uniform_init("bias_grad params", &[params]);
+    let d = Dispatch::new(gpu, &k.bias_grad, cols, &[(0, whole(&uniform)), (1, dy), (3, c)])?;
     uniforms.push(uniform);
     Ok(d)
 }
@@ -115,7 +135,7 @@ impl Dense {
         let mut uniforms = Vec::new();
         let forward = vec![matmul(
             gpu,
-            &k.matmul,
+            k,
             MatmulArgs {
                 // y (B, O) = x (B, I) . W^T, with W^T[i, o] = W[o * I + i]
                 params: MatmulParams {
@@ -142,7 +162,7 @@ impl Dense {
             // dW (O, I) = dy^T (O, B) . x (B, I)
             matmul(
                 gpu,
-                &k.matmul,
+                k,
                 MatmulArgs {
                     params: MatmulParams {
                         m: no,
@@ -162,30 +182,13 @@ impl Dense {
                 },
                 &mut uniforms,
             )?,
-            matmul(
-                gpu,
-                &k.bias_grad,
-                MatmulArgs {
-                    params: MatmulParams {
-                        m: bsz,
-                        n: no,
-                        c_offset: shape.weight_len() as u32,
-                        ..Default::default()
-                    },
-                    a: whole(b.dy),
-                    b: whole(b.dy),
-                    c: grad_block(),
-                    bias: None,
-                    aux: None,
-                },
-                &mut uniforms,
-            )?,
+            bias_grad(gpu, k, bsz, no, whole(b.dy), grad_block(), shape.weight_len() as u32, &mut uniforms)?,
         ];
         if let Some(dx) = b.dx {
             // dx (B, I) = dy (B, O) . W (O, I)
             backward.push(matmul(
                 gpu,
-                &k.matmul,
+                k,
                 MatmulArgs {
                     params: MatmulParams {
                         m: bsz,
