@@ -4,7 +4,7 @@
 use crate::data::{self, Dataset};
 use crate::gpu::{AdapterOptions, Result};
 use crate::kernels::Kernels;
-use crate::layers::optim::{OptimizerConfig, OptimizerKind};
+use crate::layers::optim::OptimizerConfig;
 use crate::model::MODEL_NAME;
 use crate::profile::{self, KernelProfile};
 use crate::train::{TrainConfig, Trainer};
@@ -91,14 +91,7 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
         epochs: 1,
         batch_size: cfg.batch_size,
         seed: 0,
-        optimizer: OptimizerConfig {
-            kind: OptimizerKind::Adam,
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            momentum: 0.9,
-        },
+        optimizer: OptimizerConfig::default(),
         progress: false,
     };
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, train_cfg)?;

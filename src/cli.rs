@@ -204,10 +204,8 @@ fn train(args: Args) -> Result<(), String> {
         optimizer: OptimizerConfig {
             kind: args.optimizer,
             lr: args.lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
             momentum: args.momentum,
+            ..OptimizerConfig::default()
         },
         progress: progress_wanted(),
     };

@@ -282,16 +282,10 @@ impl Model {
         })
     }
 
-    /// Records one training step (gather, forward, loss, backward, update) using step slot `slot`.
-    pub fn record_train_step(&self, pass: &mut wgpu::ComputePass, slot: usize) {
-        for d in &self.train_step {
-            d.record(pass, slot);
-        }
-    }
-
-    /// Records one evaluation step (gather, forward, loss) using step slot `slot`.
-    pub fn record_eval_step(&self, pass: &mut wgpu::ComputePass, slot: usize) {
-        for d in &self.eval_step {
+    /// Records one training step (gather, forward, loss, backward, update) or, with
+    /// `train` false, one evaluation step (gather, forward, loss), using step slot `slot`.
+    pub fn record_step(&self, pass: &mut wgpu::ComputePass, train: bool, slot: usize) {
+        for d in if train { &self.train_step } else { &self.eval_step } {
             d.record(pass, slot);
         }
     }

@@ -110,11 +110,7 @@ impl<'a> Trainer<'a> {
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 for slot in 0..steps.len() {
-                    if train {
-                        self.model.record_train_step(&mut pass, slot);
-                    } else {
-                        self.model.record_eval_step(&mut pass, slot);
-                    }
+                    self.model.record_step(&mut pass, train, slot);
                 }
             }
             let index = self.gpu.queue.submit([encoder.finish()]);

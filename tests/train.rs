@@ -6,24 +6,11 @@ mod common;
 mod idx_files;
 use gpu_train::data;
 use gpu_train::kernels::Kernels;
-use gpu_train::layers::optim::{OptimizerConfig, OptimizerKind};
+use gpu_train::layers::optim::OptimizerConfig;
 use gpu_train::train::{TrainConfig, Trainer};
 
 fn config(batch_size: usize, seed: u64) -> TrainConfig {
-    TrainConfig {
-        epochs: 1,
-        batch_size,
-        seed,
-        optimizer: OptimizerConfig {
-            kind: OptimizerKind::Adam,
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            momentum: 0.9,
-        },
-        progress: false,
-    }
+    TrainConfig { epochs: 1, batch_size, seed, optimizer: OptimizerConfig::default(), progress: false }
 }
 
 #[test]

@@ -19,6 +19,20 @@ pub struct OptimizerConfig {
     pub momentum: f64,
 }
 
+impl Default for OptimizerConfig {
+    /// PyTorch's Adam defaults with lr 1e-3 (momentum only matters for SGD).
+    fn default() -> Self {
+        OptimizerConfig {
+            kind: OptimizerKind::Adam,
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            momentum: 0.9,
+        }
+    }
+}
+
 impl OptimizerConfig {
     /// Fills the optimiser fields of `step` for update number `t` (1-based).
     pub fn fill_step(&self, step: &mut Step, t: u64) {
