@@ -12,7 +12,7 @@
 // all lanes need the same gradients and `grads8` (conv_wgrad_grads*.wgsl) may share them.
 
 override WG: u32 = 64u;
-const OT: u32 = 8u;
+const OT: u32 = 16u;
 
 struct WgradParams {
     batch: u32,
@@ -50,8 +50,9 @@ fn own_grads8(at: u32, plane: u32) -> array<f32, 8> {
                          dy[at + 4u * plane], dy[at + 5u * plane], dy[at + 6u * plane], dy[at + 7u * plane]);
 }
 
-struct Tile8 {
+struct Tile16 {
     q0: Acc9, q1: Acc9, q2: Acc9, q3: Acc9, q4: Acc9, q5: Acc9, q6: Acc9, q7: Acc9,
+    q8: Acc9, q9: Acc9, q10: Acc9, q11: Acc9, q12: Acc9, q13: Acc9, q14: Acc9, q15: Acc9,
 }
 
 // d_pooled of channels oc0 .. oc0 + 7 at pooled index `pi` of image b, and their codes.
@@ -89,12 +90,13 @@ const FROM_POOLED: u32 = 2u;
 // OWN_GRADS (each lane loads dy), SHARED_GRADS (every lane has the same oc0 and chunk;
 // grads8 may share the loads), FROM_POOLED (d_pooled and the pool codes, so a first layer
 // needs no separate max-pool backward pass).
-fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32) -> Tile8 {
+fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32) -> Tile16 {
     let h = p.height;
     let w = p.width;
     let plane = h * w;
-    var t: Tile8;
+    var t: Tile16;
     var window: Pooled8;
+    var window_hi: Pooled8;
     let b_end = min(p.batch, (chunk + 1u) * p.chunk_size);
     for (var b = chunk * p.chunk_size; b < b_end; b++) {
         let xbase = (b * p.in_channels + ic) * plane;
@@ -116,17 +118,26 @@ fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32) -> Tile8 {
                 let lo = vec4(left.x, mid.x, right.x, left.y);
                 let hi = vec4(mid.y, right.y, left.z, mid.z);
                 let e = right.z;
+                // channels oc0 .. oc0 + 7 in g, oc0 + 8 .. oc0 + 15 in h
                 var g: array<f32, 8>;
+                var h: array<f32, 8>;
+                let d = dbase + y * w + xx;
                 if fetch == FROM_POOLED {
                     // a pooled value covers two columns: load it at even x only
                     if xx % 2u == 0u {
-                        window = pooled8(b, oc0, (y / 2u) * (w / 2u) + xx / 2u);
+                        let pi = (y / 2u) * (w / 2u) + xx / 2u;
+                        window = pooled8(b, oc0, pi);
+                        window_hi = pooled8(b, oc0 + 8u, pi);
                     }
-                    g = unpool8(window, (y % 2u) * 2u + xx % 2u);
+                    let k = (y % 2u) * 2u + xx % 2u;
+                    g = unpool8(window, k);
+                    h = unpool8(window_hi, k);
                 } else if fetch == SHARED_GRADS {
-                    g = grads8(dbase + y * w + xx, plane, lane);
+                    g = grads8(d, plane, lane);
+                    h = grads8(d + 8u * plane, plane, lane);
                 } else {
-                    g = own_grads8(dbase + y * w + xx, plane);
+                    g = own_grads8(d, plane);
+                    h = own_grads8(d + 8u * plane, plane);
                 }
                 t.q0 = upd(t.q0, g[0], lo, hi, e);
                 t.q1 = upd(t.q1, g[1], lo, hi, e);
@@ -136,6 +147,14 @@ fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32) -> Tile8 {
                 t.q5 = upd(t.q5, g[5], lo, hi, e);
                 t.q6 = upd(t.q6, g[6], lo, hi, e);
                 t.q7 = upd(t.q7, g[7], lo, hi, e);
+                t.q8 = upd(t.q8, h[0], lo, hi, e);
+                t.q9 = upd(t.q9, h[1], lo, hi, e);
+                t.q10 = upd(t.q10, h[2], lo, hi, e);
+                t.q11 = upd(t.q11, h[3], lo, hi, e);
+                t.q12 = upd(t.q12, h[4], lo, hi, e);
+                t.q13 = upd(t.q13, h[5], lo, hi, e);
+                t.q14 = upd(t.q14, h[6], lo, hi, e);
+                t.q15 = upd(t.q15, h[7], lo, hi, e);
                 left = mid;
                 mid = right;
             }
@@ -160,7 +179,7 @@ fn store_acc(base: u32, oc: u32, ic: u32, q: Acc9) {
     }
 }
 
-fn store_tile(chunk: u32, ic: u32, oc0: u32, t: Tile8) {
+fn store_tile(chunk: u32, ic: u32, oc0: u32, t: Tile16) {
     let base = chunk * (p.out_channels * p.in_channels * 9u + p.out_channels);
     store_acc(base, oc0, ic, t.q0);
     store_acc(base, oc0 + 1u, ic, t.q1);
@@ -170,6 +189,14 @@ fn store_tile(chunk: u32, ic: u32, oc0: u32, t: Tile8) {
     store_acc(base, oc0 + 5u, ic, t.q5);
     store_acc(base, oc0 + 6u, ic, t.q6);
     store_acc(base, oc0 + 7u, ic, t.q7);
+    store_acc(base, oc0 + 8u, ic, t.q8);
+    store_acc(base, oc0 + 9u, ic, t.q9);
+    store_acc(base, oc0 + 10u, ic, t.q10);
+    store_acc(base, oc0 + 11u, ic, t.q11);
+    store_acc(base, oc0 + 12u, ic, t.q12);
+    store_acc(base, oc0 + 13u, ic, t.q13);
+    store_acc(base, oc0 + 14u, ic, t.q14);
+    store_acc(base, oc0 + 15u, ic, t.q15);
 }
 
 struct ChunkTile {

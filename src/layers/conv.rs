@@ -12,7 +12,7 @@ use crate::kernels::{Dispatch, Kernels, whole, words};
 /// Output channels per thread in conv_fwd / conv_dx (OT in conv.wgsl).
 pub const OUT_TILE: usize = 16;
 /// Output channels per thread in conv_wgrad (OT in conv_wgrad.wgsl).
-pub const WGRAD_TILE: usize = 8;
+pub const WGRAD_TILE: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConvShape {
