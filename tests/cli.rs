@@ -105,3 +105,45 @@ fn lists_adapters_and_marks_the_choice() {
     let (code, _, stderr) = gpu_train(&["--list-adapters", "--adapter", "no-such-gpu-name"]);
     assert_eq!(code, 1, "{stderr}");
 }
+
+#[test]
+fn bench_reports_json_with_the_documented_keys() {
+    let (code, stdout, stderr) = gpu_train(&["bench", "--synthetic", "--steps", "1", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    println!("{v}");
+    for key in ["train_images_per_sec", "eval_images_per_sec", "startup_seconds"] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key} in {v}");
+    }
+    // Adapters without timestamp queries report null kernels; lavapipe has them.
+    if let Some(kernels) = v["kernels"].as_array() {
+        assert!(kernels.iter().any(|k| k["kernel"] == "conv_fwd"), "{v}");
+        let total: f64 = kernels.iter().map(|k| k["ms_per_step"].as_f64().unwrap()).sum();
+        assert!(total > 0.0);
+    }
+    assert!(v["gpu_bytes"]["dataset"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_batch_too_large_for_the_adapter_names_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 20, 10, false);
+    // 65,536 images of 8x8: conv2's pre-activation gradient alone is 256 MiB.
+    let limits = gpu_train::gpu::Gpu::new(&Default::default()).unwrap().limits;
+    if limits.max_storage_buffer_binding_size >= 268_435_456 {
+        println!(
+            "SKIPPED: this adapter binds {} bytes, enough for the batch",
+            limits.max_storage_buffer_binding_size
+        );
+        return;
+    }
+    let (code, _, stderr) =
+        gpu_train(&["--data", dir.path().to_str().unwrap(), "--epochs", "1", "--batch-size", "65536"]);
+    println!("{stderr}");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("max_storage_buffer_binding_size") || stderr.contains("max_buffer_size"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
