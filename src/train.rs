@@ -122,8 +122,9 @@ impl<'a> Trainer<'a> {
                     .map_err(|e| format!("GPU wait failed: {e}"))?;
                 self.gpu.errors.check()?;
             }
-            if self.cfg.progress {
-                let done = ((group_index + 1) * GROUP).min(total);
+            // Only groups the GPU has finished count: every group before this one.
+            if self.cfg.progress && group_index > 0 {
+                let done = group_index * GROUP;
                 let secs = start.elapsed().as_secs_f64();
                 eprint!(
                     "\r\x1b[2Kepoch {epoch} {label}: {done}/{total} batches, {:.0} images/s",
