@@ -176,7 +176,7 @@ impl Gpu {
     }
 
     fn check_storage_size(&self, label: &str, bytes: u64) -> Result<()> {
-        if bytes > self.limits.max_storage_buffer_binding_size as u64 {
+        if bytes > self.limits.max_storage_buffer_binding_size {
             return Err(format!(
                 "buffer '{label}' needs {bytes} bytes, over the adapter's max_storage_buffer_binding_size of {}",
                 self.limits.max_storage_buffer_binding_size

@@ -258,7 +258,7 @@ impl Model {
         ] {
             train_step.extend(label(layer, &format!("{name} backward")));
         }
-        train_step.extend(label(&[optimizer.update.clone()], "optimizer"));
+        train_step.extend(label(std::slice::from_ref(&optimizer.update), "optimizer"));
         let mut eval_step = label(&[gather_test], "input");
         eval_step.extend(forward);
         eval_step.extend(label(&[loss_test], "loss"));

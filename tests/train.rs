@@ -50,7 +50,10 @@ fn synthetic(train: usize) -> data::Dataset {
     data::load(dir.path()).unwrap()
 }
 
-fn run_twice_with(seed: u64) -> (Vec<(f64, f64, f64, f64)>, Vec<f32>) {
+/// Per-epoch (train loss, train acc, test loss, test acc).
+type EpochLosses = Vec<(f64, f64, f64, f64)>;
+
+fn run_twice_with(seed: u64) -> (EpochLosses, Vec<f32>) {
     // 250 samples at batch 32: the last batch of each epoch is short (26).
     let dataset = synthetic(250);
     let gpu = common::gpu();

@@ -64,10 +64,10 @@ impl ConvShape {
     }
 
     pub fn check(&self) -> Result<()> {
-        if self.side % 2 != 0 || self.side == 0 {
+        if !self.side.is_multiple_of(2) || self.side == 0 {
             return Err(format!("conv layer input side {} must be even and non-zero", self.side));
         }
-        if self.out_channels % OUT_TILE != 0 {
+        if !self.out_channels.is_multiple_of(OUT_TILE) {
             return Err(format!(
                 "conv layer out_channels {} must be a multiple of {OUT_TILE}",
                 self.out_channels
@@ -278,7 +278,7 @@ impl Conv3x3ReluPool {
         ]);
         let mut uniforms = vec![fwd_uniform, pool_uniform, wgrad_uniform, wt_fwd];
         if let Some(dx) = b.dx {
-            if shape.in_channels % OUT_TILE != 0 {
+            if !shape.in_channels.is_multiple_of(OUT_TILE) {
                 return Err(format!(
                     "conv layer in_channels {} must be a multiple of {OUT_TILE} to propagate gradients",
                     shape.in_channels

@@ -68,7 +68,7 @@ pub fn matmul(
     uniforms: &mut Vec<wgpu::Buffer>,
 ) -> Result<Dispatch> {
     let mut params = args.params;
-    let rows_as_vec4 = params.b_col == 1 && params.b_row % 4 == 0 && params.n % 4 == 0;
+    let rows_as_vec4 = params.b_col == 1 && params.b_row.is_multiple_of(4) && params.n.is_multiple_of(4);
     let kernel = if rows_as_vec4 { &k.matmul_rows } else { &k.matmul };
     params.n_groups = params.n.div_ceil(kernel.workgroup_size * TILE.1);
     let uniform = gpu.uniform_init("matmul params", &[params]);
@@ -89,6 +89,7 @@ pub fn matmul(
 }
 
 /// c[c_offset + n] = sum over the rows of dy (rows x cols), in row order.
+#[allow(clippy::too_many_arguments)]
 pub fn bias_grad(
     gpu: &Gpu,
     k: &Kernels,

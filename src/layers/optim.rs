@@ -74,7 +74,7 @@ impl Optimizer {
         len: usize,
         slots: &StepSlots,
     ) -> Result<Optimizer> {
-        if len % 4 != 0 {
+        if !len.is_multiple_of(4) {
             return Err(format!("optimizer: parameter count {len} must be a multiple of 4"));
         }
         let m = gpu.storage("optimizer m", len)?;
