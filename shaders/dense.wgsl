@@ -49,6 +49,20 @@ fn a_at(row: u32, kk: u32) -> f32 {
 
 const B_SCALAR: u32 = 0u;
 const B_ROWS: u32 = 1u;
+// matmul_cols: b's columns are contiguous (b_row == 1, b_col and k multiples of 4): each
+// lane loads 4 k-steps of its 4 columns as 4 vec4s.
+const B_COLS: u32 = 2u;
+
+struct Acc8 {
+    c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>,
+    c4: vec4<f32>, c5: vec4<f32>, c6: vec4<f32>, c7: vec4<f32>,
+}
+
+// One k-step: row i of the tile += a[i] * b's 4 columns.
+fn fma8(acc: Acc8, av: array<f32, 8>, bv: vec4<f32>) -> Acc8 {
+    return Acc8(acc.c0 + av[0] * bv, acc.c1 + av[1] * bv, acc.c2 + av[2] * bv, acc.c3 + av[3] * bv,
+                acc.c4 + av[4] * bv, acc.c5 + av[5] * bv, acc.c6 + av[6] * bv, acc.c7 + av[7] * bv);
+}
 
 // `b_load` is always a literal, so each entry point compiles one way of reading B.
 fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
@@ -66,28 +80,33 @@ fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
     let b1 = min(n0 + 1u, nl) * p.b_col;
     let b2 = min(n0 + 2u, nl) * p.b_col;
     let b3 = min(n0 + 3u, nl) * p.b_col;
-    var c0 = vec4<f32>(); var c1 = vec4<f32>(); var c2 = vec4<f32>(); var c3 = vec4<f32>();
-    var c4 = vec4<f32>(); var c5 = vec4<f32>(); var c6 = vec4<f32>(); var c7 = vec4<f32>();
-    for (var kk = 0u; kk < p.k; kk++) {
-        let bk = kk * p.b_row;
-        var bv: vec4<f32>;
-        if b_load == B_ROWS {
-            bv = b4[(bk + min(n0, p.n - 4u)) / 4u];
-        } else {
-            bv = vec4(b[b0 + bk], b[b1 + bk], b[b2 + bk], b[b3 + bk]);
+    // Every variant sums over k in the same order, so they give identical results.
+    var t: Acc8;
+    if b_load == B_COLS {
+        for (var kk = 0u; kk < p.k; kk += 4u) {
+            let q0 = b4[(b0 + kk) / 4u];
+            let q1 = b4[(b1 + kk) / 4u];
+            let q2 = b4[(b2 + kk) / 4u];
+            let q3 = b4[(b3 + kk) / 4u];
+            t = fma8(t, a_rows8(m0, kk, lid), vec4(q0.x, q1.x, q2.x, q3.x));
+            t = fma8(t, a_rows8(m0, kk + 1u, lid), vec4(q0.y, q1.y, q2.y, q3.y));
+            t = fma8(t, a_rows8(m0, kk + 2u, lid), vec4(q0.z, q1.z, q2.z, q3.z));
+            t = fma8(t, a_rows8(m0, kk + 3u, lid), vec4(q0.w, q1.w, q2.w, q3.w));
         }
-        let av = a_rows8(m0, kk, lid);
-        c0 += av[0] * bv;
-        c1 += av[1] * bv;
-        c2 += av[2] * bv;
-        c3 += av[3] * bv;
-        c4 += av[4] * bv;
-        c5 += av[5] * bv;
-        c6 += av[6] * bv;
-        c7 += av[7] * bv;
+    } else {
+        for (var kk = 0u; kk < p.k; kk++) {
+            let bk = kk * p.b_row;
+            var bv: vec4<f32>;
+            if b_load == B_ROWS {
+                bv = b4[(bk + min(n0, p.n - 4u)) / 4u];
+            } else {
+                bv = vec4(b[b0 + bk], b[b1 + bk], b[b2 + bk], b[b3 + bk]);
+            }
+            t = fma8(t, a_rows8(m0, kk, lid), bv);
+        }
     }
     // a var, not a let: indexing a let array with a loop counter copies the whole array
-    var acc = array<vec4<f32>, 8>(c0, c1, c2, c3, c4, c5, c6, c7);
+    var acc = array<vec4<f32>, 8>(t.c0, t.c1, t.c2, t.c3, t.c4, t.c5, t.c6, t.c7);
     for (var i = 0u; i < TM; i++) {
         let row = m0 + i;
         if row >= p.m {
@@ -117,6 +136,12 @@ fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     matmul_tile(wid, nwg, lid, B_SCALAR);
+}
+
+@compute @workgroup_size(WG)
+fn matmul_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    matmul_tile(wid, nwg, lid, B_COLS);
 }
 
 @compute @workgroup_size(WG)

@@ -9,7 +9,7 @@ use gpu_train::layers::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 
 // 13 x 37 -> 21: no size is a multiple of the workgroup or the 8x4 tile.
 const SHAPE: DenseShape = DenseShape { batch: 13, inputs: 37, outputs: 21 };
-// 36 inputs: the backward GEMMs can read B's rows as vec4s (matmul_rows).
+// 36 inputs: the GEMMs can read B as vec4s (matmul_cols forward, matmul_rows backward).
 const ROWS_SHAPE: DenseShape = DenseShape { batch: 13, inputs: 36, outputs: 21 };
 
 struct Fixture {
@@ -76,17 +76,19 @@ fn forward_ref(s: &DenseShape, x: &[f32], p: &[f32], relu: bool) -> Vec<f64> {
 #[test]
 fn dense_forward_matches_reference() {
     let mut r = rng(10);
-    let s = SHAPE;
-    let x = random(&mut r, s.batch * s.inputs);
-    let p = random(&mut r, s.param_len());
-    for (relu, dev) in
-        [false, true].into_iter().flat_map(|relu| variants().into_iter().map(move |d| (relu, d)))
-    {
-        println!("{:?}", dev.1.variant);
-        let f = fixture(dev, s, relu, &x, &p, &random(&mut r, s.batch * s.outputs), None);
-        run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
-        let name = if relu { "matmul+bias+relu" } else { "matmul+bias" };
-        assert_close(name, &f.gpu.read_f32(&f.y).unwrap(), &forward_ref(&s, &x, &p, relu), 1e-4);
+    // SHAPE reads W through scalar loads, ROWS_SHAPE through matmul_cols' vec4 loads.
+    for s in [SHAPE, ROWS_SHAPE] {
+        let x = random(&mut r, s.batch * s.inputs);
+        let p = random(&mut r, s.param_len());
+        for relu in [false, true] {
+            for dev in variants() {
+                println!("{:?} {s:?}", dev.1.variant);
+                let f = fixture(dev, s, relu, &x, &p, &random(&mut r, s.batch * s.outputs), None);
+                run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
+                let name = if relu { "matmul+bias+relu" } else { "matmul+bias" };
+                assert_close(name, &f.gpu.read_f32(&f.y).unwrap(), &forward_ref(&s, &x, &p, relu), 1e-4);
+            }
+        }
     }
 }
 

@@ -59,8 +59,8 @@ pub struct MatmulArgs<'a> {
     pub aux: Option<wgpu::BindingResource<'a>>,
 }
 
-/// c = a . b (plus the epilogue in params.flags). B rows that can be read as vec4s go to
-/// matmul_rows, the rest to matmul.
+/// c = a . b (plus the epilogue in params.flags). B rows or columns that can be read as
+/// vec4s go to matmul_rows or matmul_cols, the rest to matmul.
 pub fn matmul(
     gpu: &Gpu,
     k: &Kernels,
@@ -69,7 +69,14 @@ pub fn matmul(
 ) -> Result<Dispatch> {
     let mut params = args.params;
     let rows_as_vec4 = params.b_col == 1 && params.b_row.is_multiple_of(4) && params.n.is_multiple_of(4);
-    let kernel = if rows_as_vec4 { &k.matmul_rows } else { &k.matmul };
+    let cols_as_vec4 = params.b_row == 1 && params.b_col.is_multiple_of(4) && params.k.is_multiple_of(4);
+    let kernel = if rows_as_vec4 {
+        &k.matmul_rows
+    } else if cols_as_vec4 {
+        &k.matmul_cols
+    } else {
+        &k.matmul
+    };
     params.n_groups = params.n.div_ceil(kernel.workgroup_size * TILE.1);
     let uniform = gpu.uniform_init("matmul params", &[params]);
     let groups = params.m.div_ceil(TILE.0) * params.n_groups;
