@@ -11,7 +11,7 @@
 override WG: u32 = 64u;
 // Rows per workgroup (shared by all its lanes) and consecutive columns per lane.
 const TM: u32 = 8u;
-const TN: u32 = 4u;
+const TN: u32 = 8u;
 
 struct MatmulParams {
     m: u32,
@@ -74,39 +74,48 @@ fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
     }
     // Lanes past the last column compute clamped copies (subgroup operations need every
     // lane) and store nothing.
-    // Columns past the edge re-read the last valid one and are never stored.
+    // Columns past the edge re-read the last valid one and are never stored. The lane's
+    // columns are two halves: lo = n0 .. n0 + 3 (tile t), hi = n0 + 4 .. n0 + 7 (tile u).
     let nl = p.n - 1u;
-    let b0 = min(n0, nl) * p.b_col;
-    let b1 = min(n0 + 1u, nl) * p.b_col;
-    let b2 = min(n0 + 2u, nl) * p.b_col;
-    let b3 = min(n0 + 3u, nl) * p.b_col;
+    var bo: array<u32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        bo[j] = min(n0 + j, nl) * p.b_col;
+    }
     // Every variant sums over k in the same order, so they give identical results.
     var t: Acc8;
+    var u: Acc8;
     if b_load == B_COLS {
         for (var kk = 0u; kk < p.k; kk += 4u) {
-            let q0 = b4[(b0 + kk) / 4u];
-            let q1 = b4[(b1 + kk) / 4u];
-            let q2 = b4[(b2 + kk) / 4u];
-            let q3 = b4[(b3 + kk) / 4u];
-            t = fma8(t, a_rows8(m0, kk, lid), vec4(q0.x, q1.x, q2.x, q3.x));
-            t = fma8(t, a_rows8(m0, kk + 1u, lid), vec4(q0.y, q1.y, q2.y, q3.y));
-            t = fma8(t, a_rows8(m0, kk + 2u, lid), vec4(q0.z, q1.z, q2.z, q3.z));
-            t = fma8(t, a_rows8(m0, kk + 3u, lid), vec4(q0.w, q1.w, q2.w, q3.w));
+            var q: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                q[j] = b4[(bo[j] + kk) / 4u];
+            }
+            for (var d = 0u; d < 4u; d++) {
+                let av = a_rows8(m0, kk + d, lid);
+                t = fma8(t, av, vec4(q[0][d], q[1][d], q[2][d], q[3][d]));
+                u = fma8(u, av, vec4(q[4][d], q[5][d], q[6][d], q[7][d]));
+            }
         }
     } else {
         for (var kk = 0u; kk < p.k; kk++) {
             let bk = kk * p.b_row;
-            var bv: vec4<f32>;
+            var lo: vec4<f32>;
+            var hi: vec4<f32>;
             if b_load == B_ROWS {
-                bv = b4[(bk + min(n0, p.n - 4u)) / 4u];
+                lo = b4[(bk + min(n0, p.n - 4u)) / 4u];
+                hi = b4[(bk + min(n0 + 4u, p.n - 4u)) / 4u];
             } else {
-                bv = vec4(b[b0 + bk], b[b1 + bk], b[b2 + bk], b[b3 + bk]);
+                lo = vec4(b[bo[0] + bk], b[bo[1] + bk], b[bo[2] + bk], b[bo[3] + bk]);
+                hi = vec4(b[bo[4] + bk], b[bo[5] + bk], b[bo[6] + bk], b[bo[7] + bk]);
             }
-            t = fma8(t, a_rows8(m0, kk, lid), bv);
+            let av = a_rows8(m0, kk, lid);
+            t = fma8(t, av, lo);
+            u = fma8(u, av, hi);
         }
     }
     // a var, not a let: indexing a let array with a loop counter copies the whole array
-    var acc = array<vec4<f32>, 8>(t.c0, t.c1, t.c2, t.c3, t.c4, t.c5, t.c6, t.c7);
+    var acc = array<vec4<f32>, 16>(t.c0, u.c0, t.c1, u.c1, t.c2, u.c2, t.c3, u.c3,
+                                   t.c4, u.c4, t.c5, u.c5, t.c6, u.c6, t.c7, u.c7);
     for (var i = 0u; i < TM; i++) {
         let row = m0 + i;
         if row >= p.m {
@@ -117,7 +126,7 @@ fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
             if col >= p.n {
                 break;
             }
-            var v = acc[i][j];
+            var v = acc[2u * i + j / 4u][j % 4u];
             if (p.flags & 1u) != 0u {
                 v += bias[p.bias_offset + col];
             }

@@ -47,7 +47,7 @@ pub struct MatmulParams {
 }
 
 /// Rows per workgroup and columns per thread in matmul (TM and TN in dense.wgsl).
-pub const TILE: (u32, u32) = (8, 4);
+pub const TILE: (u32, u32) = (8, 8);
 
 /// A prepared matmul; `bias` and `aux` default to `a` when the flags don't use them.
 pub struct MatmulArgs<'a> {
