@@ -7,8 +7,9 @@
 //
 // A thread owns OT output channels of one input channel (OT * 9 weights) for one chunk and
 // slides a 3x3 window along each row, so each step loads 3 new inputs and OT gradients.
-// Two lane mappings share that loop (wgrad_tile): conv_wgrad spreads lanes over batch
-// chunks (for layers with few input channels), conv_wgrad_ic over input channels, where
+// Two lane mappings share that loop (wgrad_tile): conv_wgrad and conv_wgrad_pooled spread
+// lanes over batch chunks (for layers with few input channels; the pooled one reads
+// d_pooled and the pool codes instead of dy), conv_wgrad_ic over input channels, where
 // all lanes need the same gradients and `grads8` (conv_wgrad_grads*.wgsl) may share them.
 
 override WG: u32 = 64u;

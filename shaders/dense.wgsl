@@ -72,9 +72,8 @@ fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
     if m0 >= p.m {
         return;
     }
-    // Lanes past the last column compute clamped copies (subgroup operations need every
-    // lane) and store nothing.
-    // Columns past the edge re-read the last valid one and are never stored. The lane's
+    // Lanes and columns past the edge re-read the last valid column (subgroup operations
+    // need every lane) and store nothing. The lane's
     // columns are two halves: lo = n0 .. n0 + 3 (tile t), hi = n0 + 4 .. n0 + 7 (tile u).
     let nl = p.n - 1u;
     var bo: array<u32, 8>;

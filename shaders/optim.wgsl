@@ -21,17 +21,6 @@ struct OptimParams {
     _pad2: f32,
 }
 
-struct Step {
-    start: u32,
-    count: u32,
-    slot: u32,
-    adam_t: u32,
-    step_size: f32,
-    sqrt_bias_correction2: f32,
-    lr: f32,
-    _pad: f32,
-}
-
 @group(0) @binding(0) var<uniform> p: OptimParams;
 @group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;

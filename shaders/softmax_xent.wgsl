@@ -14,17 +14,6 @@ struct XentParams {
     _pad1: u32,
 }
 
-struct Step {
-    start: u32,
-    count: u32,
-    slot: u32,
-    adam_t: u32,
-    step_size: f32,
-    sqrt_bias_correction2: f32,
-    lr: f32,
-    _pad: f32,
-}
-
 @group(0) @binding(0) var<uniform> p: XentParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;

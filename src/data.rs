@@ -22,10 +22,6 @@ pub struct Split {
 }
 
 impl Split {
-    pub fn image_len(&self) -> usize {
-        self.side * self.side
-    }
-
     /// The first `n` samples (or all of them).
     pub fn truncated(mut self, n: Option<usize>) -> Split {
         if let Some(n) = n {

@@ -64,7 +64,7 @@ fn gunzip_idx(path: &Path, raw: &[u8]) -> Result<Vec<u8>, IdxError> {
         return Err(err(path, "truncated: the file ends inside the 4-byte IDX header"));
     }
     let ndim = head[3] as usize;
-    let mut dims_bytes = vec![0u8; ndim.min(255) * 4];
+    let mut dims_bytes = vec![0u8; ndim * 4];
     if !read_exactly(&mut decoder, &mut dims_bytes).map_err(gz_err)? {
         return Err(err(path, "truncated: the file ends inside the dimension list"));
     }

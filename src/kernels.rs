@@ -13,6 +13,7 @@ pub const POOL_WGSL: &str = include_str!("../shaders/pool.wgsl");
 pub const DENSE_WGSL: &str = include_str!("../shaders/dense.wgsl");
 pub const DENSE_ROWS_WGSL: &str = include_str!("../shaders/dense_rows.wgsl");
 pub const DENSE_ROWS_SUBGROUP_WGSL: &str = include_str!("../shaders/dense_rows_subgroup.wgsl");
+pub const STEP_WGSL: &str = include_str!("../shaders/step.wgsl");
 pub const GATHER_WGSL: &str = include_str!("../shaders/gather.wgsl");
 pub const XENT_WGSL: &str = include_str!("../shaders/softmax_xent.wgsl");
 pub const OPTIM_WGSL: &str = include_str!("../shaders/optim.wgsl");
@@ -84,9 +85,9 @@ impl Kernels {
         let wgrad = shader(gpu, "conv_wgrad.wgsl", &format!("{CONV_WGRAD_WGSL}\n{wgrad_part}"));
         let pool = shader(gpu, "pool.wgsl", POOL_WGSL);
         let dense = shader(gpu, "dense.wgsl", &format!("{DENSE_WGSL}\n{dense_part}"));
-        let gather = shader(gpu, "gather.wgsl", GATHER_WGSL);
-        let xent = shader(gpu, "softmax_xent.wgsl", XENT_WGSL);
-        let optim = shader(gpu, "optim.wgsl", OPTIM_WGSL);
+        let gather = shader(gpu, "gather.wgsl", &format!("{STEP_WGSL}\n{GATHER_WGSL}"));
+        let xent = shader(gpu, "softmax_xent.wgsl", &format!("{STEP_WGSL}\n{XENT_WGSL}"));
+        let optim = shader(gpu, "optim.wgsl", &format!("{STEP_WGSL}\n{OPTIM_WGSL}"));
         let kernels = Kernels {
             variant,
             workgroup_size,
@@ -122,11 +123,11 @@ pub struct Step {
     pub count: u32,
     /// Where softmax_xent stores this batch's loss and correct count.
     pub slot: u32,
-    pub adam_t: u32,
+    pub _pad0: u32,
     pub step_size: f32,
     pub sqrt_bias_correction2: f32,
     pub lr: f32,
-    pub _pad: f32,
+    pub _pad1: f32,
 }
 
 /// Uniform slots (256 bytes apart, the widest offset alignment allowed) for the steps of

@@ -36,7 +36,6 @@ impl Default for OptimizerConfig {
 impl OptimizerConfig {
     /// Fills the optimiser fields of `step` for update number `t` (1-based).
     pub fn fill_step(&self, step: &mut Step, t: u64) {
-        step.adam_t = t as u32;
         step.lr = self.lr as f32;
         let bc1 = 1.0 - self.beta1.powf(t as f64);
         let bc2 = 1.0 - self.beta2.powf(t as f64);
