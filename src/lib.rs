@@ -2,12 +2,17 @@
 //! backward pass in hand-written WGSL compute shaders, through wgpu.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod evaluate;
 pub mod gpu;
 pub mod idx;
+pub mod image;
+pub mod interrupt;
 pub mod kernels;
 pub mod layers;
 pub mod model;
 pub mod profile;
+pub mod run;
 pub mod train;

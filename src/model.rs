@@ -101,8 +101,67 @@ pub fn init_params(shape: &ModelShape, layout: &ParamLayout, seed: u64) -> Vec<f
     out
 }
 
+/// The parameter blocks' alignment in words on this adapter. The optimiser works on
+/// vec4s, so blocks are at least 4 words apart.
+pub fn param_align_words(gpu: &Gpu) -> usize {
+    (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(4)
+}
+
+/// Words of each buffer whose size follows the batch, as Model::new allocates them.
+fn batch_buffers(shape: &ModelShape, k: &Kernels) -> Vec<(&'static str, usize)> {
+    let (c1, c2, f1, f2) = (shape.conv1(), shape.conv2(), shape.fc1(), shape.fc2());
+    let b = shape.batch;
+    vec![
+        ("x", c1.input_len()),
+        ("conv1 pooled", c1.pooled_len()),
+        ("conv2 pooled", c2.pooled_len()),
+        ("fc1 out", b * f1.outputs),
+        ("logits", b * f2.outputs),
+        ("d conv2 pre", c2.pre_len()),
+        ("d conv1 pre", if c1.fuses_unpool(false, k) { 1 } else { c1.pre_len() }),
+        ("conv wgrad partials", c1.partial_len().max(c2.partial_len())),
+    ]
+}
+
+/// Refuses a batch whose buffers would not fit the adapter's binding limit, naming the
+/// limit and the largest batch that does fit, before anything is allocated.
+pub fn check_batch_fits(gpu: &Gpu, k: &Kernels, shape: &ModelShape) -> Result<()> {
+    let binding = gpu.limits.max_storage_buffer_binding_size;
+    let (limit, limit_name) = if gpu.limits.max_buffer_size < binding {
+        (gpu.limits.max_buffer_size, "max_buffer_size")
+    } else {
+        (binding, "max_storage_buffer_binding_size")
+    };
+    let too_big = |batch: usize| {
+        batch_buffers(&ModelShape { batch, ..*shape }, k)
+            .into_iter()
+            .find(|&(_, words)| words as u64 * 4 > limit)
+    };
+    let Some((name, words)) = too_big(shape.batch) else {
+        return Ok(());
+    };
+    // Buffer sizes grow with the batch, so bisect for the largest batch that fits.
+    let (mut fits, mut fails) = (0, shape.batch);
+    while fails - fits > 1 {
+        let mid = (fits + fails) / 2;
+        if too_big(mid).is_none() { fits = mid } else { fails = mid }
+    }
+    let advice = if fits == 0 {
+        "no batch fits this image size".to_string()
+    } else {
+        format!("the largest batch that fits is {fits}; pass --batch-size {fits} or less")
+    };
+    Err(format!(
+        "batch size {} needs {} bytes for buffer '{name}', over this adapter's {limit_name} of {limit} bytes; {advice}",
+        shape.batch,
+        words as u64 * 4
+    ))
+}
+
 pub struct Model {
     pub shape: ModelShape,
+    /// (B, classes) scores of the last forward pass.
+    pub logits: wgpu::Buffer,
     pub layout: ParamLayout,
     pub params: wgpu::Buffer,
     pub grads: wgpu::Buffer,
@@ -129,9 +188,8 @@ impl Model {
         test: &ResidentSplit,
         slots: &StepSlots,
     ) -> Result<Model> {
-        // The optimiser works on vec4s, so blocks are at least 4 words apart.
-        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
-        let layout = ParamLayout::new(&shape, align);
+        check_batch_fits(gpu, k, &shape)?;
+        let layout = ParamLayout::new(&shape, param_align_words(gpu));
         let params = gpu.storage_init("params", &init_params(&shape, &layout, seed))?;
         let grads = gpu.storage("grads", layout.total)?;
         let (c1, c2, f1, f2) = (shape.conv1(), shape.conv2(), shape.fc1(), shape.fc2());
@@ -264,10 +322,28 @@ impl Model {
         eval_step.extend(label(&[loss_test], "loss"));
 
         let owned = vec![
-            x, labels, a1, code1, a2, code2, h1, logits, d_logits, d_h1, d_a2, d_pre2, d_a1, d_pre1, partial,
-            u1, u2, u3, u4,
+            x,
+            labels,
+            a1,
+            code1,
+            a2,
+            code2,
+            h1,
+            logits.clone(),
+            d_logits,
+            d_h1,
+            d_a2,
+            d_pre2,
+            d_a1,
+            d_pre1,
+            partial,
+            u1,
+            u2,
+            u3,
+            u4,
         ];
         Ok(Model {
+            logits,
             shape,
             layout,
             params,

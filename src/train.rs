@@ -4,6 +4,7 @@
 //! one submit. Loss and accuracy stay on the GPU (one slot per batch) and are read back
 //! once per epoch and split, then summed on the host in f64 in batch order.
 
+use crate::checkpoint::{Checkpoint, DatasetShape, Position};
 use crate::data::Dataset;
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Kernels, Step, StepSlots};
@@ -66,7 +67,13 @@ pub struct Trainer<'a> {
     slots: StepSlots,
     cfg: TrainConfig,
     shuffle_rng: rand::rngs::StdRng,
-    updates: u64,
+    /// Epochs and batches done, optimiser steps, best epoch: what a checkpoint records.
+    pub position: Position,
+}
+
+fn shuffle_stream(seed: u64) -> rand::rngs::StdRng {
+    // Separate from the init stream so each is reproducible alone.
+    rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15))
 }
 
 impl<'a> Trainer<'a> {
@@ -77,9 +84,82 @@ impl<'a> Trainer<'a> {
         let shape = ModelShape { side: data.train.side, classes: data.classes, batch: cfg.batch_size };
         let model = Model::new(gpu, kernels, shape, &cfg.optimizer, cfg.seed, &train, &test, &slots)?;
         gpu.wait()?;
-        // The shuffle stream is separate from the init stream so each is reproducible alone.
-        let shuffle_rng = rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
-        Ok(Trainer { gpu, model, train, test, slots, cfg, shuffle_rng, updates: 0 })
+        let shuffle_rng = shuffle_stream(cfg.seed);
+        let position =
+            Position { epochs_done: 0, batches_done: 0, updates: 0, best: None, partial_metrics: Vec::new() };
+        Ok(Trainer { gpu, model, train, test, slots, cfg, shuffle_rng, position })
+    }
+
+    /// Puts a checkpoint's weights, optimiser state and position on this trainer, which must
+    /// have been built with the checkpoint's seed, batch size, optimiser and dataset shape.
+    /// The shuffle stream is replayed, so the coming epochs see the orders they would have.
+    pub fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
+        let total = self.model.layout.total;
+        if ckpt.params.len() != total || ckpt.m.len() != total || ckpt.v.len() != total {
+            return Err("checkpoint: parameter layout differs from this model's".into());
+        }
+        let queue = &self.gpu.queue;
+        queue.write_buffer(&self.model.params, 0, bytemuck::cast_slice(&ckpt.params));
+        queue.write_buffer(&self.model.optimizer.m, 0, bytemuck::cast_slice(&ckpt.m));
+        queue.write_buffer(&self.model.optimizer.v, 0, bytemuck::cast_slice(&ckpt.v));
+        self.position = ckpt.position.clone();
+        self.shuffle_rng = shuffle_stream(self.cfg.seed);
+        for _ in 0..self.position.epochs_done {
+            self.draw_order();
+        }
+        if self.position.batches_done > 0 {
+            self.shuffle();
+            let partial = &self.position.partial_metrics;
+            queue.write_buffer(&self.model.train_metrics, 0, bytemuck::cast_slice(partial));
+        }
+        self.gpu.wait()
+    }
+
+    /// Replaces the weights (flat layout), e.g. with a checkpoint's for evaluation.
+    pub fn set_params(&self, params: &[f32]) -> Result<()> {
+        if params.len() != self.model.layout.total {
+            return Err("checkpoint: parameter layout differs from this model's".into());
+        }
+        self.gpu.queue.write_buffer(&self.model.params, 0, bytemuck::cast_slice(params));
+        self.gpu.wait()
+    }
+
+    /// Logits (test count, classes) of every test sample, one batch per submit and readback,
+    /// plus the GPU's (mean loss, accuracy) over them.
+    pub fn test_logits(&mut self) -> Result<(Vec<f32>, (f64, f64))> {
+        let classes = self.model.shape.classes;
+        let batches = self.batches(self.test.count);
+        let mut logits = Vec::with_capacity(self.test.count * classes);
+        for (i, &(start, count)) in batches.iter().enumerate() {
+            self.slots.write(self.gpu, &[Step { start, count, slot: i as u32, ..Default::default() }]);
+            let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                self.model.record_step(&mut pass, false, 0);
+            }
+            self.gpu.queue.submit([encoder.finish()]);
+            logits.extend(self.gpu.read_words::<f32>(&self.model.logits, 0, count as usize * classes)?);
+        }
+        let metrics = self.read_metrics(&self.model.test_metrics, batches.len(), self.test.count)?;
+        Ok((logits, metrics))
+    }
+
+    /// Everything needed to continue this run later, read back from the GPU.
+    pub fn snapshot(&self, dataset: DatasetShape, class_names: Vec<String>) -> Result<Checkpoint> {
+        let mut position = self.position.clone();
+        position.partial_metrics =
+            self.gpu.read_words(&self.model.train_metrics, 0, 2 * position.batches_done)?;
+        Ok(Checkpoint {
+            dataset,
+            class_names,
+            batch_size: self.cfg.batch_size,
+            seed: self.cfg.seed,
+            optimizer: self.cfg.optimizer,
+            position,
+            params: self.gpu.read_f32(&self.model.params)?,
+            m: self.gpu.read_f32(&self.model.optimizer.m)?,
+            v: self.gpu.read_f32(&self.model.optimizer.v)?,
+        })
     }
 
     /// Runs batches (start, valid count) in groups of up to GROUP steps; `train` selects the
@@ -91,17 +171,32 @@ impl<'a> Trainer<'a> {
         label: &str,
         epoch: usize,
     ) -> Result<f64> {
+        Ok(self.run_steps_from(batches, 0, train, label, epoch, &|| false)?.0)
+    }
+
+    /// Runs `batches[first..]` (metric slots numbered by batch), checking `stop` after each
+    /// group is queued. Returns the wall time and the batches run (all of them unless stopped).
+    pub fn run_steps_from(
+        &mut self,
+        batches: &[(u32, u32)],
+        first: usize,
+        train: bool,
+        label: &str,
+        epoch: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(f64, usize)> {
         let start = Instant::now();
         let total = batches.len();
         let mut last_submit = None;
-        for (group_index, group) in batches.chunks(GROUP).enumerate() {
+        let mut ran = 0;
+        for (group_index, group) in batches[first.min(total)..].chunks(GROUP).enumerate() {
             let mut steps = Vec::with_capacity(group.len());
             for (i, &(start, count)) in group.iter().enumerate() {
-                let mut step =
-                    Step { start, count, slot: (group_index * GROUP + i) as u32, ..Default::default() };
+                let slot = (first + group_index * GROUP + i) as u32;
+                let mut step = Step { start, count, slot, ..Default::default() };
                 if train {
-                    self.updates += 1;
-                    self.cfg.optimizer.fill_step(&mut step, self.updates);
+                    self.position.updates += 1;
+                    self.cfg.optimizer.fill_step(&mut step, self.position.updates);
                 }
                 steps.push(step);
             }
@@ -122,22 +217,27 @@ impl<'a> Trainer<'a> {
                     .map_err(|e| format!("GPU wait failed: {e}"))?;
                 self.gpu.errors.check()?;
             }
+            ran += group.len();
             // Only groups the GPU has finished count: every group before this one.
             if self.cfg.progress && group_index > 0 {
                 let done = group_index * GROUP;
                 let secs = start.elapsed().as_secs_f64();
                 eprint!(
-                    "\r\x1b[2Kepoch {epoch} {label}: {done}/{total} batches, {:.0} images/s",
+                    "\r\x1b[2Kepoch {epoch} {label}: {}/{total} batches, {:.0} images/s",
+                    first + done,
                     (done * self.cfg.batch_size) as f64 / secs.max(1e-9)
                 );
                 let _ = std::io::stderr().flush();
+            }
+            if stop() {
+                break;
             }
         }
         self.gpu.wait()?;
         if self.cfg.progress {
             eprint!("\r\x1b[2K");
         }
-        Ok(start.elapsed().as_secs_f64())
+        Ok((start.elapsed().as_secs_f64(), ran))
     }
 
     /// Batch (start, valid count) pairs covering `n` samples.
@@ -160,10 +260,15 @@ impl<'a> Trainer<'a> {
         self.read_metrics(&self.model.test_metrics, batches.len(), self.test.count)
     }
 
-    /// Draws the next epoch's order from the seeded stream and uploads it.
-    pub fn shuffle(&mut self) {
+    fn draw_order(&mut self) -> Vec<u32> {
         let mut order: Vec<u32> = (0..self.train.count as u32).collect();
         order.shuffle(&mut self.shuffle_rng);
+        order
+    }
+
+    /// Draws the next epoch's order from the seeded stream and uploads it.
+    pub fn shuffle(&mut self) {
+        let order = self.draw_order();
         self.train.set_order(self.gpu, &order);
     }
 
@@ -172,27 +277,52 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn train_epoch(&mut self, epoch: usize) -> Result<EpochMetrics> {
+        match self.train_epoch_until(epoch, &|| false)? {
+            Some(m) => Ok(m),
+            None => Err("training stopped early".into()),
+        }
+    }
+
+    /// Trains (the rest of) epoch `epoch` and evaluates; checks `stop` after each group of
+    /// training steps and returns None, with the position saying how far it got, if it fired.
+    pub fn train_epoch_until(
+        &mut self,
+        epoch: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<EpochMetrics>> {
         let epoch_start = Instant::now();
-        self.shuffle();
+        let first = self.position.batches_done;
+        if first == 0 {
+            self.shuffle();
+        }
         let batches = self.batches(self.train.count);
-        let train_seconds = self.run_steps(&batches, true, "train", epoch)?;
+        let (train_seconds, ran) = self.run_steps_from(&batches, first, true, "train", epoch, stop)?;
+        self.position.batches_done = first + ran;
+        if self.position.batches_done < batches.len() {
+            return Ok(None);
+        }
         let (train_loss, train_acc) =
             self.read_metrics(&self.model.train_metrics, batches.len(), self.train.count)?;
         if !train_loss.is_finite() {
             return Err(format!(
-                "training diverged in epoch {epoch}: the loss is {train_loss}; try a lower --lr"
+                "training diverged in epoch {epoch}: the training loss is {train_loss}; try a lower --lr (now {})",
+                self.cfg.optimizer.lr
             ));
         }
         let (test_loss, test_acc) = self.evaluate(epoch)?;
-        Ok(EpochMetrics {
+        self.position.batches_done = 0;
+        self.position.partial_metrics.clear();
+        self.position.epochs_done = epoch;
+        let trained = batches[first.min(batches.len())..].iter().map(|b| b.1 as usize).sum::<usize>();
+        Ok(Some(EpochMetrics {
             epoch,
             train_loss,
             train_acc,
             test_loss,
             test_acc,
             seconds: epoch_start.elapsed().as_secs_f64(),
-            train_images_per_sec: self.train.count as f64 / train_seconds,
-        })
+            train_images_per_sec: trained as f64 / train_seconds,
+        }))
     }
 }
 

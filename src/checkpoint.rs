@@ -1,0 +1,406 @@
+//! Checkpoints: one safetensors file holding a run's weights, optimiser state and position.
+//!
+//! Tensors, all f32 little-endian, named as PyTorch names ref-cnn's state:
+//! - `conv1.weight` (32, 1, 3, 3), `conv1.bias` (32), `conv2.*` (64, 32, 3, 3), `fc1.weight`
+//!   (128, 64 * S/4 * S/4) over NCHW-flattened inputs, `fc2.*` (classes, 128);
+//! - Adam: `optimizer.exp_avg.<tensor>` and `optimizer.exp_avg_sq.<tensor>`; SGD:
+//!   `optimizer.momentum_buffer.<tensor>`;
+//! - a run stopped inside an epoch: `train_metrics.partial` (batches done, 2), each batch's
+//!   loss sum and correct count, so the resumed epoch reports what an unbroken one would.
+//!
+//! The metadata (string to string) carries the model, shapes, position (epochs done,
+//! batches done, optimiser steps), seed, batch size, optimiser hyper-parameters, the
+//! dataset's shape and class names, and the best test accuracy so far.
+
+use crate::layers::optim::{OptimizerConfig, OptimizerKind};
+use crate::model::{MODEL_NAME, ModelShape, ParamLayout};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const FORMAT: &str = "gpu-train checkpoint";
+const VERSION: &str = "1";
+/// Larger images or class counts are refused before anything is allocated.
+const MAX_SIDE: usize = 256;
+const MAX_CLASSES: usize = 256;
+
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// What a checkpoint requires of the data it is used with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetShape {
+    pub side: usize,
+    pub classes: usize,
+    pub train: usize,
+    pub test: usize,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    pub epochs_done: usize,
+    /// Training batches of the next epoch already run (0 at an epoch boundary).
+    pub batches_done: usize,
+    /// Optimiser steps so far (Adam's t).
+    pub updates: u64,
+    /// (epoch, test accuracy) of the best epoch so far.
+    pub best: Option<(usize, f64)>,
+    /// Loss sum and correct count per finished batch of the epoch in progress.
+    pub partial_metrics: Vec<f32>,
+}
+
+struct TensorSlot {
+    name: String,
+    dims: Vec<usize>,
+    offset: usize,
+    len: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dataset: DatasetShape,
+    pub class_names: Vec<String>,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub optimizer: OptimizerConfig,
+    pub position: Position,
+    /// Parameters and optimiser state in the GPU's flat layout (see model::ParamLayout for
+    /// a batch of `batch_size`); `m`/`v` are Adam's moments or SGD's velocity (v unused).
+    pub params: Vec<f32>,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+impl Checkpoint {
+    pub fn shape(&self) -> ModelShape {
+        ModelShape { side: self.dataset.side, classes: self.dataset.classes, batch: self.batch_size }
+    }
+
+    /// Each tensor's place in the flat layout, in parameter order.
+    fn tensor_slots(&self, align_words: usize) -> (ParamLayout, Vec<TensorSlot>) {
+        let shape = self.shape();
+        let layout = ParamLayout::new(&shape, align_words);
+        let mut slots = Vec::new();
+        for ((name, dims, len), &offset) in shape.blocks().into_iter().zip(&layout.offsets) {
+            let bias = dims[0];
+            slots.push(TensorSlot { name: format!("{name}.weight"), dims, offset, len: len - bias });
+            slots.push(TensorSlot {
+                name: format!("{name}.bias"),
+                dims: vec![bias],
+                offset: offset + len - bias,
+                len: bias,
+            });
+        }
+        (layout, slots)
+    }
+
+    fn state_prefixes(&self) -> Vec<&'static str> {
+        match self.optimizer.kind {
+            OptimizerKind::Adam => vec!["optimizer.exp_avg.", "optimizer.exp_avg_sq."],
+            OptimizerKind::Sgd => vec!["optimizer.momentum_buffer."],
+        }
+    }
+
+    /// The safetensors bytes. `align_words` is the flat layout's block alignment.
+    pub fn to_bytes(&self, align_words: usize) -> Result<Vec<u8>, String> {
+        let (_, slots) = self.tensor_slots(align_words);
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let sources: Vec<(&str, &Vec<f32>)> = std::iter::once(("", &self.params))
+            .chain(self.state_prefixes().into_iter().zip([&self.m, &self.v]))
+            .collect();
+        for (prefix, flat) in sources {
+            for t in &slots {
+                let values =
+                    flat.get(t.offset..t.offset + t.len).ok_or("checkpoint: parameter buffer too short")?;
+                tensors.push((format!("{prefix}{}", t.name), t.dims.clone(), le_bytes(values)));
+            }
+        }
+        let partial = &self.position.partial_metrics;
+        if !partial.is_empty() {
+            tensors.push(("train_metrics.partial".into(), vec![partial.len() / 2, 2], le_bytes(partial)));
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, dims, bytes)| {
+                TensorView::new(Dtype::F32, dims.clone(), bytes).map(|v| (name.clone(), v))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("checkpoint: {e}"))?;
+        safetensors::tensor::serialize(views, Some(self.metadata())).map_err(|e| format!("checkpoint: {e}"))
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        let o = &self.optimizer;
+        let p = &self.position;
+        let shapes: BTreeMap<String, Vec<usize>> = self
+            .shape()
+            .blocks()
+            .into_iter()
+            .map(|(name, dims, _)| (format!("{name}.weight"), dims))
+            .collect();
+        let mut m: HashMap<String, String> = [
+            ("format", FORMAT.to_string()),
+            ("format_version", VERSION.to_string()),
+            ("model", MODEL_NAME.to_string()),
+            ("shapes", serde_json::to_string(&shapes).unwrap_or_default()),
+            ("epoch", p.epochs_done.to_string()),
+            ("batches_done", p.batches_done.to_string()),
+            ("step", p.updates.to_string()),
+            ("seed", self.seed.to_string()),
+            ("batch_size", self.batch_size.to_string()),
+            ("optimizer", format!("{:?}", o.kind).to_lowercase()),
+            ("lr", o.lr.to_string()),
+            ("beta1", o.beta1.to_string()),
+            ("beta2", o.beta2.to_string()),
+            ("eps", o.eps.to_string()),
+            ("momentum", o.momentum.to_string()),
+            ("dataset_side", self.dataset.side.to_string()),
+            ("dataset_classes", self.dataset.classes.to_string()),
+            ("dataset_train", self.dataset.train.to_string()),
+            ("dataset_test", self.dataset.test.to_string()),
+            ("class_names", serde_json::to_string(&self.class_names).unwrap_or_default()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some((epoch, acc)) = p.best {
+            m.insert("best_epoch".into(), epoch.to_string());
+            m.insert("best_test_acc".into(), acc.to_string());
+        }
+        m
+    }
+
+    /// Parses and validates a checkpoint; `origin` names it in errors.
+    pub fn from_bytes(origin: &Path, bytes: &[u8], align_words: usize) -> Result<Checkpoint, String> {
+        let fail = |problem: String| format!("{}: {problem}", origin.display());
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
+            fail(format!("not a readable safetensors file ({e}); is it truncated or corrupt?"))
+        })?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(fail("not a gpu-train checkpoint (no 'format' metadata)".into()));
+        }
+        if meta.get("format_version").map(String::as_str) != Some(VERSION) {
+            return Err(fail(format!(
+                "checkpoint format version {:?} is not supported (this build reads {VERSION})",
+                meta.get("format_version")
+            )));
+        }
+        let text = |key: &str| meta.get(key).ok_or_else(|| fail(format!("metadata lacks '{key}'")));
+        let number = |key: &str| -> Result<u64, String> {
+            text(key)?.parse::<u64>().map_err(|_| fail(format!("metadata '{key}' is not a whole number")))
+        };
+        let real = |key: &str| -> Result<f64, String> {
+            match text(key)?.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(v),
+                _ => Err(fail(format!("metadata '{key}' is not a finite number"))),
+            }
+        };
+        let model = text("model")?;
+        if model != MODEL_NAME {
+            return Err(fail(format!("model '{model}' is not supported (this build trains {MODEL_NAME})")));
+        }
+        let side = number("dataset_side")? as usize;
+        let classes = number("dataset_classes")? as usize;
+        if side == 0 || !side.is_multiple_of(4) || side > MAX_SIDE {
+            return Err(fail(format!("image side {side} is invalid (a multiple of 4, at most {MAX_SIDE})")));
+        }
+        if !(2..=MAX_CLASSES).contains(&classes) {
+            return Err(fail(format!("class count {classes} is invalid (2 to {MAX_CLASSES})")));
+        }
+        let batch_size = number("batch_size")? as usize;
+        if !(1..=65_536).contains(&batch_size) {
+            return Err(fail(format!("batch size {batch_size} is invalid")));
+        }
+        let kind = match text("optimizer")?.as_str() {
+            "adam" => OptimizerKind::Adam,
+            "sgd" => OptimizerKind::Sgd,
+            other => return Err(fail(format!("optimizer '{other}' is unknown"))),
+        };
+        let optimizer = OptimizerConfig {
+            kind,
+            lr: real("lr")?,
+            beta1: real("beta1")?,
+            beta2: real("beta2")?,
+            eps: real("eps")?,
+            momentum: real("momentum")?,
+        };
+        let class_names: Vec<String> = serde_json::from_str(text("class_names")?)
+            .map_err(|_| fail("metadata 'class_names' is not a JSON list of strings".into()))?;
+        if class_names.len() != classes {
+            return Err(fail(format!("{} class names for {classes} classes", class_names.len())));
+        }
+        let best = match (meta.get("best_epoch"), meta.get("best_test_acc")) {
+            (Some(_), Some(_)) => Some((number("best_epoch")? as usize, real("best_test_acc")?)),
+            _ => None,
+        };
+        let dataset = DatasetShape {
+            side,
+            classes,
+            train: number("dataset_train")? as usize,
+            test: number("dataset_test")? as usize,
+        };
+        let batches_done = number("batches_done")? as usize;
+        if batches_done > dataset.train.div_ceil(batch_size) {
+            return Err(fail(format!("batches_done {batches_done} exceeds the batches in an epoch")));
+        }
+        let mut ckpt = Checkpoint {
+            dataset,
+            class_names,
+            batch_size,
+            seed: number("seed")?,
+            optimizer,
+            position: Position {
+                epochs_done: number("epoch")? as usize,
+                batches_done,
+                updates: number("step")?,
+                best,
+                partial_metrics: Vec::new(),
+            },
+            params: Vec::new(),
+            m: Vec::new(),
+            v: Vec::new(),
+        };
+
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| {
+            fail(format!("not a readable safetensors file ({e}); is it truncated or corrupt?"))
+        })?;
+        let read = |name: &str, dims: &[usize]| -> Result<Vec<f32>, String> {
+            let t = tensors.tensor(name).map_err(|_| fail(format!("tensor '{name}' is missing")))?;
+            if t.dtype() != Dtype::F32 || t.shape() != dims {
+                return Err(fail(format!(
+                    "tensor '{name}' is {:?} {:?}; expected F32 {dims:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let (layout, slots) = ckpt.tensor_slots(align_words);
+        let prefixes: Vec<&str> = std::iter::once("").chain(ckpt.state_prefixes()).collect();
+        // The header's shapes decide the allocations below: check that the file can hold them.
+        let needed = slots.iter().map(|t| t.len).sum::<usize>() * prefixes.len() * 4;
+        if needed > bytes.len() {
+            return Err(fail(format!(
+                "a {side}x{side} {classes}-class model needs {needed} bytes of tensors; the file has {}",
+                bytes.len()
+            )));
+        }
+        let mut flats = Vec::new();
+        for prefix in prefixes {
+            let mut flat = vec![0f32; layout.total];
+            for t in &slots {
+                let values = read(&format!("{prefix}{}", t.name), &t.dims)?;
+                flat[t.offset..t.offset + t.len].copy_from_slice(&values);
+            }
+            flats.push(flat);
+        }
+        let mut flats = flats.into_iter();
+        ckpt.params = flats.next().unwrap_or_default();
+        ckpt.m = flats.next().unwrap_or_default();
+        ckpt.v = flats.next().unwrap_or_else(|| vec![0f32; layout.total]);
+        if batches_done > 0 {
+            ckpt.position.partial_metrics = read("train_metrics.partial", &[batches_done, 2])?;
+        }
+        if ckpt.params.iter().chain(&ckpt.m).chain(&ckpt.v).any(|x| !x.is_finite()) {
+            return Err(fail("holds non-finite (NaN or infinite) weights or optimiser state".into()));
+        }
+        Ok(ckpt)
+    }
+
+    pub fn load(path: &Path, align_words: usize) -> Result<Checkpoint, String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("{}: cannot read checkpoint: {e}", path.display()))?;
+        Checkpoint::from_bytes(path, &bytes, align_words)
+    }
+
+    /// Writes the checkpoint so that a crash at any moment leaves the old file or the new
+    /// one: a temporary file in the same directory, fsync, rename, fsync of the directory.
+    pub fn save(&self, path: &Path, align_words: usize) -> Result<(), String> {
+        let bytes = self.to_bytes(align_words)?;
+        write_atomically(path, &bytes)
+    }
+
+    /// Checks that this checkpoint can continue on `data` with a model of `model_classes`.
+    pub fn check_dataset(&self, origin: &Path, data: &DatasetShape, need_counts: bool) -> Result<(), String> {
+        let ours = &self.dataset;
+        let mut problems = Vec::new();
+        if ours.side != data.side {
+            problems
+                .push(format!("images are {0}x{0} here but {1}x{1} in the checkpoint", data.side, ours.side));
+        }
+        if ours.classes != data.classes {
+            problems.push(format!("{} classes here but {} in the checkpoint", data.classes, ours.classes));
+        }
+        if need_counts && ours.train != data.train {
+            problems.push(format!(
+                "{} training samples here but {} in the checkpoint (check --limit-train)",
+                data.train, ours.train
+            ));
+        }
+        if need_counts && ours.test != data.test {
+            problems.push(format!(
+                "{} test samples here but {} in the checkpoint (check --limit-test)",
+                data.test, ours.test
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{}: does not match the dataset: {}", origin.display(), problems.join("; ")))
+        }
+    }
+}
+
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let fail = |what: &str, e: std::io::Error| format!("{}: cannot {what}: {e}", path.display());
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(|e| fail("create a temporary file", e))?;
+        file.write_all(bytes).map_err(|e| fail("write", e))?;
+        file.sync_all().map_err(|e| fail("sync", e))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(|e| fail("rename the temporary file into place", e))?;
+        // The rename itself is durable once the directory is synced.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Class names for a dataset: Fashion-MNIST's when its directory says so and it has 10
+/// classes, else the class numbers.
+pub fn class_names_for(dir: &Path, classes: usize) -> Vec<String> {
+    let fashion = dir.to_string_lossy().to_lowercase().contains("fashion");
+    if fashion && classes == FASHION_MNIST_CLASSES.len() {
+        FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect()
+    } else {
+        (0..classes).map(|c| c.to_string()).collect()
+    }
+}

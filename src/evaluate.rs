@@ -1,0 +1,192 @@
+//! The eval and predict commands: a checkpoint's model run forward on the GPU over the
+//! test set or over PNG files, with the logits (N, classes) read back for the report.
+
+use crate::checkpoint::{Checkpoint, DatasetShape};
+use crate::cli::{EvalArgs, PredictArgs, open_gpu};
+use crate::data::{self, Dataset, Split};
+use crate::gpu::Gpu;
+use crate::kernels::Kernels;
+use crate::model::param_align_words;
+use crate::train::{TrainConfig, Trainer};
+use std::path::{Path, PathBuf};
+
+/// Logits of every sample of `split` under the checkpoint's weights, and the GPU's
+/// (mean loss, accuracy).
+fn run_model(
+    gpu: &Gpu,
+    ckpt: &Checkpoint,
+    split: &Split,
+    batch: usize,
+) -> Result<(Vec<f32>, (f64, f64)), String> {
+    let kernels = Kernels::new(gpu)?;
+    // The trainer wants a training split; the evaluated one serves, as nothing trains.
+    let dataset = Dataset {
+        dir: PathBuf::new(),
+        train: split.clone(),
+        test: split.clone(),
+        classes: ckpt.dataset.classes,
+    };
+    let cfg = TrainConfig {
+        epochs: 0,
+        batch_size: batch.min(split.count).max(1),
+        seed: ckpt.seed,
+        optimizer: ckpt.optimizer,
+        progress: false,
+    };
+    let mut trainer = Trainer::new(gpu, &kernels, &dataset, cfg)?;
+    trainer.set_params(&ckpt.params)?;
+    trainer.test_logits()
+}
+
+/// Softmax probabilities in f64 from one sample's logits.
+fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let exp: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// The first index of the largest logit, as the GPU's metric picks it.
+fn argmax(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (k, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = k;
+        }
+    }
+    best
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalReport {
+    pub loss: f64,
+    pub accuracy: f64,
+    /// confusion[true class][predicted class]
+    pub confusion: Vec<Vec<u64>>,
+}
+
+impl EvalReport {
+    pub fn per_class_accuracy(&self) -> Vec<Option<f64>> {
+        self.confusion
+            .iter()
+            .enumerate()
+            .map(|(c, row)| {
+                let n: u64 = row.iter().sum();
+                (n > 0).then(|| row[c] as f64 / n as f64)
+            })
+            .collect()
+    }
+
+    pub fn format(&self, names: &[String]) -> String {
+        let mut out =
+            format!("loss {:.4}, accuracy {:.2}%\n\nper-class accuracy:\n", self.loss, 100.0 * self.accuracy);
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(1).max(5);
+        for (c, acc) in self.per_class_accuracy().iter().enumerate() {
+            let n: u64 = self.confusion[c].iter().sum();
+            let acc = acc.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
+            out += &format!("  {c:>3} {:<width$}  {acc:>7}  of {n}\n", names[c]);
+        }
+        out += "\nconfusion matrix (rows: true class, columns: predicted class):\n";
+        let cell = self.confusion.iter().flatten().max().map_or(1, |m| m.to_string().len()).max(3);
+        out += &format!("  {:>3} {:<width$} ", "", "");
+        for c in 0..self.confusion.len() {
+            out += &format!(" {c:>cell$}");
+        }
+        out += "\n";
+        for (c, row) in self.confusion.iter().enumerate() {
+            out += &format!("  {c:>3} {:<width$} ", names[c]);
+            for v in row {
+                out += &format!(" {v:>cell$}");
+            }
+            out += "\n";
+        }
+        out
+    }
+}
+
+/// Evaluates the checkpoint on `split`.
+pub fn evaluate_split(
+    gpu: &Gpu,
+    ckpt: &Checkpoint,
+    split: &Split,
+    batch: usize,
+) -> Result<EvalReport, String> {
+    let classes = ckpt.dataset.classes;
+    let (logits, (loss, accuracy)) = run_model(gpu, ckpt, split, batch)?;
+    let mut confusion = vec![vec![0u64; classes]; classes];
+    for (row, &label) in logits.chunks_exact(classes).zip(&split.labels) {
+        confusion[label as usize][argmax(row)] += 1;
+    }
+    Ok(EvalReport { loss, accuracy, confusion })
+}
+
+pub fn eval_command(args: &EvalArgs) -> Result<(), String> {
+    let dir = data::locate(args.data.as_deref())?;
+    let mut dataset = data::load(&dir)?;
+    dataset.test = dataset.test.truncated(args.limit_test.map(|n| n as usize));
+    let gpu = open_gpu(&args.adapter.options(), true)?;
+    let ckpt = Checkpoint::load(&args.checkpoint, param_align_words(&gpu))?;
+    let shape = DatasetShape {
+        side: dataset.test.side,
+        classes: dataset.classes,
+        train: dataset.train.count,
+        test: dataset.test.count,
+    };
+    ckpt.check_dataset(&args.checkpoint, &shape, false)?;
+    println!(
+        "checkpoint: {} (epoch {}{})",
+        args.checkpoint.display(),
+        ckpt.position.epochs_done,
+        match ckpt.position.batches_done {
+            0 => String::new(),
+            b => format!(" and {b} batches"),
+        }
+    );
+    println!("test set: {} ({} images)", dir.display(), dataset.test.count);
+    let report = evaluate_split(&gpu, &ckpt, &dataset.test, args.batch_size as usize)?;
+    print!("{}", report.format(&ckpt.class_names));
+    Ok(())
+}
+
+/// The top `k` (class, probability) pairs, most likely first.
+pub fn top_classes(logits: &[f32], k: usize) -> Vec<(usize, f64)> {
+    let mut ranked: Vec<(usize, f64)> = softmax(logits).into_iter().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(k);
+    ranked
+}
+
+/// Prints each image's top 3; returns exit code 1 if any image could not be read.
+pub fn predict_command(args: &PredictArgs) -> Result<u8, String> {
+    let gpu = open_gpu(&args.adapter.options(), false)?;
+    let ckpt = Checkpoint::load(&args.checkpoint, param_align_words(&gpu))?;
+    let side = ckpt.dataset.side;
+    let mut ok: Vec<&Path> = Vec::new();
+    let mut pixels = Vec::new();
+    let mut failed = 0;
+    for path in &args.images {
+        match crate::image::load_for_model(path, side, args.invert) {
+            Ok(bytes) => {
+                ok.push(path);
+                pixels.extend(bytes);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if !ok.is_empty() {
+        let split = Split { count: ok.len(), side, pixels, labels: vec![0; ok.len()] };
+        let (logits, _) = run_model(&gpu, &ckpt, &split, 128)?;
+        let classes = ckpt.dataset.classes;
+        for (path, row) in ok.iter().zip(logits.chunks_exact(classes)) {
+            let top: Vec<String> = top_classes(row, 3)
+                .iter()
+                .map(|&(c, p)| format!("{} {:.1}%", ckpt.class_names[c], 100.0 * p))
+                .collect();
+            println!("{}: {}", path.display(), top.join(", "));
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}

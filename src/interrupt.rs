@@ -1,0 +1,27 @@
+//! Ctrl-C: the first request lets training finish its batch group and save; a second
+//! one exits at once with 130 (128 + SIGINT), as shells expect.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static REQUESTS: AtomicUsize = AtomicUsize::new(0);
+
+pub const EXIT_CODE: u8 = 130;
+
+/// Installs the handler; only the command-line program calls this.
+pub fn install() -> Result<(), String> {
+    ctrlc::set_handler(|| {
+        if REQUESTS.fetch_add(1, Ordering::SeqCst) == 0 {
+            eprintln!(
+                "\ninterrupted: finishing the current batch group, then saving (Ctrl-C again quits at once)"
+            );
+        } else {
+            eprintln!("\ninterrupted again: quitting without saving");
+            std::process::exit(EXIT_CODE as i32);
+        }
+    })
+    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))
+}
+
+pub fn requested() -> bool {
+    REQUESTS.load(Ordering::SeqCst) > 0
+}

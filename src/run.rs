@@ -1,0 +1,334 @@
+//! The train command: data, adapter, trainer, per-epoch report, checkpoints, resume, Ctrl-C.
+//!
+//! Checkpoints go to DIR/last.safetensors after every epoch (and on Ctrl-C, mid-epoch) and
+//! DIR/best.safetensors when the test accuracy improves. A resumed run rebuilds the trainer
+//! from the checkpoint's seed, batch size and optimiser, so it continues bit for bit.
+
+use crate::checkpoint::{Checkpoint, DatasetShape, class_names_for};
+use crate::cli::{Args, open_gpu};
+use crate::data::{self, Dataset};
+use crate::gpu;
+use crate::interrupt;
+use crate::kernels::Kernels;
+use crate::layers::optim::{OptimizerConfig, OptimizerKind};
+use crate::model::{MODEL_NAME, param_align_words};
+use crate::train::{EpochMetrics, TrainConfig, Trainer, progress_wanted};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub fn train_command(args: Args) -> Result<u8, String> {
+    if args.list_adapters {
+        let lines = gpu::list_adapters(&args.adapter.options());
+        if lines.is_empty() {
+            return Err("no adapters found; on headless Linux `apt-get install mesa-vulkan-drivers` provides lavapipe".into());
+        }
+        println!("adapters (* = chosen):");
+        for line in lines {
+            println!("{line}");
+        }
+        return Ok(0);
+    }
+    let started = Instant::now();
+    let dir = data::locate(args.data.as_deref())?;
+    let mut dataset = data::load(&dir)?;
+    dataset.train = dataset.train.truncated(args.limit_train.map(|n| n as usize));
+    dataset.test = dataset.test.truncated(args.limit_test.map(|n| n as usize));
+    println!(
+        "data: {} ({} train, {} test, {}x{} pixels, {} classes)",
+        dir.display(),
+        dataset.train.count,
+        dataset.test.count,
+        dataset.train.side,
+        dataset.train.side,
+        dataset.classes
+    );
+    let gpu = open_gpu(&args.adapter.options(), true)?;
+    let align = param_align_words(&gpu);
+    let resumed = match &args.resume {
+        Some(path) => Some((path.clone(), Checkpoint::load(path, align)?)),
+        None => None,
+    };
+    let shape = dataset_shape(&dataset);
+    let cfg = match &resumed {
+        Some((path, ckpt)) => {
+            ckpt.check_dataset(path, &shape, true)?;
+            resumed_config(&args, path, ckpt)?
+        }
+        None => fresh_config(&args),
+    };
+    if let Some((path, ckpt)) = &resumed
+        && ckpt.position.epochs_done >= cfg.epochs
+    {
+        return Err(format!(
+            "{}: already holds {} epochs; --epochs is the total, so pass more than {} to continue",
+            path.display(),
+            ckpt.position.epochs_done,
+            ckpt.position.epochs_done
+        ));
+    }
+    let save_dir = save_dir(&args, resumed.as_ref().map(|(p, _)| p.as_path()))?;
+    let mut metrics_file = open_metrics(args.metrics.as_deref(), resumed.is_some())?;
+    if !args.no_save {
+        interrupt::install()?;
+    }
+
+    let kernels = Kernels::new(&gpu)?;
+    let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
+    if let Some((path, ckpt)) = &resumed {
+        trainer.restore(ckpt)?;
+        let p = &ckpt.position;
+        println!(
+            "resumed {}: {} epoch(s) done, {} batch(es) into the next, {} optimiser steps",
+            path.display(),
+            p.epochs_done,
+            p.batches_done,
+            p.updates
+        );
+    }
+    println!(
+        "model: {MODEL_NAME}, {} parameters, batch {}, {:?} lr {}; start-up {:.2} s",
+        trainer.model.shape.blocks().iter().map(|b| b.2).sum::<usize>(),
+        cfg.batch_size,
+        cfg.optimizer.kind,
+        cfg.optimizer.lr,
+        started.elapsed().as_secs_f64()
+    );
+    match &save_dir {
+        Some(d) => println!("checkpoints: {}", d.display()),
+        None => println!("checkpoints: none (--no-save)"),
+    }
+    let saver = Saver { dir: save_dir, shape, class_names: class_names_for(&dir, dataset.classes), align };
+    println!("epoch  train_loss  train_acc  test_loss  test_acc   seconds  train_img/s");
+    let mut history: Vec<EpochMetrics> = Vec::new();
+    let first_epoch = trainer.position.epochs_done + 1;
+    for epoch in first_epoch..=cfg.epochs {
+        let outcome =
+            trainer.train_epoch_until(epoch, &interrupt::requested).map_err(|e| saver.keeping(e))?;
+        let Some(m) = outcome else {
+            let p = &trainer.position;
+            println!("stopped in epoch {epoch} after {} of its batches", p.batches_done);
+            saver.save_last(&trainer, epoch)?;
+            return Ok(interrupt::EXIT_CODE);
+        };
+        println!(
+            "{:>5}  {:>10.4}  {:>8.2}%  {:>9.4}  {:>7.2}%  {:>8.1}  {:>11.0}",
+            m.epoch,
+            m.train_loss,
+            100.0 * m.train_acc,
+            m.test_loss,
+            100.0 * m.test_acc,
+            m.seconds,
+            m.train_images_per_sec
+        );
+        if !m.test_loss.is_finite() {
+            return Err(saver.keeping(format!(
+                "training diverged in epoch {epoch}: the test loss is {}; try a lower --lr (now {})",
+                m.test_loss, cfg.optimizer.lr
+            )));
+        }
+        if let (Some(file), Some(path)) = (metrics_file.as_mut(), args.metrics.as_ref()) {
+            writeln!(file, "{}", m.json())
+                .and_then(|_| file.flush())
+                .map_err(|e| format!("{}: cannot write metrics: {e}", path.display()))?;
+        }
+        let improved = trainer.position.best.is_none_or(|(_, acc)| m.test_acc > acc);
+        if improved {
+            trainer.position.best = Some((epoch, m.test_acc));
+        }
+        saver.save_epoch(&trainer, epoch, improved)?;
+        history.push(m);
+        if interrupt::requested() && epoch < cfg.epochs {
+            saver.announce();
+            return Ok(interrupt::EXIT_CODE);
+        }
+    }
+    if args.profile {
+        let step_ms = history.last().map_or(0.0, |m| 1e3 * cfg.batch_size as f64 / m.train_images_per_sec);
+        match crate::profile::profile(&gpu, &trainer.model.train_step, 3)? {
+            Some(p) => println!("training step kernels:\n{}", crate::profile::format_table(&p, step_ms)),
+            None => println!("this adapter has no timestamp queries: no per-kernel profile"),
+        }
+    }
+    if let (Some(last), Some((best_epoch, best_acc))) = (history.last(), trainer.position.best) {
+        println!(
+            "done: final test accuracy {:.2}%, best {:.2}% (epoch {best_epoch}), total {:.1} s",
+            100.0 * last.test_acc,
+            100.0 * best_acc,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(0)
+}
+
+fn dataset_shape(d: &Dataset) -> DatasetShape {
+    DatasetShape { side: d.train.side, classes: d.classes, train: d.train.count, test: d.test.count }
+}
+
+fn fresh_config(args: &Args) -> TrainConfig {
+    TrainConfig {
+        epochs: args.epochs as usize,
+        batch_size: args.batch_size.unwrap_or(128) as usize,
+        seed: args.seed.unwrap_or(0),
+        optimizer: OptimizerConfig {
+            kind: args.optimizer.unwrap_or(OptimizerKind::Adam),
+            lr: args.lr.unwrap_or(1e-3),
+            momentum: args.momentum.unwrap_or(0.9),
+            ..OptimizerConfig::default()
+        },
+        progress: progress_wanted(),
+    }
+}
+
+/// The checkpoint's settings; a flag given explicitly must agree with them, since changing
+/// any would make the resumed run differ from an unbroken one.
+fn resumed_config(args: &Args, path: &Path, ckpt: &Checkpoint) -> Result<TrainConfig, String> {
+    let o = &ckpt.optimizer;
+    let mut clashes = Vec::new();
+    let mut clash = |flag: &str, given: Option<String>, saved: String| {
+        if let Some(given) = given
+            && given != saved
+        {
+            clashes.push(format!("{flag} {given} (the checkpoint has {saved})"));
+        }
+    };
+    clash("--batch-size", args.batch_size.map(|v| v.to_string()), ckpt.batch_size.to_string());
+    clash("--seed", args.seed.map(|v| v.to_string()), ckpt.seed.to_string());
+    clash("--lr", args.lr.map(|v| v.to_string()), o.lr.to_string());
+    let kind = |k: OptimizerKind| format!("{k:?}").to_lowercase();
+    clash("--optimizer", args.optimizer.map(kind), kind(o.kind));
+    if o.kind == OptimizerKind::Sgd {
+        clash("--momentum", args.momentum.map(|v| v.to_string()), o.momentum.to_string());
+    }
+    if !clashes.is_empty() {
+        return Err(format!(
+            "{}: cannot resume with {}; leave these flags out to continue with the checkpoint's settings",
+            path.display(),
+            clashes.join(", ")
+        ));
+    }
+    Ok(TrainConfig {
+        epochs: args.epochs as usize,
+        batch_size: ckpt.batch_size,
+        seed: ckpt.seed,
+        optimizer: *o,
+        progress: progress_wanted(),
+    })
+}
+
+fn save_dir(args: &Args, resumed_from: Option<&Path>) -> Result<Option<PathBuf>, String> {
+    if args.no_save {
+        return Ok(None);
+    }
+    let dir = match (&args.save, resumed_from) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(file)) => match file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+        (None, None) => PathBuf::from("runs").join(utc_stamp()),
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("{}: cannot create the checkpoint directory: {e}", dir.display()))?;
+    // A run killed while saving leaves its temporary file behind; it is never the checkpoint.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".safetensors.tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(Some(dir))
+}
+
+fn open_metrics(path: Option<&Path>, append: bool) -> Result<Option<std::fs::File>, String> {
+    let Some(path) = path else { return Ok(None) };
+    let file = if append {
+        std::fs::OpenOptions::new().create(true).append(true).open(path)
+    } else {
+        std::fs::File::create(path)
+    };
+    file.map(Some).map_err(|e| format!("{}: cannot open metrics file: {e}", path.display()))
+}
+
+/// YYYYMMDD-HHMMSS in UTC.
+fn utc_stamp() -> String {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian), by 400-year eras.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+struct Saver {
+    dir: Option<PathBuf>,
+    shape: DatasetShape,
+    class_names: Vec<String>,
+    align: usize,
+}
+
+impl Saver {
+    fn path(&self, name: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(name))
+    }
+
+    /// A checkpoint of the trainer, refused if anything in it is not finite.
+    fn snapshot(&self, trainer: &Trainer, epoch: usize) -> Result<Checkpoint, String> {
+        let ckpt = trainer.snapshot(self.shape.clone(), self.class_names.clone())?;
+        if ckpt.params.iter().chain(&ckpt.m).chain(&ckpt.v).any(|v| !v.is_finite()) {
+            return Err(self.keeping(format!(
+                "training diverged in epoch {epoch}: the weights are no longer finite (NaN or infinity); try a lower --lr (now {})",
+                ckpt.optimizer.lr
+            )));
+        }
+        Ok(ckpt)
+    }
+
+    fn save_epoch(&self, trainer: &Trainer, epoch: usize, best: bool) -> Result<(), String> {
+        let ckpt = self.snapshot(trainer, epoch)?;
+        let (Some(last), Some(best_path)) = (self.path("last.safetensors"), self.path("best.safetensors"))
+        else {
+            return Ok(());
+        };
+        ckpt.save(&last, self.align)?;
+        if best {
+            ckpt.save(&best_path, self.align)?;
+        }
+        Ok(())
+    }
+
+    fn save_last(&self, trainer: &Trainer, epoch: usize) -> Result<(), String> {
+        let Some(last) = self.path("last.safetensors") else {
+            println!("not saved (--no-save)");
+            return Ok(());
+        };
+        self.snapshot(trainer, epoch)?.save(&last, self.align)?;
+        self.announce();
+        Ok(())
+    }
+
+    fn announce(&self) {
+        match self.path("last.safetensors") {
+            Some(last) => println!("saved {}; continue with --resume {}", last.display(), last.display()),
+            None => println!("not saved (--no-save)"),
+        }
+    }
+
+    /// `message`, plus where the last good checkpoint is, if there is one.
+    fn keeping(&self, message: String) -> String {
+        match self.path("last.safetensors").filter(|p| p.is_file()) {
+            Some(p) => format!("{message}; the last good checkpoint, {}, is kept", p.display()),
+            None => message,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Checkpoints: exact resume (at an epoch boundary and inside an epoch), the file format's
+//! round trip, clear errors for damaged files, and loading in Python's safetensors.
+
+mod common;
+#[path = "common/idx_files.rs"]
+mod idx_files;
+use gpu_train::checkpoint::{Checkpoint, DatasetShape};
+use gpu_train::data;
+use gpu_train::kernels::Kernels;
+use gpu_train::layers::optim::{OptimizerConfig, OptimizerKind};
+use gpu_train::model::param_align_words;
+use gpu_train::train::{EpochMetrics, TrainConfig, Trainer};
+use std::path::Path;
+
+fn config(optimizer: OptimizerKind) -> TrainConfig {
+    let optimizer = OptimizerConfig { kind: optimizer, ..OptimizerConfig::default() };
+    // 250 samples at batch 8: 32 batches, two groups of 16, the last batch short (2).
+    TrainConfig { epochs: 4, batch_size: 8, seed: 5, optimizer, progress: false }
+}
+
+fn dataset() -> data::Dataset {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 250, 40, false);
+    data::load(dir.path()).unwrap()
+}
+
+fn shape_of(d: &data::Dataset) -> DatasetShape {
+    DatasetShape { side: d.train.side, classes: d.classes, train: d.train.count, test: d.test.count }
+}
+
+fn names() -> Vec<String> {
+    vec!["a".into(), "b".into(), "c".into()]
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn losses(ms: &[EpochMetrics]) -> Vec<(f64, f64, f64, f64)> {
+    ms.iter().map(|m| (m.train_loss, m.train_acc, m.test_loss, m.test_acc)).collect()
+}
+
+/// 4 epochs straight versus stops after epoch 2 and inside epoch 3, each through a
+/// checkpoint's bytes into a fresh trainer.
+fn check_exact_resume(kind: OptimizerKind) {
+    let data = dataset();
+    let gpu = common::gpu();
+    let kernels = Kernels::new(&gpu).unwrap();
+    let align = param_align_words(&gpu);
+
+    let mut straight = Trainer::new(&gpu, &kernels, &data, config(kind)).unwrap();
+    let want: Vec<EpochMetrics> = (1..=4).map(|e| straight.train_epoch(e).unwrap()).collect();
+    let want_params = straight.model.read_params(&gpu).unwrap();
+
+    let mut first = Trainer::new(&gpu, &kernels, &data, config(kind)).unwrap();
+    let mut got: Vec<EpochMetrics> = (1..=2).map(|e| first.train_epoch(e).unwrap()).collect();
+    let bytes = first.snapshot(shape_of(&data), names()).unwrap().to_bytes(align).unwrap();
+    drop(first);
+
+    // Resume at the epoch boundary, then stop again after the first group of epoch 3.
+    let ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes, align).unwrap();
+    assert_eq!(ckpt.position.epochs_done, 2);
+    let mut second = Trainer::new(&gpu, &kernels, &data, config(kind)).unwrap();
+    second.restore(&ckpt).unwrap();
+    assert!(second.train_epoch_until(3, &|| true).unwrap().is_none(), "the stop should fire inside epoch 3");
+    assert_eq!(second.position.batches_done, 16);
+    let bytes = second.snapshot(shape_of(&data), names()).unwrap().to_bytes(align).unwrap();
+    drop(second);
+
+    let ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes, align).unwrap();
+    assert_eq!((ckpt.position.epochs_done, ckpt.position.batches_done), (2, 16));
+    assert_eq!(ckpt.position.partial_metrics.len(), 32);
+    let mut third = Trainer::new(&gpu, &kernels, &data, config(kind)).unwrap();
+    third.restore(&ckpt).unwrap();
+    got.push(third.train_epoch(3).unwrap());
+    got.push(third.train_epoch(4).unwrap());
+    let got_params = third.model.read_params(&gpu).unwrap();
+
+    println!("{kind:?} straight: {:?}\n{kind:?} resumed:  {:?}", losses(&want), losses(&got));
+    assert_eq!(losses(&want), losses(&got), "per-epoch metrics differ after resuming");
+    assert_eq!(bits(&want_params), bits(&got_params), "final weights differ after resuming");
+    assert_eq!(third.position.updates, 4 * 32);
+}
+
+#[test]
+fn resuming_adam_is_bit_identical_to_an_unbroken_run() {
+    check_exact_resume(OptimizerKind::Adam);
+}
+
+#[test]
+fn resuming_sgd_is_bit_identical_to_an_unbroken_run() {
+    check_exact_resume(OptimizerKind::Sgd);
+}
+
+/// A checkpoint after one epoch, as bytes.
+fn sample_checkpoint() -> (Vec<u8>, usize) {
+    let data = dataset();
+    let gpu = common::gpu();
+    let kernels = Kernels::new(&gpu).unwrap();
+    let align = param_align_words(&gpu);
+    let mut trainer = Trainer::new(&gpu, &kernels, &data, config(OptimizerKind::Adam)).unwrap();
+    trainer.train_epoch(1).unwrap();
+    let ckpt = trainer.snapshot(shape_of(&data), names()).unwrap();
+    (ckpt.to_bytes(align).unwrap(), align)
+}
+
+#[test]
+fn a_checkpoint_round_trips_and_names_its_tensors_like_pytorch() {
+    let (bytes, align) = sample_checkpoint();
+    let ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes, align).unwrap();
+    let again = ckpt.to_bytes(align).unwrap();
+    let reread = Checkpoint::from_bytes(Path::new("mem"), &again, align).unwrap();
+    assert_eq!(bits(&ckpt.params), bits(&reread.params));
+    assert_eq!(bits(&ckpt.m), bits(&reread.m));
+    assert_eq!(bits(&ckpt.v), bits(&reread.v));
+    assert_eq!(ckpt.position, reread.position);
+
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<&str> = st.names();
+    names.sort();
+    println!("{names:?}");
+    for (name, shape) in [
+        ("conv1.weight", vec![32, 1, 3, 3]),
+        ("conv1.bias", vec![32]),
+        ("conv2.weight", vec![64, 32, 3, 3]),
+        ("fc1.weight", vec![128, 64 * 2 * 2]),
+        ("fc2.weight", vec![3, 128]),
+        ("fc2.bias", vec![3]),
+        ("optimizer.exp_avg.fc1.weight", vec![128, 256]),
+        ("optimizer.exp_avg_sq.conv2.bias", vec![64]),
+    ] {
+        assert_eq!(st.tensor(name).unwrap().shape(), &shape[..], "{name}");
+    }
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    for (key, value) in
+        [("model", "ref-cnn"), ("epoch", "1"), ("step", "32"), ("seed", "5"), ("optimizer", "adam")]
+    {
+        assert_eq!(meta[key], value, "metadata {key}");
+    }
+}
+
+#[test]
+fn damaged_checkpoints_are_clear_errors() {
+    let (bytes, align) = sample_checkpoint();
+    let origin = Path::new("run/last.safetensors");
+    let check = |data: &[u8], needle: &str| {
+        let err = Checkpoint::from_bytes(origin, data, align).unwrap_err();
+        println!("{err}");
+        assert!(err.starts_with("run/last.safetensors: "), "{err}");
+        assert!(err.contains(needle), "'{err}' should mention '{needle}'");
+    };
+    check(&[], "truncated or corrupt");
+    check(&bytes[..bytes.len() / 2], "truncated or corrupt");
+    check(&bytes[..bytes.len() - 1], "truncated or corrupt");
+    check(b"\x00\x00\x00\x00\x00\x00\x00\x00", "truncated or corrupt");
+    check(&idx_files::idx_bytes(8, &[2, 2], &[1, 2, 3, 4]), "truncated or corrupt");
+    // Valid safetensors, but not ours.
+    let data = vec![0u8; 16];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &data).unwrap();
+    let foreign = safetensors::tensor::serialize([("w", view)], None).unwrap();
+    check(&foreign, "not a gpu-train checkpoint");
+    // A tensor dropped or of the wrong shape.
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone();
+    let without: Vec<_> = st.tensors().into_iter().filter(|(n, _)| n != "fc1.bias").collect();
+    check(&safetensors::tensor::serialize(without, meta.clone()).unwrap(), "'fc1.bias' is missing");
+    let mut bad_meta = meta.clone().unwrap();
+    bad_meta.insert("dataset_classes".into(), "4".into());
+    let all = st.tensors();
+    let err =
+        Checkpoint::from_bytes(origin, &safetensors::tensor::serialize(all, Some(bad_meta)).unwrap(), align)
+            .unwrap_err();
+    assert!(err.contains("class names") || err.contains("fc2"), "{err}");
+    // NaN weights are refused rather than resumed from.
+    let mut nan = bytes.clone();
+    let header_len = u64::from_le_bytes(nan[..8].try_into().unwrap()) as usize;
+    for b in &mut nan[8 + header_len..8 + header_len + 8] {
+        *b = 0xff;
+    }
+    check(&nan, "non-finite");
+}
+
+#[test]
+fn saves_are_atomic_and_leave_no_temporary_files() {
+    let (bytes, align) = sample_checkpoint();
+    let ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes, align).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("last.safetensors");
+    std::fs::write(&path, b"an older checkpoint").unwrap();
+    ckpt.save(&path, align).unwrap();
+    let entries: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    assert_eq!(entries, vec!["last.safetensors".to_string()]);
+    assert!(Checkpoint::load(&path, align).is_ok());
+    // Writing into a directory that does not exist fails cleanly and names the file.
+    let err = ckpt.save(&dir.path().join("no/such/dir/last.safetensors"), align).unwrap_err();
+    assert!(err.contains("last.safetensors") && err.contains("cannot"), "{err}");
+}
+
+/// The Python interpreter for the PyTorch-side check: $GPU_TRAIN_PYTHON, the benchmark's
+/// virtual environment, or python3.
+fn python() -> Option<String> {
+    let venv = std::env::var("HOME").ok().map(|h| format!("{h}/.cache/gpu-train-bench/venv/bin/python"));
+    let candidates = [std::env::var("GPU_TRAIN_PYTHON").ok(), venv, Some("python3".into())];
+    candidates.into_iter().flatten().find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import safetensors.numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+#[test]
+fn a_checkpoint_opens_in_python_safetensors() {
+    let Some(python) = python() else {
+        println!("SKIPPED: no Python with the safetensors and numpy packages (set GPU_TRAIN_PYTHON)");
+        return;
+    };
+    let (bytes, align) = sample_checkpoint();
+    let ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes, align).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("last.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let script = r#"
+import sys, json
+from safetensors import safe_open
+with safe_open(sys.argv[1], framework="numpy") as f:
+    meta = f.metadata()
+    t = {k: f.get_tensor(k) for k in f.keys()}
+try:
+    import torch
+    from safetensors.torch import load_file
+    state = load_file(sys.argv[1])
+    conv = torch.nn.Conv2d(1, 32, 3, padding=1)
+    conv.load_state_dict({"weight": state["conv1.weight"], "bias": state["conv1.bias"]})
+    via = "torch"
+except ImportError:
+    via = "numpy"
+print(json.dumps({"via": via, "model": meta["model"], "conv1.weight": list(t["conv1.weight"].shape),
+                  "fc2.bias": [float(x) for x in t["fc2.bias"]]}))
+"#;
+    let out =
+        std::process::Command::new(&python).args(["-c", script, path.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{python}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["model"], "ref-cnn");
+    assert_eq!(v["conv1.weight"], serde_json::json!([32, 1, 3, 3]));
+    let offsets = ckpt.shape().blocks();
+    assert_eq!(offsets[3].0, "fc2");
+    let layout = gpu_train::model::ParamLayout::new(&ckpt.shape(), align);
+    let fc2_bias = &ckpt.params[layout.offsets[3] + 3 * 128..layout.offsets[3] + 3 * 128 + 3];
+    let from_python: Vec<f32> =
+        v["fc2.bias"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    assert_eq!(bits(fc2_bias), bits(&from_python));
+}

@@ -1,0 +1,288 @@
+//! The command line around checkpoints: --save/--resume give the run an unbroken run would,
+//! Ctrl-C saves and exits 130, contradicting or damaged input is a one-line error, a
+//! diverging run keeps the last good checkpoint, and eval/predict read what training wrote.
+
+#[path = "common/idx_files.rs"]
+mod idx_files;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn gpu_train(args: &[&str]) -> (i32, String, String) {
+    let cwd = tempfile::tempdir().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_gpu-train")).args(args).current_dir(cwd.path()).output().unwrap();
+    let stderr: String = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), stderr)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Per-epoch metrics without the timings, which differ between runs.
+fn metrics(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("seconds");
+            o.remove("train_images_per_sec");
+            v.to_string()
+        })
+        .collect()
+}
+
+/// Every tensor's bytes, by name.
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, t)| (n, t.data().to_vec())).collect();
+    out.sort();
+    out
+}
+
+fn train(data: &Path, save: &Path, metrics_file: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args =
+        vec!["--data", s(data), "--batch-size", "16", "--save", s(save), "--metrics", s(metrics_file)];
+    args.extend_from_slice(extra);
+    gpu_train(&args)
+}
+
+#[test]
+fn resuming_from_the_command_line_matches_an_unbroken_run() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    idx_files::write_dataset(&data, 12, 3, 150, 30, false);
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let (ma, mb) = (root.path().join("a.jsonl"), root.path().join("b.jsonl"));
+
+    let (code, _, stderr) = train(&data, &a, &ma, &["--epochs", "4", "--seed", "3"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = train(&data, &b, &mb, &["--epochs", "2", "--seed", "3"]);
+    assert_eq!(code, 0, "{stderr}");
+    let resume = b.join("last.safetensors");
+    let (code, stdout, stderr) =
+        gpu_train(&["--data", s(&data), "--resume", s(&resume), "--epochs", "4", "--metrics", s(&mb)]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("resumed"), "{stdout}");
+    assert_eq!(metrics(&ma), metrics(&mb), "metrics of the resumed run differ");
+    assert_eq!(metrics(&mb).len(), 4);
+    assert_eq!(tensors(&a.join("last.safetensors")), tensors(&b.join("last.safetensors")));
+    assert!(a.join("best.safetensors").is_file());
+
+    // eval reads the checkpoint and reproduces the run's final test accuracy.
+    let last: serde_json::Value = serde_json::from_str(&metrics(&ma)[3]).unwrap();
+    let (code, stdout, stderr) = gpu_train(&["eval", "--checkpoint", s(&resume), "--data", s(&data)]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    let want = format!("accuracy {:.2}%", 100.0 * last["test_acc"].as_f64().unwrap());
+    assert!(stdout.contains(&want), "eval should report '{want}': {stdout}");
+    assert!(stdout.contains("confusion matrix"), "{stdout}");
+    assert!(stdout.contains("per-class accuracy"), "{stdout}");
+
+    // Contradicting the checkpoint is an error naming the mismatch.
+    for (extra, needle) in [
+        (&["--lr", "0.01"][..], "--lr 0.01"),
+        (&["--batch-size", "8"], "--batch-size 8"),
+        (&["--limit-train", "100"], "training samples"),
+        (&["--epochs", "4"], "already holds 4 epochs"),
+    ] {
+        let mut args = vec!["--data", s(&data), "--resume", s(&resume), "--no-save"];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--epochs") {
+            args.extend_from_slice(&["--epochs", "6"]);
+        }
+        let (code, _, stderr) = gpu_train(&args);
+        println!("{extra:?}: {stderr}");
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(needle), "'{stderr}' should mention '{needle}'");
+        assert!(stderr.contains("last.safetensors"), "{stderr}");
+    }
+    let other = root.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    idx_files::write_dataset(&other, 16, 3, 150, 30, false);
+    let (code, _, stderr) = gpu_train(&["eval", "--checkpoint", s(&resume), "--data", s(&other)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("16x16 here but 12x12 in the checkpoint"), "{stderr}");
+}
+
+#[test]
+fn damaged_or_missing_checkpoints_are_one_line_errors() {
+    let root = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(root.path(), 8, 3, 20, 10, false);
+    let file = root.path().join("bad.safetensors");
+    for contents in [&b""[..], b"garbage that is not a checkpoint", &[0xff; 64]] {
+        std::fs::write(&file, contents).unwrap();
+        for cmd in [&["--resume", s(&file), "--no-save"][..], &["eval", "--checkpoint", s(&file)]] {
+            let mut args = cmd.to_vec();
+            args.extend_from_slice(&["--data", s(root.path())]);
+            let (code, _, stderr) = gpu_train(&args);
+            println!("{stderr}");
+            assert_eq!(code, 1, "{stderr}");
+            assert!(stderr.contains("bad.safetensors: "), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        }
+    }
+    let missing = root.path().join("missing.safetensors");
+    let (code, _, stderr) = gpu_train(&["--resume", s(&missing), "--data", s(root.path()), "--no-save"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("missing.safetensors: cannot read checkpoint"), "{stderr}");
+}
+
+/// Trains 5 epochs straight, then again with `signal` sent inside epoch 2 and a resume;
+/// returns the interrupted run's exit code and output after checking that the two agree.
+fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    idx_files::write_dataset(&data, 16, 4, 1200, 40, false);
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let (ma, mb) = (root.path().join("a.jsonl"), root.path().join("b.jsonl"));
+    let common = ["--batch-size", "4", "--epochs", "5", "--seed", "9"];
+    let mut args = vec!["--data", s(&data), "--save", s(&a), "--metrics", s(&ma)];
+    args.extend_from_slice(&common);
+    let (code, _, stderr) = gpu_train(&args);
+    assert_eq!(code, 0, "{stderr}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+        .args(["--data", s(&data), "--save", s(&b), "--metrics", s(&mb)])
+        .args(common)
+        .current_dir(root.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout += &format!("{line}\n");
+        if line.trim_start().starts_with("1 ") {
+            // Epochs take about 2 s here; the pause aims inside epoch 2. Landing on an epoch
+            // end instead is also valid: a Ctrl-C then saves that epoch and exits 130.
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+            assert!(status.success());
+            break;
+        }
+    }
+    for line in lines {
+        stdout += &format!("{}\n", line.unwrap());
+    }
+    let code = child.wait().unwrap().code();
+    println!("{signal}: exit {code:?}\n{stdout}");
+    assert!(!stdout.contains("done: final"), "the run should have stopped early: {stdout}");
+    assert!(b.join("last.safetensors").is_file(), "epoch 1's checkpoint should exist");
+
+    let (code_resumed, out, stderr) = gpu_train(&[
+        "--data",
+        s(&data),
+        "--resume",
+        s(&b.join("last.safetensors")),
+        "--epochs",
+        "5",
+        "--metrics",
+        s(&mb),
+    ]);
+    println!("{out}");
+    assert_eq!(code_resumed, 0, "{stderr}");
+    assert_eq!(metrics(&ma), metrics(&mb), "the interrupted and resumed run differs");
+    assert_eq!(tensors(&a.join("last.safetensors")), tensors(&b.join("last.safetensors")));
+    (code, stdout)
+}
+
+#[test]
+fn ctrl_c_saves_exits_130_and_resumes_exactly() {
+    let (code, stdout) = stop_and_resume("-INT");
+    assert_eq!(code, Some(130), "Ctrl-C should exit with 130");
+    assert!(stdout.contains("saved "), "{stdout}");
+}
+
+#[test]
+fn kill_9_loses_at_most_the_epoch_in_progress() {
+    // Killed outright, the run keeps epoch 1's checkpoint; resuming redoes epoch 2 and
+    // still ends where a straight run does.
+    let (code, _) = stop_and_resume("-KILL");
+    assert_eq!(code, None, "kill -9 leaves no exit code");
+}
+
+#[test]
+fn a_diverging_run_stops_naming_the_epoch_and_keeps_the_last_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(root.path(), 8, 3, 40, 10, false);
+    let save = root.path().join("run");
+    let m = root.path().join("m.jsonl");
+    let (code, _, stderr) = train(root.path(), &save, &m, &["--epochs", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let good = std::fs::read(save.join("last.safetensors")).unwrap();
+    let (code, _, stderr) = train(root.path(), &save, &m, &["--epochs", "2", "--lr", "1e30"]);
+    println!("{stderr}");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("diverged in epoch 1"), "{stderr}");
+    assert!(stderr.contains("lower --lr"), "{stderr}");
+    assert!(stderr.contains("is kept"), "{stderr}");
+    assert_eq!(
+        std::fs::read(save.join("last.safetensors")).unwrap(),
+        good,
+        "the good checkpoint was overwritten"
+    );
+}
+
+fn write_png(path: &Path, width: u32, height: u32, color: png::ColorType, data: &[u8]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+    enc.set_color(color);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header().unwrap().write_image_data(data).unwrap();
+}
+
+#[test]
+fn predict_classifies_pngs_and_reports_bad_files_separately() {
+    let root = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(root.path(), 12, 3, 150, 30, false);
+    let save = root.path().join("run");
+    let m = root.path().join("m.jsonl");
+    let (code, _, stderr) = train(root.path(), &save, &m, &["--epochs", "4"]);
+    assert_eq!(code, 0, "{stderr}");
+    let ckpt = save.join("best.safetensors");
+
+    // Class c is bright in horizontal band c (of 3): a grey 12x12 image of class 2 and a
+    // colour 48x48 image of class 0.
+    let (pixels, labels) = idx_files::synthetic_split(3, 12, 3, 11);
+    assert_eq!(labels[2], 2);
+    let grey = root.path().join("two.png");
+    write_png(&grey, 12, 12, png::ColorType::Grayscale, &pixels[2 * 144..3 * 144]);
+    let mut rgb = Vec::new();
+    for y in 0..48 {
+        for _ in 0..48 {
+            let v = if y < 16 { 220 } else { 10 };
+            rgb.extend_from_slice(&[v, v, v]);
+        }
+    }
+    let colour = root.path().join("zero.png");
+    write_png(&colour, 48, 48, png::ColorType::Rgb, &rgb);
+    let junk = root.path().join("junk.png");
+    std::fs::write(&junk, "not a png").unwrap();
+
+    let (code, stdout, stderr) =
+        gpu_train(&["predict", "--checkpoint", s(&ckpt), s(&grey), s(&junk), s(&colour)]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 1, "a bad file should make the exit code 1");
+    assert!(stderr.contains("junk.png: not a readable PNG"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let answer = |name: &str| stdout.lines().find(|l| l.contains(name)).unwrap_or("").to_string();
+    assert!(answer("two.png").contains(": 2 "), "two.png should be class 2 first: {stdout}");
+    assert!(answer("zero.png").contains(": 0 "), "zero.png should be class 0 first: {stdout}");
+    assert_eq!(answer("two.png").matches('%').count(), 3, "top 3 expected: {stdout}");
+}
