@@ -88,6 +88,16 @@ pub fn list_adapters(options: &AdapterOptions) -> Vec<String> {
         .collect()
 }
 
+/// One line for a wgpu error: its kind and, where there is one, wgpu's description of it.
+fn error_text(e: &wgpu::Error) -> String {
+    let line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match e {
+        wgpu::Error::OutOfMemory { .. } => "out of GPU memory; try a smaller --batch-size".to_string(),
+        wgpu::Error::Validation { description, .. } => format!("validation failed: {}", line(description)),
+        wgpu::Error::Internal { description, .. } => format!("internal error: {}", line(description)),
+    }
+}
+
 /// Errors reported asynchronously by wgpu (validation, out-of-memory, device loss).
 #[derive(Clone, Default)]
 pub struct ErrorSink(Arc<Mutex<Vec<String>>>);
@@ -146,7 +156,7 @@ impl Gpu {
         .map_err(|e| format!("cannot open device on {}: {e}", describe(&info)))?;
         let errors = ErrorSink::default();
         let sink = errors.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.push(e.to_string())));
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.push(error_text(&e))));
         let sink = errors.clone();
         device.set_device_lost_callback(move |reason, message| {
             sink.push(format!("device lost ({reason:?}): {message}"))

@@ -3,20 +3,9 @@
 
 #[path = "common/idx_files.rs"]
 mod idx_files;
-use std::process::Command;
-
-fn gpu_train(args: &[&str]) -> (i32, String, String) {
-    // A fresh working directory, so default checkpoint directories land nowhere that lasts.
-    let cwd = tempfile::tempdir().unwrap();
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_gpu-train")).args(args).current_dir(cwd.path()).output().unwrap();
-    let stderr: String = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), stderr)
-}
+#[path = "common/run_cli.rs"]
+mod run_cli;
+use run_cli::gpu_train;
 
 fn assert_clean_error(args: &[&str], needle: &str) {
     let (code, _, stderr) = gpu_train(args);

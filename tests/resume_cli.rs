@@ -4,21 +4,12 @@
 
 #[path = "common/idx_files.rs"]
 mod idx_files;
+#[path = "common/run_cli.rs"]
+mod run_cli;
+use run_cli::gpu_train;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn gpu_train(args: &[&str]) -> (i32, String, String) {
-    let cwd = tempfile::tempdir().unwrap();
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_gpu-train")).args(args).current_dir(cwd.path()).output().unwrap();
-    let stderr: String = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), stderr)
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

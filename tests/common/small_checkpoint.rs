@@ -1,0 +1,31 @@
+//! A small valid checkpoint (4x4 images, 2 classes) built without a GPU, for the parser's
+//! mutation test and its fuzz target.
+
+use gpu_train::checkpoint::{Checkpoint, DatasetShape, Position};
+use gpu_train::layers::optim::OptimizerConfig;
+use gpu_train::model::ParamLayout;
+
+pub fn small_checkpoint() -> Vec<u8> {
+    let mut ckpt = Checkpoint {
+        dataset: DatasetShape { side: 4, classes: 2, train: 10, test: 4 },
+        class_names: vec!["no".into(), "yes".into()],
+        batch_size: 4,
+        seed: 1,
+        optimizer: OptimizerConfig::default(),
+        position: Position {
+            epochs_done: 1,
+            batches_done: 1,
+            updates: 4,
+            best: Some((1, 0.5)),
+            partial_metrics: vec![1.5, 2.0],
+        },
+        params: Vec::new(),
+        m: Vec::new(),
+        v: Vec::new(),
+    };
+    let total = ParamLayout::new(&ckpt.shape(), 4).total;
+    ckpt.params = (0..total).map(|i| (i as f32 * 0.37).sin()).collect();
+    ckpt.m = (0..total).map(|i| (i as f32 * 0.11).cos() * 1e-3).collect();
+    ckpt.v = (0..total).map(|i| (i as f32 * 0.05).sin().abs() * 1e-6).collect();
+    ckpt.to_bytes(4).unwrap()
+}
