@@ -333,7 +333,8 @@ impl Checkpoint {
         write_atomically(path, &bytes)
     }
 
-    /// Checks that this checkpoint can continue on `data` with a model of `model_classes`.
+    /// Checks that `data` has this checkpoint's image size and classes and, for a resume
+    /// (`need_counts`), its sample counts too.
     pub fn check_dataset(&self, origin: &Path, data: &DatasetShape, need_counts: bool) -> Result<(), String> {
         let ours = &self.dataset;
         let mut problems = Vec::new();
