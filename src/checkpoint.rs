@@ -314,10 +314,15 @@ impl Checkpoint {
         if batches_done > 0 {
             ckpt.position.partial_metrics = read("train_metrics.partial", &[batches_done, 2])?;
         }
-        if ckpt.params.iter().chain(&ckpt.m).chain(&ckpt.v).any(|x| !x.is_finite()) {
+        if !ckpt.is_finite() {
             return Err(fail("holds non-finite (NaN or infinite) weights or optimiser state".into()));
         }
         Ok(ckpt)
+    }
+
+    /// Whether every weight and optimiser value is a finite number.
+    pub fn is_finite(&self) -> bool {
+        self.params.iter().chain(&self.m).chain(&self.v).all(|x| x.is_finite())
     }
 
     pub fn load(path: &Path, align_words: usize) -> Result<Checkpoint, String> {

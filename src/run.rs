@@ -285,7 +285,7 @@ impl Saver {
     /// A checkpoint of the trainer, refused if anything in it is not finite.
     fn snapshot(&self, trainer: &Trainer, epoch: usize) -> Result<Checkpoint, String> {
         let ckpt = trainer.snapshot(self.shape.clone(), self.class_names.clone())?;
-        if ckpt.params.iter().chain(&ckpt.m).chain(&ckpt.v).any(|v| !v.is_finite()) {
+        if !ckpt.is_finite() {
             return Err(self.keeping(format!(
                 "training diverged in epoch {epoch}: the weights are no longer finite (NaN or infinity); try a lower --lr (now {})",
                 ckpt.optimizer.lr

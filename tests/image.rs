@@ -1,16 +1,10 @@
 //! predict's image preparation: PNG decoding of each colour type, padding to a square and
 //! area resizing, checked against values worked out by hand.
 
+#[path = "common/png_file.rs"]
+mod png_file;
 use gpu_train::image::{Gray, decode_png};
-
-fn png_bytes(width: u32, height: u32, color: png::ColorType, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, width, height);
-    enc.set_color(color);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.write_header().unwrap().write_image_data(data).unwrap();
-    out
-}
+use png_file::png_bytes;
 
 #[test]
 fn decodes_grey_colour_and_alpha() {

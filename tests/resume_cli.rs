@@ -4,8 +4,11 @@
 
 #[path = "common/idx_files.rs"]
 mod idx_files;
+#[path = "common/png_file.rs"]
+mod png_file;
 #[path = "common/run_cli.rs"]
 mod run_cli;
+use png_file::png_bytes;
 use run_cli::gpu_train;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -230,14 +233,6 @@ fn a_diverging_run_stops_naming_the_epoch_and_keeps_the_last_checkpoint() {
     );
 }
 
-fn write_png(path: &Path, width: u32, height: u32, color: png::ColorType, data: &[u8]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width, height);
-    enc.set_color(color);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.write_header().unwrap().write_image_data(data).unwrap();
-}
-
 #[test]
 fn predict_classifies_pngs_and_reports_bad_files_separately() {
     let root = tempfile::tempdir().unwrap();
@@ -253,7 +248,7 @@ fn predict_classifies_pngs_and_reports_bad_files_separately() {
     let (pixels, labels) = idx_files::synthetic_split(3, 12, 3, 11);
     assert_eq!(labels[2], 2);
     let grey = root.path().join("two.png");
-    write_png(&grey, 12, 12, png::ColorType::Grayscale, &pixels[2 * 144..3 * 144]);
+    std::fs::write(&grey, png_bytes(12, 12, png::ColorType::Grayscale, &pixels[2 * 144..3 * 144])).unwrap();
     let mut rgb = Vec::new();
     for y in 0..48 {
         for _ in 0..48 {
@@ -262,7 +257,7 @@ fn predict_classifies_pngs_and_reports_bad_files_separately() {
         }
     }
     let colour = root.path().join("zero.png");
-    write_png(&colour, 48, 48, png::ColorType::Rgb, &rgb);
+    std::fs::write(&colour, png_bytes(48, 48, png::ColorType::Rgb, &rgb)).unwrap();
     let junk = root.path().join("junk.png");
     std::fs::write(&junk, "not a png").unwrap();
 
