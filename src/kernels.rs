@@ -51,12 +51,44 @@ pub enum Variant {
 impl Variant {
     /// The fastest variant this device can run: the one selection point for kernel variants.
     pub fn best_for(gpu: &Gpu) -> Variant {
-        if gpu.subgroup_size() == Some(8) && gpu.workgroup_size() == 8 {
-            Variant::Subgroup8
-        } else {
-            Variant::Plain
-        }
+        Variant::select(gpu.subgroup_size(), gpu.workgroup_size())
     }
+
+    /// The choice itself: Subgroup8 only where subgroup operations are enabled (the
+    /// SUBGROUP feature) with a fixed size of 8 lanes, and workgroups are 8 lanes.
+    pub fn select(subgroup_size: Option<u32>, workgroup_size: u32) -> Variant {
+        if subgroup_size == Some(8) && workgroup_size == 8 { Variant::Subgroup8 } else { Variant::Plain }
+    }
+
+    /// Every variant the program can build.
+    pub const ALL: [Variant; 2] = [Variant::Plain, Variant::Subgroup8];
+
+    /// Whether the variant's shaders use subgroup operations (WGSL `enable subgroups`
+    /// semantics: the SUBGROUP feature must be enabled on the device).
+    pub fn needs_subgroups(self) -> bool {
+        self == Variant::Subgroup8
+    }
+}
+
+/// The WGSL source of every shader module for `variant`, labelled by family, in the order
+/// Kernels::with_config compiles them. Each module declares `override WG: u32`.
+pub fn shader_sources(variant: Variant) -> Vec<(&'static str, String)> {
+    // A family's variants differ only in one helper appended to the common source.
+    let (conv_part, wgrad_part, dense_part) = match variant {
+        Variant::Plain => (CONV_ACCUMULATE_WGSL, CONV_WGRAD_GRADS_WGSL, DENSE_ROWS_WGSL),
+        Variant::Subgroup8 => {
+            (CONV_ACCUMULATE_SUBGROUP_WGSL, CONV_WGRAD_GRADS_SUBGROUP_WGSL, DENSE_ROWS_SUBGROUP_WGSL)
+        }
+    };
+    vec![
+        ("conv.wgsl", format!("{CONV_WGSL}\n{conv_part}")),
+        ("conv_wgrad.wgsl", format!("{CONV_WGRAD_WGSL}\n{wgrad_part}")),
+        ("pool.wgsl", POOL_WGSL.to_string()),
+        ("dense.wgsl", format!("{DENSE_WGSL}\n{dense_part}")),
+        ("gather.wgsl", format!("{STEP_WGSL}\n{GATHER_WGSL}")),
+        ("softmax_xent.wgsl", format!("{STEP_WGSL}\n{XENT_WGSL}")),
+        ("optim.wgsl", format!("{STEP_WGSL}\n{OPTIM_WGSL}")),
+    ]
 }
 
 impl Kernels {
@@ -74,39 +106,30 @@ impl Kernels {
         if variant == Variant::Subgroup8 && (workgroup_size != 8 || gpu.subgroup_size() != Some(8)) {
             return Err("the Subgroup8 kernels need 8-lane subgroups and 8-lane workgroups".into());
         }
-        // A family's variants differ only in one helper appended to the common source.
-        let (conv_part, wgrad_part, dense_part) = match variant {
-            Variant::Plain => (CONV_ACCUMULATE_WGSL, CONV_WGRAD_GRADS_WGSL, DENSE_ROWS_WGSL),
-            Variant::Subgroup8 => {
-                (CONV_ACCUMULATE_SUBGROUP_WGSL, CONV_WGRAD_GRADS_SUBGROUP_WGSL, DENSE_ROWS_SUBGROUP_WGSL)
-            }
+        let modules: Vec<wgpu::ShaderModule> =
+            shader_sources(variant).iter().map(|(label, source)| shader(gpu, label, source)).collect();
+        let [conv, wgrad, pool, dense, gather, xent, optim] = &modules[..] else {
+            return Err("internal error: unexpected shader module count".into());
         };
-        let conv = shader(gpu, "conv.wgsl", &format!("{CONV_WGSL}\n{conv_part}"));
-        let wgrad = shader(gpu, "conv_wgrad.wgsl", &format!("{CONV_WGRAD_WGSL}\n{wgrad_part}"));
-        let pool = shader(gpu, "pool.wgsl", POOL_WGSL);
-        let dense = shader(gpu, "dense.wgsl", &format!("{DENSE_WGSL}\n{dense_part}"));
-        let gather = shader(gpu, "gather.wgsl", &format!("{STEP_WGSL}\n{GATHER_WGSL}"));
-        let xent = shader(gpu, "softmax_xent.wgsl", &format!("{STEP_WGSL}\n{XENT_WGSL}"));
-        let optim = shader(gpu, "optim.wgsl", &format!("{STEP_WGSL}\n{OPTIM_WGSL}"));
         let kernels = Kernels {
             variant,
             workgroup_size,
-            conv_fwd: Kernel::new(gpu, &conv, "conv_fwd", workgroup_size),
-            conv_dx: Kernel::new(gpu, &conv, "conv_dx", workgroup_size),
-            conv_weight_layout: Kernel::new(gpu, &conv, "conv_weight_layout", workgroup_size),
-            conv_wgrad: Kernel::new(gpu, &wgrad, "conv_wgrad", workgroup_size),
-            conv_wgrad_ic: Kernel::new(gpu, &wgrad, "conv_wgrad_ic", workgroup_size),
-            conv_wgrad_pooled: Kernel::new(gpu, &wgrad, "conv_wgrad_pooled", workgroup_size),
-            conv_wgrad_reduce: Kernel::new(gpu, &wgrad, "conv_wgrad_reduce", workgroup_size),
-            maxpool_relu_backward: Kernel::new(gpu, &pool, "maxpool_relu_backward", workgroup_size),
-            matmul: Kernel::new(gpu, &dense, "matmul", workgroup_size),
-            matmul_rows: Kernel::new(gpu, &dense, "matmul_rows", workgroup_size),
-            matmul_cols: Kernel::new(gpu, &dense, "matmul_cols", workgroup_size),
-            bias_grad: Kernel::new(gpu, &dense, "bias_grad", workgroup_size),
-            gather: Kernel::new(gpu, &gather, "gather", workgroup_size),
-            softmax_xent: Kernel::new(gpu, &xent, "softmax_xent", workgroup_size),
-            adam: Kernel::new(gpu, &optim, "adam", workgroup_size),
-            sgd: Kernel::new(gpu, &optim, "sgd", workgroup_size),
+            conv_fwd: Kernel::new(gpu, conv, "conv_fwd", workgroup_size),
+            conv_dx: Kernel::new(gpu, conv, "conv_dx", workgroup_size),
+            conv_weight_layout: Kernel::new(gpu, conv, "conv_weight_layout", workgroup_size),
+            conv_wgrad: Kernel::new(gpu, wgrad, "conv_wgrad", workgroup_size),
+            conv_wgrad_ic: Kernel::new(gpu, wgrad, "conv_wgrad_ic", workgroup_size),
+            conv_wgrad_pooled: Kernel::new(gpu, wgrad, "conv_wgrad_pooled", workgroup_size),
+            conv_wgrad_reduce: Kernel::new(gpu, wgrad, "conv_wgrad_reduce", workgroup_size),
+            maxpool_relu_backward: Kernel::new(gpu, pool, "maxpool_relu_backward", workgroup_size),
+            matmul: Kernel::new(gpu, dense, "matmul", workgroup_size),
+            matmul_rows: Kernel::new(gpu, dense, "matmul_rows", workgroup_size),
+            matmul_cols: Kernel::new(gpu, dense, "matmul_cols", workgroup_size),
+            bias_grad: Kernel::new(gpu, dense, "bias_grad", workgroup_size),
+            gather: Kernel::new(gpu, gather, "gather", workgroup_size),
+            softmax_xent: Kernel::new(gpu, xent, "softmax_xent", workgroup_size),
+            adam: Kernel::new(gpu, optim, "adam", workgroup_size),
+            sgd: Kernel::new(gpu, optim, "sgd", workgroup_size),
         };
         gpu.wait().map_err(|e| format!("compiling the WGSL kernels failed: {e}"))?;
         Ok(kernels)
