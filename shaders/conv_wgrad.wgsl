@@ -1,9 +1,11 @@
 // Weight and bias gradients of a 3x3, pad 1 convolution, NCHW f32.
 //
 // x (B, CI, H, W) is the layer input, dy (B, CO, H, W) the gradient at the convolution
-// output (after the ReLU and pool masks). conv_wgrad writes one partial per batch chunk:
-// partial[chunk][CO * CI * 9 + CO] (weights then bias). conv_wgrad_reduce adds the chunks
-// in index order, so the result is bit-identical from run to run.
+// output (after the ReLU and pool masks). conv_wgrad writes one partial per chunk of the
+// batch's B * H image rows (taken image by image, row by row): partial[chunk][CO * CI * 9
+// + CO] (weights then bias). conv_wgrad_reduce adds the chunks in index order, so the
+// result is bit-identical from run to run. The host picks chunk_rows so that a chunk's
+// loops stay inside the adapter's loop budget (a chunk may end inside an image).
 //
 // A thread owns OT output channels of one input channel (OT * 9 weights) for one chunk and
 // slides a 3x3 window along each row, so each step loads 3 new inputs and OT gradients.
@@ -22,7 +24,8 @@ struct WgradParams {
     height: u32,
     width: u32,
     chunks: u32,
-    chunk_size: u32,
+    // image rows per chunk
+    chunk_rows: u32,
     _pad: u32,
 }
 
@@ -98,67 +101,67 @@ fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32) -> Tile16 {
     var t: Tile16;
     var window: Pooled8;
     var window_hi: Pooled8;
-    let b_end = min(p.batch, (chunk + 1u) * p.chunk_size);
-    for (var b = chunk * p.chunk_size; b < b_end; b++) {
+    let r_end = min(p.batch * h, (chunk + 1u) * p.chunk_rows);
+    for (var r = chunk * p.chunk_rows; r < r_end; r++) {
+        let b = r / h;
+        let y = r % h;
         let xbase = (b * p.in_channels + ic) * plane;
         let dbase = (b * p.out_channels + oc0) * plane;
-        for (var y = 0u; y < h; y++) {
-            let ok0 = y > 0u;
-            let ok2 = y + 1u < h;
-            let r0 = xbase + select(0u, y - 1u, ok0) * w;
-            let r1 = xbase + y * w;
-            let r2 = xbase + select(y, y + 1u, ok2) * w;
-            // columns x-1 (left), x (mid), x+1 (right) of rows y-1, y, y+1
-            var left = vec3<f32>();
-            var mid = vec3(select(0.0, x[r0], ok0), x[r1], select(0.0, x[r2], ok2));
-            for (var xx = 0u; xx < w; xx++) {
-                let nx = min(xx + 1u, w - 1u);
-                let okx = xx + 1u < w;
-                let right = vec3(select(0.0, x[r0 + nx], ok0 && okx), select(0.0, x[r1 + nx], okx),
-                                 select(0.0, x[r2 + nx], ok2 && okx));
-                let lo = vec4(left.x, mid.x, right.x, left.y);
-                let hi = vec4(mid.y, right.y, left.z, mid.z);
-                let e = right.z;
-                // channels oc0 .. oc0 + 7 in g, oc0 + 8 .. oc0 + 15 in h
-                var g: array<f32, 8>;
-                var h: array<f32, 8>;
-                let d = dbase + y * w + xx;
-                if fetch == FROM_POOLED {
-                    // a pooled value covers two columns: load it at even x only
-                    if xx % 2u == 0u {
-                        let pi = (y / 2u) * (w / 2u) + xx / 2u;
-                        window = pooled8(b, oc0, pi);
-                        window_hi = pooled8(b, oc0 + 8u, pi);
-                    }
-                    let k = (y % 2u) * 2u + xx % 2u;
-                    g = unpool8(window, k);
-                    h = unpool8(window_hi, k);
-                } else if fetch == SHARED_GRADS {
-                    g = grads8(d, plane, lane);
-                    h = grads8(d + 8u * plane, plane, lane);
-                } else {
-                    g = own_grads8(d, plane);
-                    h = own_grads8(d + 8u * plane, plane);
+        let ok0 = y > 0u;
+        let ok2 = y + 1u < h;
+        let r0 = xbase + select(0u, y - 1u, ok0) * w;
+        let r1 = xbase + y * w;
+        let r2 = xbase + select(y, y + 1u, ok2) * w;
+        // columns x-1 (left), x (mid), x+1 (right) of rows y-1, y, y+1
+        var left = vec3<f32>();
+        var mid = vec3(select(0.0, x[r0], ok0), x[r1], select(0.0, x[r2], ok2));
+        for (var xx = 0u; xx < w; xx++) {
+            let nx = min(xx + 1u, w - 1u);
+            let okx = xx + 1u < w;
+            let right = vec3(select(0.0, x[r0 + nx], ok0 && okx), select(0.0, x[r1 + nx], okx),
+                             select(0.0, x[r2 + nx], ok2 && okx));
+            let lo = vec4(left.x, mid.x, right.x, left.y);
+            let hi = vec4(mid.y, right.y, left.z, mid.z);
+            let e = right.z;
+            // channels oc0 .. oc0 + 7 in g, oc0 + 8 .. oc0 + 15 in h
+            var g: array<f32, 8>;
+            var h: array<f32, 8>;
+            let d = dbase + y * w + xx;
+            if fetch == FROM_POOLED {
+                // a pooled value covers two columns: load it at even x only
+                if xx % 2u == 0u {
+                    let pi = (y / 2u) * (w / 2u) + xx / 2u;
+                    window = pooled8(b, oc0, pi);
+                    window_hi = pooled8(b, oc0 + 8u, pi);
                 }
-                t.q0 = upd(t.q0, g[0], lo, hi, e);
-                t.q1 = upd(t.q1, g[1], lo, hi, e);
-                t.q2 = upd(t.q2, g[2], lo, hi, e);
-                t.q3 = upd(t.q3, g[3], lo, hi, e);
-                t.q4 = upd(t.q4, g[4], lo, hi, e);
-                t.q5 = upd(t.q5, g[5], lo, hi, e);
-                t.q6 = upd(t.q6, g[6], lo, hi, e);
-                t.q7 = upd(t.q7, g[7], lo, hi, e);
-                t.q8 = upd(t.q8, h[0], lo, hi, e);
-                t.q9 = upd(t.q9, h[1], lo, hi, e);
-                t.q10 = upd(t.q10, h[2], lo, hi, e);
-                t.q11 = upd(t.q11, h[3], lo, hi, e);
-                t.q12 = upd(t.q12, h[4], lo, hi, e);
-                t.q13 = upd(t.q13, h[5], lo, hi, e);
-                t.q14 = upd(t.q14, h[6], lo, hi, e);
-                t.q15 = upd(t.q15, h[7], lo, hi, e);
-                left = mid;
-                mid = right;
+                let k = (y % 2u) * 2u + xx % 2u;
+                g = unpool8(window, k);
+                h = unpool8(window_hi, k);
+            } else if fetch == SHARED_GRADS {
+                g = grads8(d, plane, lane);
+                h = grads8(d + 8u * plane, plane, lane);
+            } else {
+                g = own_grads8(d, plane);
+                h = own_grads8(d + 8u * plane, plane);
             }
+            t.q0 = upd(t.q0, g[0], lo, hi, e);
+            t.q1 = upd(t.q1, g[1], lo, hi, e);
+            t.q2 = upd(t.q2, g[2], lo, hi, e);
+            t.q3 = upd(t.q3, g[3], lo, hi, e);
+            t.q4 = upd(t.q4, g[4], lo, hi, e);
+            t.q5 = upd(t.q5, g[5], lo, hi, e);
+            t.q6 = upd(t.q6, g[6], lo, hi, e);
+            t.q7 = upd(t.q7, g[7], lo, hi, e);
+            t.q8 = upd(t.q8, h[0], lo, hi, e);
+            t.q9 = upd(t.q9, h[1], lo, hi, e);
+            t.q10 = upd(t.q10, h[2], lo, hi, e);
+            t.q11 = upd(t.q11, h[3], lo, hi, e);
+            t.q12 = upd(t.q12, h[4], lo, hi, e);
+            t.q13 = upd(t.q13, h[5], lo, hi, e);
+            t.q14 = upd(t.q14, h[6], lo, hi, e);
+            t.q15 = upd(t.q15, h[7], lo, hi, e);
+            left = mid;
+            mid = right;
         }
     }
     return t;

@@ -5,8 +5,13 @@
 // b[k, n] = b[k * b_row + n * b_col]. Optional epilogues (flags): 1 adds bias[n],
 // 2 applies ReLU, 4 zeroes entries where aux[m, n] <= 0 (the ReLU backward mask).
 // A thread owns a TM x TN tile and sums over K in order, so results are deterministic.
+// Split-K: with p.splits > 1, workgroup slice s sums only k in [s * k_chunk, (s + 1) *
+// k_chunk) and stores its raw tile at c[c_offset + s * M * N + ...] (the host passes no
+// flags); matmul_reduce then adds the slices in order and applies the epilogue. The host
+// splits where one invocation's loop over K would pass the adapter's loop budget.
 //
-// bias_grad: db[n] = sum over m of dy[m, n], in row order (dy in `a`, db in `c`).
+// bias_grad: db[n] = sum over m of dy[m, n], in row order (dy in `a`, db in `c`); split
+// the same way over rows, slice s writing c[c_offset + s * N + n].
 
 override WG: u32 = 64u;
 // Rows per workgroup (shared by all its lanes) and consecutive columns per lane.
@@ -27,7 +32,12 @@ struct MatmulParams {
     c_offset: u32,
     // workgroups along n: ceil(n / (WG * TN))
     n_groups: u32,
-    _pad: u32,
+    // split-K: slices and the k (or, for bias_grad, row) range of each
+    splits: u32,
+    k_chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -67,11 +77,15 @@ fn fma8(acc: Acc8, av: array<f32, 8>, bv: vec4<f32>) -> Acc8 {
 // `b_load` is always a literal, so each entry point compiles one way of reading B.
 fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
     let group = wid.x + wid.y * nwg.x;
-    let m0 = (group / p.n_groups) * TM;
+    let tiles = ((p.m + TM - 1u) / TM) * p.n_groups;
+    let split = group / tiles;
+    let m0 = ((group % tiles) / p.n_groups) * TM;
     let n0 = ((group % p.n_groups) * WG + lid) * TN;
-    if m0 >= p.m {
+    if m0 >= p.m || split >= p.splits {
         return;
     }
+    let k_begin = split * p.k_chunk;
+    let k_end = min(p.k, k_begin + p.k_chunk);
     // Lanes and columns past the edge re-read the last valid column (subgroup operations
     // need every lane) and store nothing. The lane's
     // columns are two halves: lo = n0 .. n0 + 3 (tile t), hi = n0 + 4 .. n0 + 7 (tile u).
@@ -84,7 +98,7 @@ fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
     var t: Acc8;
     var u: Acc8;
     if b_load == B_COLS {
-        for (var kk = 0u; kk < p.k; kk += 4u) {
+        for (var kk = k_begin; kk < k_end; kk += 4u) {
             var q: array<vec4<f32>, 8>;
             for (var j = 0u; j < 8u; j++) {
                 q[j] = b4[(bo[j] + kk) / 4u];
@@ -96,7 +110,7 @@ fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
             }
         }
     } else {
-        for (var kk = 0u; kk < p.k; kk++) {
+        for (var kk = k_begin; kk < k_end; kk++) {
             let bk = kk * p.b_row;
             var lo: vec4<f32>;
             var hi: vec4<f32>;
@@ -125,19 +139,25 @@ fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
             if col >= p.n {
                 break;
             }
-            var v = acc[2u * i + j / 4u][j % 4u];
-            if (p.flags & 1u) != 0u {
-                v += bias[p.bias_offset + col];
-            }
-            if (p.flags & 2u) != 0u {
-                v = max(v, 0.0);
-            }
-            if (p.flags & 4u) != 0u && !(aux[row * p.n + col] > 0.0) {
-                v = 0.0;
-            }
-            c[p.c_offset + row * p.n + col] = v;
+            let at = row * p.n + col;
+            c[p.c_offset + split * p.m * p.n + at] = epilogue(acc[2u * i + j / 4u][j % 4u], at, col);
         }
     }
+}
+
+// The flags' epilogue for output element `at` (row * n + col).
+fn epilogue(sum: f32, at: u32, col: u32) -> f32 {
+    var v = sum;
+    if (p.flags & 1u) != 0u {
+        v += bias[p.bias_offset + col];
+    }
+    if (p.flags & 2u) != 0u {
+        v = max(v, 0.0);
+    }
+    if (p.flags & 4u) != 0u && !(aux[at] > 0.0) {
+        v = 0.0;
+    }
+    return v;
 }
 
 @compute @workgroup_size(WG)
@@ -158,17 +178,38 @@ fn matmul_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     matmul_tile(wid, nwg, lid, B_ROWS);
 }
 
-// Reuses the matmul bindings: p.m rows and p.n columns of `a` are summed into `c`.
+// Reuses the matmul bindings: p.m rows and p.n columns of `a` are summed into `c`, rows
+// [s * k_chunk, (s + 1) * k_chunk) by slice s.
 @compute @workgroup_size(WG)
 fn bias_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let col = (wid.x + wid.y * nwg.x) * WG + lid;
-    if col >= p.n {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if i >= p.n * p.splits {
+        return;
+    }
+    let col = i % p.n;
+    let split = i / p.n;
+    let r_end = min(p.m, (split + 1u) * p.k_chunk);
+    var sum = 0.0;
+    for (var r = split * p.k_chunk; r < r_end; r++) {
+        sum += a[r * p.n + col];
+    }
+    c[p.c_offset + split * p.n + col] = sum;
+}
+
+// Split-K's second half: c[c_offset + i] = epilogue(sum over slices s of a[s * M * N + i]),
+// slices added in order; one thread per output element.
+@compute @workgroup_size(WG)
+fn matmul_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let plane = p.m * p.n;
+    if i >= plane {
         return;
     }
     var sum = 0.0;
-    for (var r = 0u; r < p.m; r++) {
-        sum += a[r * p.n + col];
+    for (var s = 0u; s < p.splits; s++) {
+        sum += a[s * plane + i];
     }
-    c[p.c_offset + col] = sum;
+    c[p.c_offset + i] = epilogue(sum, i, i % p.n);
 }

@@ -1,9 +1,11 @@
-// Softmax cross-entropy, fused with its gradient and the batch's metrics.
+// Softmax cross-entropy, fused with its gradient and the per-sample metrics.
 //
 // logits (B, K) -> d_logits (B, K) = (softmax - onehot) / count for the step's `count`
-// valid samples, zero for padding slots. metrics[slot * 2] gets the summed loss and
-// metrics[slot * 2 + 1] the number of correct argmax predictions. One thread walks the
-// batch in order: the sums are then identical on every run, and B * K is small.
+// valid samples, zero for padding slots. One thread per row, so no invocation's loops grow
+// with the batch (3K + 2 iterations). Each valid row b also writes its loss and whether
+// its argmax is right to metrics[2 (start + b)] and metrics[2 (start + b) + 1], indexed by
+// the sample's place in the epoch's order: the host sums them in that order, so the
+// reported loss and accuracy are the same at every batch size.
 
 override WG: u32 = 64u;
 
@@ -22,40 +24,37 @@ struct XentParams {
 @group(1) @binding(0) var<uniform> step: Step;
 
 @compute @workgroup_size(WG)
-fn softmax_xent(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    if lid != 0u || wid.x != 0u {
+fn softmax_xent(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let b = (wid.x + wid.y * nwg.x) * WG + lid;
+    if b >= p.batch {
         return;
     }
     let count = min(step.count, p.batch);
     let scale = 1.0 / f32(count);
-    var loss_sum = 0.0;
-    var correct = 0.0;
-    for (var b = 0u; b < p.batch; b++) {
-        let row = b * p.classes;
-        var best = logits[row];
-        var best_k = 0u;
-        for (var k = 1u; k < p.classes; k++) {
-            if logits[row + k] > best {
-                best = logits[row + k];
-                best_k = k;
-            }
-        }
-        var denom = 0.0;
-        for (var k = 0u; k < p.classes; k++) {
-            denom += exp(logits[row + k] - best);
-        }
-        let label = labels[b];
-        let valid = b < count;
-        for (var k = 0u; k < p.classes; k++) {
-            let prob = exp(logits[row + k] - best) / denom;
-            let onehot = select(0.0, 1.0, k == label);
-            d_logits[row + k] = select(0.0, (prob - onehot) * scale, valid);
-        }
-        if valid {
-            loss_sum += log(denom) - (logits[row + label] - best);
-            correct += select(0.0, 1.0, best_k == label);
+    let row = b * p.classes;
+    var best = logits[row];
+    var best_k = 0u;
+    for (var k = 1u; k < p.classes; k++) {
+        if logits[row + k] > best {
+            best = logits[row + k];
+            best_k = k;
         }
     }
-    metrics[step.slot * 2u] = loss_sum;
-    metrics[step.slot * 2u + 1u] = correct;
+    var denom = 0.0;
+    for (var k = 0u; k < p.classes; k++) {
+        denom += exp(logits[row + k] - best);
+    }
+    let label = labels[b];
+    let valid = b < count;
+    for (var k = 0u; k < p.classes; k++) {
+        let prob = exp(logits[row + k] - best) / denom;
+        let onehot = select(0.0, 1.0, k == label);
+        d_logits[row + k] = select(0.0, (prob - onehot) * scale, valid);
+    }
+    if valid {
+        let at = 2u * (step.start + b);
+        metrics[at] = log(denom) - (logits[row + label] - best);
+        metrics[at + 1u] = select(0.0, 1.0, best_k == label);
+    }
 }

@@ -6,13 +6,12 @@ struct Step {
     start: u32,
     // valid samples in the batch (the last batch of an epoch may be short)
     count: u32,
-    // where softmax_xent stores the batch's loss and correct count
-    slot: u32,
     _pad0: u32,
+    _pad1: u32,
     // Adam: lr / (1 - beta1^t) and sqrt(1 - beta2^t) for update t
     step_size: f32,
     sqrt_bias_correction2: f32,
     // SGD
     lr: f32,
-    _pad1: f32,
+    _pad2: f32,
 }

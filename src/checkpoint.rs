@@ -5,8 +5,9 @@
 //!   (128, 64 * S/4 * S/4) over NCHW-flattened inputs, `fc2.*` (classes, 128);
 //! - Adam: `optimizer.exp_avg.<tensor>` and `optimizer.exp_avg_sq.<tensor>`; SGD:
 //!   `optimizer.momentum_buffer.<tensor>`;
-//! - a run stopped inside an epoch: `train_metrics.partial` (batches done, 2), each batch's
-//!   loss sum and correct count, so the resumed epoch reports what an unbroken one would.
+//! - a run stopped inside an epoch: `train_metrics.partial` (samples done, 2), each trained
+//!   sample's loss and correctness (0 or 1) in the epoch's order, so the resumed epoch
+//!   reports what an unbroken one would.
 //!
 //! The metadata (string to string) carries the model, shapes, position (epochs done,
 //! batches done, optimiser steps), seed, batch size, optimiser hyper-parameters, the
@@ -57,7 +58,8 @@ pub struct Position {
     pub updates: u64,
     /// (epoch, test accuracy) of the best epoch so far.
     pub best: Option<(usize, f64)>,
-    /// Loss sum and correct count per finished batch of the epoch in progress.
+    /// Loss and correctness (0 or 1) of each sample of the epoch in progress trained so
+    /// far, in the epoch's order.
     pub partial_metrics: Vec<f32>,
 }
 
@@ -312,7 +314,8 @@ impl Checkpoint {
         ckpt.m = flats.next().unwrap_or_default();
         ckpt.v = flats.next().unwrap_or_else(|| vec![0f32; layout.total]);
         if batches_done > 0 {
-            ckpt.position.partial_metrics = read("train_metrics.partial", &[batches_done, 2])?;
+            let rows = (batches_done * batch_size).min(ckpt.dataset.train);
+            ckpt.position.partial_metrics = read("train_metrics.partial", &[rows, 2])?;
         }
         if !ckpt.is_finite() {
             return Err(fail("holds non-finite (NaN or infinite) weights or optimiser state".into()));

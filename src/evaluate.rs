@@ -33,7 +33,7 @@ fn run_model(
         optimizer: ckpt.optimizer,
         progress: false,
     };
-    let mut trainer = Trainer::new(gpu, &kernels, &dataset, cfg)?;
+    let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg)?;
     trainer.set_params(&ckpt.params)?;
     trainer.test_logits()
 }

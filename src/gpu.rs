@@ -124,6 +124,9 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub errors: ErrorSink,
+    /// Loop iterations one invocation may run (see loop_budget.rs): measured when the
+    /// device opens, 65,535 on llvmpipe.
+    pub loop_budget: u64,
 }
 
 impl Gpu {
@@ -161,7 +164,9 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, message| {
             sink.push(format!("device lost ({reason:?}): {message}"))
         });
-        Ok(Gpu { device, queue, info, limits, errors })
+        let mut gpu = Gpu { device, queue, info, limits, errors, loop_budget: 0 };
+        gpu.loop_budget = crate::loop_budget::measure(&gpu)?;
+        Ok(gpu)
     }
 
     pub fn describe(&self) -> String {

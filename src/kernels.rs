@@ -2,6 +2,7 @@
 //! launch (`Dispatch`) that layers build once and replay every step.
 
 use crate::gpu::{Gpu, Kernel, Result, shader};
+use crate::loop_budget::LoopBound;
 
 pub const CONV_WGSL: &str = include_str!("../shaders/conv.wgsl");
 pub const CONV_ACCUMULATE_WGSL: &str = include_str!("../shaders/conv_accumulate.wgsl");
@@ -33,6 +34,7 @@ pub struct Kernels {
     pub matmul_rows: Kernel,
     pub matmul_cols: Kernel,
     pub bias_grad: Kernel,
+    pub matmul_reduce: Kernel,
     pub gather: Kernel,
     pub softmax_xent: Kernel,
     pub adam: Kernel,
@@ -126,6 +128,7 @@ impl Kernels {
             matmul_rows: Kernel::new(gpu, dense, "matmul_rows", workgroup_size),
             matmul_cols: Kernel::new(gpu, dense, "matmul_cols", workgroup_size),
             bias_grad: Kernel::new(gpu, dense, "bias_grad", workgroup_size),
+            matmul_reduce: Kernel::new(gpu, dense, "matmul_reduce", workgroup_size),
             gather: Kernel::new(gpu, gather, "gather", workgroup_size),
             softmax_xent: Kernel::new(gpu, xent, "softmax_xent", workgroup_size),
             adam: Kernel::new(gpu, optim, "adam", workgroup_size),
@@ -144,9 +147,7 @@ pub struct Step {
     pub start: u32,
     /// Valid samples in this batch (the last batch of an epoch may be short).
     pub count: u32,
-    /// Where softmax_xent stores this batch's loss and correct count.
-    pub slot: u32,
-    pub _pad0: u32,
+    pub _pad0: [u32; 2],
     pub step_size: f32,
     pub sqrt_bias_correction2: f32,
     pub lr: f32,
@@ -210,6 +211,9 @@ pub struct Dispatch {
     /// Empty unless the kernel reads the per-step uniform (group 1).
     pub step_groups: Vec<wgpu::BindGroup>,
     pub grid: (u32, u32),
+    /// Worst-case loop iterations per invocation (loop_budget.rs); every dispatch of a
+    /// model must have one before it runs.
+    pub loops: Option<LoopBound>,
 }
 
 impl Dispatch {
@@ -227,6 +231,7 @@ impl Dispatch {
             bind_group: kernel.bind(gpu, 0, entries),
             step_groups: Vec::new(),
             grid: kernel.grid(threads, gpu)?,
+            loops: None,
         })
     }
 
@@ -242,6 +247,11 @@ impl Dispatch {
 
     pub fn with_flops(mut self, flops: u64) -> Dispatch {
         self.flops = flops;
+        self
+    }
+
+    pub fn with_loops(mut self, bound: LoopBound) -> Dispatch {
+        self.loops = Some(bound);
         self
     }
 

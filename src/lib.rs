@@ -12,6 +12,7 @@ pub mod image;
 pub mod interrupt;
 pub mod kernels;
 pub mod layers;
+pub mod loop_budget;
 pub mod model;
 pub mod profile;
 pub mod run;

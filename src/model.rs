@@ -107,44 +107,64 @@ pub fn param_align_words(gpu: &Gpu) -> usize {
     (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(4)
 }
 
-/// Words of each buffer whose size follows the batch, as Model::new allocates them.
-fn batch_buffers(shape: &ModelShape, k: &Kernels) -> Vec<(&'static str, usize)> {
+/// Words of the weight-gradient partials both conv layers share.
+fn wgrad_partial_len(shape: &ModelShape, k: &Kernels, loop_budget: u64) -> Result<usize> {
+    let (c1, c2) = (shape.conv1(), shape.conv2());
+    let p1 = c1.partial_len(&c1.wgrad_plan(c1.fuses_unpool(false, k), loop_budget)?);
+    let p2 = c2.partial_len(&c2.wgrad_plan(c2.fuses_unpool(true, k), loop_budget)?);
+    Ok(p1.max(p2))
+}
+
+/// Words of each buffer whose size follows the batch, as Model::new allocates them; the
+/// backward pass's only when `training`.
+fn batch_buffers(
+    shape: &ModelShape,
+    k: &Kernels,
+    loop_budget: u64,
+    training: bool,
+) -> Result<Vec<(&'static str, usize)>> {
     let (c1, c2, f1, f2) = (shape.conv1(), shape.conv2(), shape.fc1(), shape.fc2());
     let b = shape.batch;
-    vec![
+    let mut buffers = vec![
         ("x", c1.input_len()),
         ("conv1 pooled", c1.pooled_len()),
         ("conv2 pooled", c2.pooled_len()),
         ("fc1 out", b * f1.outputs),
         ("logits", b * f2.outputs),
-        ("d conv2 pre", c2.pre_len()),
-        ("d conv1 pre", if c1.fuses_unpool(false, k) { 1 } else { c1.pre_len() }),
-        ("conv wgrad partials", c1.partial_len().max(c2.partial_len())),
-    ]
+    ];
+    if training {
+        buffers.extend([
+            ("d conv2 pre", c2.pre_len()),
+            ("d conv1 pre", if c1.fuses_unpool(false, k) { 1 } else { c1.pre_len() }),
+            ("conv wgrad partials", wgrad_partial_len(shape, k, loop_budget)?),
+        ]);
+    }
+    Ok(buffers)
 }
 
 /// Refuses a batch whose buffers would not fit the adapter's binding limit, naming the
-/// limit and the largest batch that does fit, before anything is allocated.
-pub fn check_batch_fits(gpu: &Gpu, k: &Kernels, shape: &ModelShape) -> Result<()> {
+/// limit and the largest batch that does fit, before anything is allocated. Evaluation
+/// (`training` false) checks only the buffers it allocates.
+pub fn check_batch_fits(gpu: &Gpu, k: &Kernels, shape: &ModelShape, training: bool) -> Result<()> {
     let binding = gpu.limits.max_storage_buffer_binding_size;
     let (limit, limit_name) = if gpu.limits.max_buffer_size < binding {
         (gpu.limits.max_buffer_size, "max_buffer_size")
     } else {
         (binding, "max_storage_buffer_binding_size")
     };
-    let too_big = |batch: usize| {
-        batch_buffers(&ModelShape { batch, ..*shape }, k)
+    let too_big = |batch: usize| -> Result<Option<(&'static str, usize)>> {
+        Ok(batch_buffers(&ModelShape { batch, ..*shape }, k, gpu.loop_budget, training)?
             .into_iter()
-            .find(|&(_, words)| words as u64 * 4 > limit)
+            .find(|&(_, words)| words as u64 * 4 > limit))
     };
-    let Some((name, words)) = too_big(shape.batch) else {
+    let Some((name, words)) = too_big(shape.batch)? else {
         return Ok(());
     };
     // Buffer sizes grow with the batch, so bisect for the largest batch that fits.
     let (mut fits, mut fails) = (0, shape.batch);
     while fails - fits > 1 {
         let mid = (fits + fails) / 2;
-        if too_big(mid).is_none() { fits = mid } else { fails = mid }
+        if too_big(mid)?.is_none() { fits = mid } else { fails = mid }
     }
     let advice = if fits == 0 {
         "no batch fits this image size".to_string()
@@ -165,7 +185,8 @@ pub struct Model {
     pub layout: ParamLayout,
     pub params: wgpu::Buffer,
     pub grads: wgpu::Buffer,
-    pub optimizer: Optimizer,
+    /// None for an evaluation-only model.
+    pub optimizer: Option<Optimizer>,
     pub train_metrics: wgpu::Buffer,
     pub test_metrics: wgpu::Buffer,
     /// Everything one training step launches, in order.
@@ -177,6 +198,9 @@ pub struct Model {
 }
 
 impl Model {
+    /// The model and its steps. With `training` false only the evaluation step is built:
+    /// no backward buffers, gradients or optimiser state are allocated (their placeholders
+    /// hold one word) and `train_step` is empty.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
@@ -187,11 +211,14 @@ impl Model {
         train: &ResidentSplit,
         test: &ResidentSplit,
         slots: &StepSlots,
+        training: bool,
     ) -> Result<Model> {
-        check_batch_fits(gpu, k, &shape)?;
+        check_batch_fits(gpu, k, &shape, training)?;
         let layout = ParamLayout::new(&shape, param_align_words(gpu));
         let params = gpu.storage_init("params", &init_params(&shape, &layout, seed))?;
-        let grads = gpu.storage("grads", layout.total)?;
+        // Backward-only buffers: full size when training, a placeholder word otherwise.
+        let backward_len = |len: usize| if training { len } else { 1 };
+        let grads = gpu.storage("grads", backward_len(layout.total))?;
         let (c1, c2, f1, f2) = (shape.conv1(), shape.conv2(), shape.fc1(), shape.fc2());
         let b = shape.batch;
         let x = gpu.storage("x", c1.input_len())?;
@@ -203,15 +230,18 @@ impl Model {
         let h1 = gpu.storage("fc1 out", b * f1.outputs)?;
         let logits = gpu.storage("logits", b * f2.outputs)?;
         let d_logits = gpu.storage("d logits", b * f2.outputs)?;
-        let d_h1 = gpu.storage("d fc1 out", b * f1.outputs)?;
-        let d_a2 = gpu.storage("d conv2 pooled", c2.pooled_len())?;
-        let d_pre2 = gpu.storage("d conv2 pre", c2.pre_len())?;
-        let d_a1 = gpu.storage("d conv1 pooled", c1.pooled_len())?;
+        let d_h1 = gpu.storage("d fc1 out", backward_len(b * f1.outputs))?;
+        let d_a2 = gpu.storage("d conv2 pooled", backward_len(c2.pooled_len()))?;
+        let d_pre2 = gpu.storage("d conv2 pre", backward_len(c2.pre_len()))?;
+        let d_a1 = gpu.storage("d conv1 pooled", backward_len(c1.pooled_len()))?;
         // The first layer's weight gradient reads d_pooled directly when it can.
-        let d_pre1 = gpu.storage("d conv1 pre", if c1.fuses_unpool(false, k) { 1 } else { c1.pre_len() })?;
-        let partial = gpu.storage("conv wgrad partials", c1.partial_len().max(c2.partial_len()))?;
-        let train_metrics = gpu.storage("train metrics", 2 * train.count.div_ceil(b))?;
-        let test_metrics = gpu.storage("test metrics", 2 * test.count.div_ceil(b))?;
+        let d_pre1 = gpu
+            .storage("d conv1 pre", backward_len(if c1.fuses_unpool(false, k) { 1 } else { c1.pre_len() }))?;
+        let partial_len = if training { wgrad_partial_len(&shape, k, gpu.loop_budget)? } else { 1 };
+        let partial = gpu.storage("conv wgrad partials", partial_len)?;
+        // (loss, correct) per sample, at its place in the epoch's order
+        let train_metrics = gpu.storage("train metrics", 2 * train.count)?;
+        let test_metrics = gpu.storage("test metrics", 2 * test.count)?;
 
         let conv1 = Conv3x3ReluPool::new(
             gpu,
@@ -229,6 +259,7 @@ impl Model {
                 partial: &partial,
                 dx: None,
             },
+            training,
         )?;
         let conv2 = Conv3x3ReluPool::new(
             gpu,
@@ -246,6 +277,7 @@ impl Model {
                 partial: &partial,
                 dx: Some(&d_a1),
             },
+            training,
         )?;
         let fc1 = Dense::new(
             gpu,
@@ -262,6 +294,7 @@ impl Model {
                 dx: Some(&d_a2),
                 dx_relu_mask: None,
             },
+            training,
         )?;
         let fc2 = Dense::new(
             gpu,
@@ -278,8 +311,13 @@ impl Model {
                 dx: Some(&d_h1),
                 dx_relu_mask: Some(&h1),
             },
+            training,
         )?;
-        let optimizer = Optimizer::new(gpu, k, optim, &params, &grads, layout.total, slots)?;
+        let optimizer = if training {
+            Some(Optimizer::new(gpu, k, optim, &params, &grads, layout.total, slots)?)
+        } else {
+            None
+        };
         let (gather_train, u1) = gather(gpu, k, train, b, &x, &labels, slots)?;
         let (gather_test, u2) = gather(gpu, k, test, b, &x, &labels, slots)?;
         let (loss_train, u3) =
@@ -305,21 +343,27 @@ impl Model {
         ] {
             forward.extend(label(layer, &format!("{name} forward")));
         }
-        let mut train_step = label(&[gather_train], "input");
-        train_step.extend(forward.iter().cloned());
-        train_step.extend(label(&[loss_train], "loss"));
-        for (layer, name) in [
-            (&fc2.backward, "fc2"),
-            (&fc1.backward, "fc1"),
-            (&conv2.backward, "conv2"),
-            (&conv1.backward, "conv1"),
-        ] {
-            train_step.extend(label(layer, &format!("{name} backward")));
+        let mut train_step = Vec::new();
+        if let Some(optimizer) = &optimizer {
+            train_step.extend(label(&[gather_train], "input"));
+            train_step.extend(forward.iter().cloned());
+            train_step.extend(label(&[loss_train], "loss"));
+            for (layer, name) in [
+                (&fc2.backward, "fc2"),
+                (&fc1.backward, "fc1"),
+                (&conv2.backward, "conv2"),
+                (&conv1.backward, "conv1"),
+            ] {
+                train_step.extend(label(layer, &format!("{name} backward")));
+            }
+            train_step.extend(label(std::slice::from_ref(&optimizer.update), "optimizer"));
         }
-        train_step.extend(label(std::slice::from_ref(&optimizer.update), "optimizer"));
         let mut eval_step = label(&[gather_test], "input");
         eval_step.extend(forward);
         eval_step.extend(label(&[loss_test], "loss"));
+        // Nothing runs until every dispatch's loops are known to fit the adapter.
+        crate::loop_budget::check(gpu, &train_step)?;
+        crate::loop_budget::check(gpu, &eval_step)?;
 
         let owned = vec![
             x,
@@ -378,7 +422,7 @@ impl Model {
         MemoryUse {
             weights: self.params.size(),
             gradients: self.grads.size(),
-            optimizer: self.optimizer.m.size() + self.optimizer.v.size(),
+            optimizer: self.optimizer.as_ref().map_or(0, |o| o.m.size() + o.v.size()),
             activations: self._owned.iter().map(|b| b.size()).sum::<u64>()
                 + scratch
                 + self.train_metrics.size()

@@ -1,8 +1,9 @@
 //! The training loop: epochs of shuffled batches recorded in groups, evaluation, metrics.
 //!
 //! Per group of up to GROUP steps: one uniform write (the steps' slots), one compute pass,
-//! one submit. Loss and accuracy stay on the GPU (one slot per batch) and are read back
-//! once per epoch and split, then summed on the host in f64 in batch order.
+//! one submit. Each sample's loss and correctness stay on the GPU, at its place in the
+//! epoch's order, and are read back once per epoch and summed on the host in f64 in that
+//! order, so the reported numbers are the same at every batch size.
 
 use crate::checkpoint::{Checkpoint, DatasetShape, Position};
 use crate::data::Dataset;
@@ -78,11 +79,33 @@ fn shuffle_stream(seed: u64) -> rand::rngs::StdRng {
 
 impl<'a> Trainer<'a> {
     pub fn new(gpu: &'a Gpu, kernels: &Kernels, data: &Dataset, cfg: TrainConfig) -> Result<Trainer<'a>> {
+        Trainer::build(gpu, kernels, data, cfg, true)
+    }
+
+    /// A trainer that only evaluates (eval, predict): no backward buffers or optimiser
+    /// state, so the batch is limited only by what the forward pass needs.
+    pub fn for_eval(
+        gpu: &'a Gpu,
+        kernels: &Kernels,
+        data: &Dataset,
+        cfg: TrainConfig,
+    ) -> Result<Trainer<'a>> {
+        Trainer::build(gpu, kernels, data, cfg, false)
+    }
+
+    fn build(
+        gpu: &'a Gpu,
+        kernels: &Kernels,
+        data: &Dataset,
+        cfg: TrainConfig,
+        training: bool,
+    ) -> Result<Trainer<'a>> {
         let train = ResidentSplit::upload(gpu, "train", &data.train)?;
         let test = ResidentSplit::upload(gpu, "test", &data.test)?;
         let slots = StepSlots::new(gpu, GROUP);
         let shape = ModelShape { side: data.train.side, classes: data.classes, batch: cfg.batch_size };
-        let model = Model::new(gpu, kernels, shape, &cfg.optimizer, cfg.seed, &train, &test, &slots)?;
+        let model =
+            Model::new(gpu, kernels, shape, &cfg.optimizer, cfg.seed, &train, &test, &slots, training)?;
         gpu.wait()?;
         let shuffle_rng = shuffle_stream(cfg.seed);
         let position =
@@ -98,10 +121,11 @@ impl<'a> Trainer<'a> {
         if ckpt.params.len() != total || ckpt.m.len() != total || ckpt.v.len() != total {
             return Err("checkpoint: parameter layout differs from this model's".into());
         }
+        let optimizer = self.optimizer()?;
         let queue = &self.gpu.queue;
         queue.write_buffer(&self.model.params, 0, bytemuck::cast_slice(&ckpt.params));
-        queue.write_buffer(&self.model.optimizer.m, 0, bytemuck::cast_slice(&ckpt.m));
-        queue.write_buffer(&self.model.optimizer.v, 0, bytemuck::cast_slice(&ckpt.v));
+        queue.write_buffer(&optimizer.m, 0, bytemuck::cast_slice(&ckpt.m));
+        queue.write_buffer(&optimizer.v, 0, bytemuck::cast_slice(&ckpt.v));
         self.position = ckpt.position.clone();
         self.shuffle_rng = shuffle_stream(self.cfg.seed);
         for _ in 0..self.position.epochs_done {
@@ -110,9 +134,16 @@ impl<'a> Trainer<'a> {
         if self.position.batches_done > 0 {
             self.shuffle();
             let partial = &self.position.partial_metrics;
+            if partial.len() != 2 * self.rows_done() {
+                return Err("checkpoint: the partial epoch's metrics do not match its batches".into());
+            }
             queue.write_buffer(&self.model.train_metrics, 0, bytemuck::cast_slice(partial));
         }
         self.gpu.wait()
+    }
+
+    fn optimizer(&self) -> Result<&crate::layers::optim::Optimizer> {
+        self.model.optimizer.as_ref().ok_or_else(|| "internal error: this trainer only evaluates".to_string())
     }
 
     /// Replaces the weights (flat layout), e.g. with a checkpoint's for evaluation.
@@ -130,8 +161,8 @@ impl<'a> Trainer<'a> {
         let classes = self.model.shape.classes;
         let batches = self.batches(self.test.count);
         let mut logits = Vec::with_capacity(self.test.count * classes);
-        for (i, &(start, count)) in batches.iter().enumerate() {
-            self.slots.write(self.gpu, &[Step { start, count, slot: i as u32, ..Default::default() }]);
+        for &(start, count) in &batches {
+            self.slots.write(self.gpu, &[Step { start, count, ..Default::default() }]);
             let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -140,15 +171,14 @@ impl<'a> Trainer<'a> {
             self.gpu.queue.submit([encoder.finish()]);
             logits.extend(self.gpu.read_words::<f32>(&self.model.logits, 0, count as usize * classes)?);
         }
-        let metrics = self.read_metrics(&self.model.test_metrics, batches.len(), self.test.count)?;
+        let metrics = self.read_metrics(&self.model.test_metrics, self.test.count)?;
         Ok((logits, metrics))
     }
 
     /// Everything needed to continue this run later, read back from the GPU.
     pub fn snapshot(&self, dataset: DatasetShape, class_names: Vec<String>) -> Result<Checkpoint> {
         let mut position = self.position.clone();
-        position.partial_metrics =
-            self.gpu.read_words(&self.model.train_metrics, 0, 2 * position.batches_done)?;
+        position.partial_metrics = self.gpu.read_words(&self.model.train_metrics, 0, 2 * self.rows_done())?;
         Ok(Checkpoint {
             dataset,
             class_names,
@@ -157,8 +187,8 @@ impl<'a> Trainer<'a> {
             optimizer: self.cfg.optimizer,
             position,
             params: self.gpu.read_f32(&self.model.params)?,
-            m: self.gpu.read_f32(&self.model.optimizer.m)?,
-            v: self.gpu.read_f32(&self.model.optimizer.v)?,
+            m: self.gpu.read_f32(&self.optimizer()?.m)?,
+            v: self.gpu.read_f32(&self.optimizer()?.v)?,
         })
     }
 
@@ -191,9 +221,8 @@ impl<'a> Trainer<'a> {
         let mut ran = 0;
         for (group_index, group) in batches[first.min(total)..].chunks(GROUP).enumerate() {
             let mut steps = Vec::with_capacity(group.len());
-            for (i, &(start, count)) in group.iter().enumerate() {
-                let slot = (first + group_index * GROUP + i) as u32;
-                let mut step = Step { start, count, slot, ..Default::default() };
+            for &(start, count) in group {
+                let mut step = Step { start, count, ..Default::default() };
                 if train {
                     self.position.updates += 1;
                     self.cfg.optimizer.fill_step(&mut step, self.position.updates);
@@ -246,9 +275,14 @@ impl<'a> Trainer<'a> {
         (0..n.div_ceil(b)).map(|i| ((i * b) as u32, (b.min(n - i * b)) as u32)).collect()
     }
 
-    /// (mean loss, accuracy) from the per-batch slots.
-    fn read_metrics(&self, buffer: &wgpu::Buffer, batches: usize, samples: usize) -> Result<(f64, f64)> {
-        let raw: Vec<f32> = self.gpu.read_words(buffer, 0, batches * 2)?;
+    /// Training samples of the epoch in progress already trained on.
+    fn rows_done(&self) -> usize {
+        (self.position.batches_done * self.cfg.batch_size).min(self.train.count)
+    }
+
+    /// (mean loss, accuracy) from the per-sample values, summed in the epoch's order.
+    fn read_metrics(&self, buffer: &wgpu::Buffer, samples: usize) -> Result<(f64, f64)> {
+        let raw: Vec<f32> = self.gpu.read_words(buffer, 0, samples * 2)?;
         let loss: f64 = raw.iter().step_by(2).map(|&v| v as f64).sum();
         let correct: f64 = raw.iter().skip(1).step_by(2).map(|&v| v as f64).sum();
         Ok((loss / samples as f64, correct / samples as f64))
@@ -257,7 +291,7 @@ impl<'a> Trainer<'a> {
     pub fn evaluate(&mut self, epoch: usize) -> Result<(f64, f64)> {
         let batches = self.batches(self.test.count);
         self.run_steps(&batches, false, "test", epoch)?;
-        self.read_metrics(&self.model.test_metrics, batches.len(), self.test.count)
+        self.read_metrics(&self.model.test_metrics, self.test.count)
     }
 
     fn draw_order(&mut self) -> Vec<u32> {
@@ -301,8 +335,7 @@ impl<'a> Trainer<'a> {
         if self.position.batches_done < batches.len() {
             return Ok(None);
         }
-        let (train_loss, train_acc) =
-            self.read_metrics(&self.model.train_metrics, batches.len(), self.train.count)?;
+        let (train_loss, train_acc) = self.read_metrics(&self.model.train_metrics, self.train.count)?;
         if !train_loss.is_finite() {
             return Err(format!(
                 "training diverged in epoch {epoch}: the training loss is {train_loss}; try a lower --lr (now {})",

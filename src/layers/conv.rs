@@ -8,6 +8,7 @@
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, whole, words};
+use crate::loop_budget::{LoopBound, loop_ticks};
 
 /// Output channels per thread in conv_fwd / conv_dx (OT in conv.wgsl).
 pub const OUT_TILE: usize = 16;
@@ -46,14 +47,30 @@ impl ConvShape {
     pub fn code_len(&self) -> usize {
         self.pooled_len() / 8
     }
-    /// Batch chunks for the weight gradient: enough threads to fill the device, each chunk
-    /// at least one image.
-    pub fn wgrad_chunks(&self) -> usize {
+    /// How the weight gradient splits the batch's B * side image rows into chunks: enough
+    /// chunks to fill the device (each a whole number of images), and more, ending inside
+    /// images, where a chunk's loops would pass the adapter's loop budget. `pooled`: the
+    /// kernel reads d_pooled and the pool codes (fuses_unpool), which costs more loops.
+    pub fn wgrad_plan(&self, pooled: bool, loop_budget: u64) -> Result<WgradPlan> {
         let tiles = (self.out_channels / WGRAD_TILE) * self.in_channels;
-        (2048usize.div_ceil(tiles)).clamp(1, self.batch)
+        let fill_chunks = (2048usize.div_ceil(tiles.max(1))).clamp(1, self.batch.max(1));
+        let rows = self.batch * self.side;
+        let per_row = wgrad_row_loops(self.side, pooled);
+        let max_rows = (loop_budget.saturating_sub(1) / per_row) as usize;
+        if max_rows == 0 {
+            return Err(format!(
+                "conv layer weight gradient: one image row of side {} needs {} loop iterations, over this adapter's loop budget of {loop_budget}",
+                self.side,
+                per_row + 1
+            ));
+        }
+        let chunk_rows = (self.batch.div_ceil(fill_chunks) * self.side).min(max_rows).max(1);
+        Ok(WgradPlan { chunks: rows.div_ceil(chunk_rows).max(1), chunk_rows, per_row })
     }
-    pub fn partial_len(&self) -> usize {
-        self.wgrad_chunks() * self.param_len()
+
+    /// Words of the weight-gradient partials under `plan`.
+    pub fn partial_len(&self, plan: &WgradPlan) -> usize {
+        plan.chunks * self.param_len()
     }
 
     /// Whether the weight gradient reads d_pooled and the pool codes directly (no separate
@@ -75,6 +92,50 @@ impl ConvShape {
         }
         Ok(())
     }
+}
+
+/// Chunks of image rows for the weight gradient (see ConvShape::wgrad_plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WgradPlan {
+    pub chunks: usize,
+    pub chunk_rows: usize,
+    /// Loop iterations per image row.
+    per_row: u64,
+}
+
+impl WgradPlan {
+    /// conv_wgrad*'s loops per invocation: the row loop, and per row the column loop and,
+    /// reading pooled gradients, the 8-channel loops of pooled8 and unpool8 (counted at
+    /// every pixel).
+    pub fn loops(&self) -> LoopBound {
+        LoopBound::new(
+            loop_ticks(self.chunk_rows as u64) + self.chunk_rows as u64 * self.per_row,
+            format!("{} image rows per chunk", self.chunk_rows),
+        )
+    }
+
+    /// conv_wgrad_reduce's loop over the chunks.
+    pub fn reduce_loops(&self) -> LoopBound {
+        LoopBound::new(loop_ticks(self.chunks as u64), format!("{} batch chunks", self.chunks))
+    }
+}
+
+/// Loop iterations of one image row in conv_wgrad*, beyond the row loop's own.
+fn wgrad_row_loops(side: usize, pooled: bool) -> u64 {
+    let w = side as u64;
+    let per_pixel = if pooled { 4 * loop_ticks(8) } else { 0 };
+    loop_ticks(w) + w * per_pixel
+}
+
+/// conv_fwd / conv_dx loops per invocation over `inputs` input channels: tile_for's two
+/// 4-loops, per channel load_taps' 4x4 nest, and the 16-channel epilogue.
+pub fn conv_block_loops(inputs: usize) -> LoopBound {
+    let c = inputs as u64;
+    let per_channel = 4 * loop_ticks(4) + loop_ticks(4);
+    LoopBound::new(
+        2 * loop_ticks(4) + loop_ticks(c) + c * per_channel + loop_ticks(OUT_TILE as u64),
+        format!("{inputs} input channels"),
+    )
 }
 
 #[repr(C)]
@@ -99,7 +160,7 @@ struct WgradParams {
     height: u32,
     width: u32,
     chunks: u32,
-    chunk_size: u32,
+    chunk_rows: u32,
     _pad: u32,
 }
 
@@ -124,7 +185,8 @@ fn block_dispatch(
     let blocks = params.out_channels / OUT_TILE as u32;
     let mut entries = entries;
     entries.insert(0, (0, whole(uniform)));
-    Dispatch::with_groups(gpu, kernel, blocks * params.groups_per_block, &entries)
+    Ok(Dispatch::with_groups(gpu, kernel, blocks * params.groups_per_block, &entries)?
+        .with_loops(conv_block_loops(params.in_channels as usize)))
 }
 
 fn groups_per_block(shape: &ConvShape, wg: u32) -> u32 {
@@ -188,7 +250,15 @@ pub struct Conv3x3ReluPool {
 }
 
 impl Conv3x3ReluPool {
-    pub fn new(gpu: &Gpu, k: &Kernels, shape: ConvShape, b: &ConvBuffers) -> Result<Self> {
+    /// The layer's dispatches; with `with_backward` false (evaluation only) none for the
+    /// backward pass, whose buffers in `b` then go unused.
+    pub fn new(
+        gpu: &Gpu,
+        k: &Kernels,
+        shape: ConvShape,
+        b: &ConvBuffers,
+        with_backward: bool,
+    ) -> Result<Self> {
         shape.check()?;
         let s = shape.side as u32;
         let wg = k.conv_fwd.workgroup_size;
@@ -218,7 +288,8 @@ impl Conv3x3ReluPool {
                     (7, whole(&wt_fwd)),
                     (8, whole(&wt_dx)),
                 ],
-            )?,
+            )?
+            .with_loops(LoopBound::none()),
             block_dispatch(
                 gpu,
                 &k.conv_fwd,
@@ -235,6 +306,10 @@ impl Conv3x3ReluPool {
             .with_flops(shape.flops()),
         ];
 
+        if !with_backward {
+            let uniforms = vec![fwd_uniform, wt_fwd, wt_dx];
+            return Ok(Conv3x3ReluPool { shape, forward, backward: Vec::new(), uniforms });
+        }
         let pool_params = PoolParams {
             pooled_count: shape.pooled_len() as u32,
             height: s,
@@ -242,7 +317,8 @@ impl Conv3x3ReluPool {
             channels: shape.out_channels as u32,
         };
         let pool_uniform = gpu.uniform_init("maxpool params", &[pool_params]);
-        let chunks = shape.wgrad_chunks();
+        let plan = shape.wgrad_plan(shape.fuses_unpool(b.dx.is_some(), k), gpu.loop_budget)?;
+        let chunks = plan.chunks;
         let wgrad_params = WgradParams {
             batch: shape.batch as u32,
             in_channels: shape.in_channels as u32,
@@ -250,21 +326,31 @@ impl Conv3x3ReluPool {
             height: s,
             width: s,
             chunks: chunks as u32,
-            chunk_size: shape.batch.div_ceil(chunks) as u32,
+            chunk_rows: plan.chunk_rows as u32,
             _pad: 0,
         };
         let wgrad_uniform = gpu.uniform_init("conv_wgrad params", &[wgrad_params]);
         let mut backward = Vec::new();
         if !shape.fuses_unpool(b.dx.is_some(), k) {
-            backward.push(Dispatch::new(
-                gpu,
-                &k.maxpool_relu_backward,
-                pool_params.pooled_count,
-                &[(0, whole(&pool_uniform)), (1, whole(b.d_pooled)), (2, whole(b.code)), (3, whole(b.d_pre))],
-            )?);
+            backward.push(
+                Dispatch::new(
+                    gpu,
+                    &k.maxpool_relu_backward,
+                    pool_params.pooled_count,
+                    &[
+                        (0, whole(&pool_uniform)),
+                        (1, whole(b.d_pooled)),
+                        (2, whole(b.code)),
+                        (3, whole(b.d_pre)),
+                    ],
+                )?
+                .with_loops(LoopBound::none()),
+            );
         }
         backward.extend([
-            wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b)?.with_flops(shape.flops()),
+            wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b)?
+                .with_flops(shape.flops())
+                .with_loops(plan.loops()),
             Dispatch::new(
                 gpu,
                 &k.conv_wgrad_reduce,
@@ -274,7 +360,8 @@ impl Conv3x3ReluPool {
                     (3, whole(b.partial)),
                     (4, words(b.grads, b.offset, shape.param_len())),
                 ],
-            )?,
+            )?
+            .with_loops(plan.reduce_loops()),
         ]);
         let mut uniforms = vec![fwd_uniform, pool_uniform, wgrad_uniform, wt_fwd];
         if let Some(dx) = b.dx {

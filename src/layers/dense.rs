@@ -6,6 +6,7 @@
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, whole, words};
+use crate::loop_budget::{LoopBound, loop_ticks};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DenseShape {
@@ -43,7 +44,10 @@ pub struct MatmulParams {
     pub bias_offset: u32,
     pub c_offset: u32,
     pub n_groups: u32,
-    pub _pad: u32,
+    /// Split-K slices and the k range (bias_grad: rows) of each; set by `matmul`.
+    pub splits: u32,
+    pub k_chunk: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Rows per workgroup and columns per thread in matmul (TM and TN in dense.wgsl).
@@ -59,43 +63,136 @@ pub struct MatmulArgs<'a> {
     pub aux: Option<wgpu::BindingResource<'a>>,
 }
 
+/// The loads matmul uses for B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BLoad {
+    Scalar,
+    Rows,
+    Cols,
+}
+
+/// Loops of one matmul invocation over a k range of `k_len`: the 8-column offset loop,
+/// the k loop (matmul_cols: 4 k-steps an iteration, each with its 8- and 4-loops) and
+/// the TM x TN epilogue.
+fn matmul_loops(load: BLoad, k_len: u64) -> u64 {
+    let fixed = loop_ticks(8) + loop_ticks(TILE.0 as u64) + TILE.0 as u64 * loop_ticks(TILE.1 as u64);
+    match load {
+        BLoad::Cols => fixed + loop_ticks(k_len / 4) + (k_len / 4) * (loop_ticks(8) + loop_ticks(4)),
+        BLoad::Scalar | BLoad::Rows => fixed + loop_ticks(k_len),
+    }
+}
+
+/// The longest k range one invocation may take within `budget` (a multiple of 4 for
+/// matmul_cols); 0 if none.
+fn max_k_chunk(load: BLoad, budget: u64) -> u64 {
+    let step = if load == BLoad::Cols { 4 } else { 1 };
+    // matmul_loops grows with k_len: bisect over multiples of `step`
+    let (mut lo, mut hi) = (0u64, budget.min(u32::MAX as u64) / step + 1);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if matmul_loops(load, mid * step) <= budget { lo = mid } else { hi = mid }
+    }
+    lo * step
+}
+
+/// Slices and slice length for a loop of `len` steps (multiples of `step`) whose longest
+/// slice may be `max_chunk`: as few slices as fit, of balanced length.
+fn split_plan(len: u32, max_chunk: u64, step: u32, what: &str) -> Result<(u32, u32)> {
+    if max_chunk == 0 {
+        return Err(format!("{what}: no slice fits this adapter's loop budget"));
+    }
+    let splits = (len as u64).div_ceil(max_chunk).max(1) as u32;
+    let chunk = len.div_ceil(splits).div_ceil(step) * step;
+    Ok((len.div_ceil(chunk.max(1)).max(1), chunk.max(step)))
+}
+
 /// c = a . b (plus the epilogue in params.flags). B rows or columns that can be read as
-/// vec4s go to matmul_rows or matmul_cols, the rest to matmul.
+/// vec4s go to matmul_rows or matmul_cols, the rest to matmul. Where the loop over K would
+/// pass the adapter's loop budget, K is split: slices write raw partial tiles into a
+/// scratch buffer (kept in `owned`) and matmul_reduce adds them in order and applies the
+/// epilogue. One dispatch, or two when split.
 pub fn matmul(
     gpu: &Gpu,
     k: &Kernels,
     args: MatmulArgs,
-    uniforms: &mut Vec<wgpu::Buffer>,
-) -> Result<Dispatch> {
+    owned: &mut Vec<wgpu::Buffer>,
+) -> Result<Vec<Dispatch>> {
     let mut params = args.params;
     let rows_as_vec4 = params.b_col == 1 && params.b_row.is_multiple_of(4) && params.n.is_multiple_of(4);
     let cols_as_vec4 = params.b_row == 1 && params.b_col.is_multiple_of(4) && params.k.is_multiple_of(4);
-    let kernel = if rows_as_vec4 {
-        &k.matmul_rows
+    let (kernel, load) = if rows_as_vec4 {
+        (&k.matmul_rows, BLoad::Rows)
     } else if cols_as_vec4 {
-        &k.matmul_cols
+        (&k.matmul_cols, BLoad::Cols)
     } else {
-        &k.matmul
+        (&k.matmul, BLoad::Scalar)
     };
+    let step = if load == BLoad::Cols { 4 } else { 1 };
+    let (splits, k_chunk) = split_plan(
+        params.k,
+        max_k_chunk(load, gpu.loop_budget),
+        step,
+        &format!("{} over K = {}", kernel.name, params.k),
+    )?;
     params.n_groups = params.n.div_ceil(kernel.workgroup_size * TILE.1);
-    let uniform = gpu.uniform_init("matmul params", &[params]);
-    let groups = params.m.div_ceil(TILE.0) * params.n_groups;
-    let entries = vec![
-        (0, whole(&uniform)),
-        (1, args.a.clone()),
-        (2, args.b.clone()),
-        (3, args.c),
-        (4, args.bias.unwrap_or_else(|| args.a.clone())),
-        (5, args.aux.unwrap_or_else(|| args.a.clone())),
-        (6, args.b),
-    ];
+    params.splits = splits;
+    params.k_chunk = k_chunk;
     let flops = 2 * params.m as u64 * params.n as u64 * params.k as u64;
-    let d = Dispatch::with_groups(gpu, kernel, groups, &entries)?.with_flops(flops);
-    uniforms.push(uniform);
-    Ok(d)
+    let tiles = params.m.div_ceil(TILE.0) * params.n_groups;
+    let slice_loops =
+        LoopBound::new(matmul_loops(load, k_chunk as u64), format!("K = {k_chunk} of {}", params.k));
+    let bias = args.bias.unwrap_or_else(|| args.a.clone());
+    let aux = args.aux.unwrap_or_else(|| args.a.clone());
+    if splits == 1 {
+        let uniform = gpu.uniform_init("matmul params", &[params]);
+        let entries = vec![
+            (0, whole(&uniform)),
+            (1, args.a.clone()),
+            (2, args.b.clone()),
+            (3, args.c),
+            (4, bias),
+            (5, aux),
+            (6, args.b),
+        ];
+        let d =
+            Dispatch::with_groups(gpu, kernel, tiles, &entries)?.with_flops(flops).with_loops(slice_loops);
+        owned.push(uniform);
+        return Ok(vec![d]);
+    }
+    let plane = params.m as usize * params.n as usize;
+    let partial = gpu.storage("matmul split-K partials", splits as usize * plane)?;
+    let slice_params = MatmulParams { flags: 0, c_offset: 0, ..params };
+    let slice_uniform = gpu.uniform_init("matmul params", &[slice_params]);
+    let slices = Dispatch::with_groups(
+        gpu,
+        kernel,
+        tiles * splits,
+        &[
+            (0, whole(&slice_uniform)),
+            (1, args.a.clone()),
+            (2, args.b.clone()),
+            (3, whole(&partial)),
+            (4, args.a.clone()),
+            (5, args.a.clone()),
+            (6, args.b),
+        ],
+    )?
+    .with_flops(flops)
+    .with_loops(slice_loops);
+    let reduce_uniform = gpu.uniform_init("matmul_reduce params", &[params]);
+    let reduce = Dispatch::new(
+        gpu,
+        &k.matmul_reduce,
+        plane as u32,
+        &[(0, whole(&reduce_uniform)), (1, whole(&partial)), (3, args.c), (4, bias), (5, aux)],
+    )?
+    .with_loops(LoopBound::new(loop_ticks(splits as u64), format!("{splits} K slices")));
+    owned.extend([partial, slice_uniform, reduce_uniform]);
+    Ok(vec![slices, reduce])
 }
 
-/// c[c_offset + n] = sum over the rows of dy (rows x cols), in row order.
+/// c[c_offset + n] = sum over the rows of dy (rows x cols), in row order; split over rows
+/// (then reduced in order) where one loop over them would pass the loop budget.
 #[allow(clippy::too_many_arguments)]
 pub fn bias_grad(
     gpu: &Gpu,
@@ -105,13 +202,47 @@ pub fn bias_grad(
     dy: wgpu::BindingResource,
     c: wgpu::BindingResource,
     c_offset: u32,
-    uniforms: &mut Vec<wgpu::Buffer>,
-) -> Result<Dispatch> {
-    let params = MatmulParams { m: rows, n: cols, c_offset, ..Default::default() };
-    let uniform = gpu.uniform_init("bias_grad params", &[params]);
-    let d = Dispatch::new(gpu, &k.bias_grad, cols, &[(0, whole(&uniform)), (1, dy), (3, c)])?;
-    uniforms.push(uniform);
-    Ok(d)
+    owned: &mut Vec<wgpu::Buffer>,
+) -> Result<Vec<Dispatch>> {
+    let max_rows = gpu.loop_budget.saturating_sub(1);
+    let (splits, k_chunk) = split_plan(rows, max_rows, 1, &format!("bias_grad over {rows} rows"))?;
+    let params = MatmulParams { m: rows, n: cols, c_offset, splits, k_chunk, ..Default::default() };
+    let loops = LoopBound::new(loop_ticks(k_chunk as u64), format!("{k_chunk} rows of {rows}"));
+    if splits == 1 {
+        let uniform = gpu.uniform_init("bias_grad params", &[params]);
+        let d = Dispatch::new(gpu, &k.bias_grad, cols, &[(0, whole(&uniform)), (1, dy), (3, c)])?
+            .with_loops(loops);
+        owned.push(uniform);
+        return Ok(vec![d]);
+    }
+    let partial = gpu.storage("bias_grad partials", splits as usize * cols as usize)?;
+    let slice_uniform = gpu.uniform_init("bias_grad params", &[MatmulParams { c_offset: 0, ..params }]);
+    let slices = Dispatch::new(
+        gpu,
+        &k.bias_grad,
+        cols * splits,
+        &[(0, whole(&slice_uniform)), (1, dy), (3, whole(&partial))],
+    )?
+    .with_loops(loops);
+    // The reduce sees the slices as a (1, cols) matmul's split-K partials.
+    let reduce_params = MatmulParams { m: 1, n: cols, c_offset, splits, ..Default::default() };
+    let reduce_uniform = gpu.uniform_init("bias_grad reduce params", &[reduce_params]);
+    let partial_binding = whole(&partial);
+    let reduce = Dispatch::new(
+        gpu,
+        &k.matmul_reduce,
+        cols,
+        &[
+            (0, whole(&reduce_uniform)),
+            (1, partial_binding.clone()),
+            (3, c),
+            (4, partial_binding.clone()),
+            (5, partial_binding),
+        ],
+    )?
+    .with_loops(LoopBound::new(loop_ticks(splits as u64), format!("{splits} row slices")));
+    owned.extend([partial, slice_uniform, reduce_uniform]);
+    Ok(vec![slices, reduce])
 }
 
 pub struct DenseBuffers<'a> {
@@ -136,12 +267,21 @@ pub struct Dense {
 }
 
 impl Dense {
-    pub fn new(gpu: &Gpu, k: &Kernels, shape: DenseShape, relu: bool, b: &DenseBuffers) -> Result<Self> {
+    /// The layer's dispatches; with `with_backward` false (evaluation only) none for the
+    /// backward pass, whose buffers in `b` then go unused.
+    pub fn new(
+        gpu: &Gpu,
+        k: &Kernels,
+        shape: DenseShape,
+        relu: bool,
+        b: &DenseBuffers,
+        with_backward: bool,
+    ) -> Result<Self> {
         let (bsz, ni, no) = (shape.batch as u32, shape.inputs as u32, shape.outputs as u32);
         let block = || words(b.params, b.offset, shape.param_len());
         let grad_block = || words(b.grads, b.offset, shape.param_len());
         let mut uniforms = Vec::new();
-        let forward = vec![matmul(
+        let forward = matmul(
             gpu,
             k,
             MatmulArgs {
@@ -165,36 +305,46 @@ impl Dense {
                 aux: None,
             },
             &mut uniforms,
-        )?];
-        let mut backward = vec![
-            // dW (O, I) = dy^T (O, B) . x (B, I)
-            matmul(
-                gpu,
-                k,
-                MatmulArgs {
-                    params: MatmulParams {
-                        m: no,
-                        n: ni,
-                        k: bsz,
-                        a_row: 1,
-                        a_col: no,
-                        b_row: ni,
-                        b_col: 1,
-                        ..Default::default()
-                    },
-                    a: whole(b.dy),
-                    b: whole(b.x),
-                    c: grad_block(),
-                    bias: None,
-                    aux: None,
+        )?;
+        if !with_backward {
+            return Ok(Dense { shape, forward, backward: Vec::new(), uniforms });
+        }
+        // dW (O, I) = dy^T (O, B) . x (B, I)
+        let mut backward = matmul(
+            gpu,
+            k,
+            MatmulArgs {
+                params: MatmulParams {
+                    m: no,
+                    n: ni,
+                    k: bsz,
+                    a_row: 1,
+                    a_col: no,
+                    b_row: ni,
+                    b_col: 1,
+                    ..Default::default()
                 },
-                &mut uniforms,
-            )?,
-            bias_grad(gpu, k, bsz, no, whole(b.dy), grad_block(), shape.weight_len() as u32, &mut uniforms)?,
-        ];
+                a: whole(b.dy),
+                b: whole(b.x),
+                c: grad_block(),
+                bias: None,
+                aux: None,
+            },
+            &mut uniforms,
+        )?;
+        backward.extend(bias_grad(
+            gpu,
+            k,
+            bsz,
+            no,
+            whole(b.dy),
+            grad_block(),
+            shape.weight_len() as u32,
+            &mut uniforms,
+        )?);
         if let Some(dx) = b.dx {
             // dx (B, I) = dy (B, O) . W (O, I)
-            backward.push(matmul(
+            backward.extend(matmul(
                 gpu,
                 k,
                 MatmulArgs {

@@ -83,6 +83,7 @@ pub fn gather(
             (5, whole(y)),
         ],
     )?
-    .with_steps(gpu, &k.gather, slots);
+    .with_steps(gpu, &k.gather, slots)
+    .with_loops(crate::loop_budget::LoopBound::none());
     Ok((d, uniform))
 }

@@ -1,10 +1,13 @@
-//! Softmax cross-entropy: the loss, its gradient and the batch metrics in one kernel.
+//! Softmax cross-entropy: the loss gradient and the per-sample metrics in one kernel.
 //!
-//! logits (B, K), labels (B) -> d_logits (B, K) (already divided by the valid count) and
-//! metrics[slot] = (summed loss, correct predictions) for the step's slot.
+//! logits (B, K), labels (B) -> d_logits (B, K) (already divided by the valid count) and,
+//! per valid sample at position `start + b` of the epoch's order, metrics[2 (start + b)]
+//! = its loss and metrics[2 (start + b) + 1] = 1 if its argmax is right, else 0. The host
+//! sums those in order (train::Trainer), so the reported numbers do not depend on the batch.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, StepSlots, whole};
+use crate::loop_budget::{LoopBound, loop_ticks};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -12,6 +15,12 @@ struct XentParams {
     batch: u32,
     classes: u32,
     _pad: [u32; 2],
+}
+
+/// Loop iterations of one row: the argmax scan (K - 1), the denominator and the gradient (K each).
+pub fn xent_loops(classes: usize) -> LoopBound {
+    let k = classes as u64;
+    LoopBound::new(loop_ticks(k - 1) + 2 * loop_ticks(k), format!("{classes} classes"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -33,7 +42,7 @@ pub fn softmax_xent(
     let d = Dispatch::new(
         gpu,
         &k.softmax_xent,
-        1,
+        batch as u32,
         &[
             (0, whole(&uniform)),
             (1, whole(logits)),
@@ -42,6 +51,7 @@ pub fn softmax_xent(
             (4, whole(metrics)),
         ],
     )?
-    .with_steps(gpu, &k.softmax_xent, slots);
+    .with_steps(gpu, &k.softmax_xent, slots)
+    .with_loops(xent_loops(classes));
     Ok((d, uniform))
 }

@@ -97,7 +97,9 @@ impl Optimizer {
             }
             OptimizerKind::Sgd => &k.sgd,
         };
-        let update = Dispatch::new(gpu, kernel, (len / 4) as u32, &entries)?.with_steps(gpu, kernel, slots);
+        let update = Dispatch::new(gpu, kernel, (len / 4) as u32, &entries)?
+            .with_steps(gpu, kernel, slots)
+            .with_loops(crate::loop_budget::LoopBound::none());
         Ok(Optimizer { m, v, update, _uniform: uniform })
     }
 }
