@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use gpu_train::layers::conv::{Conv3x3ReluPool, ConvBuffers, ConvShape};
+use gpu_train::layers::conv::{Conv3x3ReluPool, ConvBuffers, ConvShape, conv_block_loops};
 
 /// Reference conv3x3 (pad 1) + bias, f64, NCHW.
 fn conv_ref(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64> {
@@ -90,7 +90,8 @@ fn fixture(
     let code = gpu.storage("code", shape.code_len()).unwrap();
     let dpb = gpu.storage_init("d_pooled", d_pooled).unwrap();
     let d_pre = gpu.storage("d_pre", shape.pre_len()).unwrap();
-    let partial = gpu.storage("partial", shape.partial_len()).unwrap();
+    let plan = shape.wgrad_plan(shape.fuses_unpool(with_dx, &k), gpu.loop_budget).unwrap();
+    let partial = gpu.storage("partial", shape.partial_len(&plan)).unwrap();
     let dx = gpu.storage("dx", shape.input_len()).unwrap();
     let layer = Conv3x3ReluPool::new(
         &gpu,
@@ -108,6 +109,7 @@ fn fixture(
             partial: &partial,
             dx: with_dx.then_some(&dx),
         },
+        true,
     )
     .unwrap();
     Fixture { gpu, layer, params: pb, grads: gb, x: xb, pooled, code, dx, _keep: vec![d_pre, partial, dpb] }
@@ -129,17 +131,28 @@ fn conv_forward_matches_reference() {
     }
 }
 
+/// Random inputs in [-1, 1), checked to 1e-4; or, `exact`, whole numbers whose sums f32
+/// holds exactly, checked for equality.
+fn inputs(exact: bool) -> (fn(&mut rand::rngs::StdRng, usize) -> Vec<f32>, f64) {
+    if exact { (small_ints, 0.0) } else { (random, 1e-4) }
+}
+
 fn check_forward(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: ConvShape) {
+    check_forward_with(dev, s, false)
+}
+
+fn check_forward_with(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: ConvShape, exact: bool) {
     println!("{:?} {s:?}", dev.1.variant);
+    let (make, tol) = inputs(exact);
     let mut r = rng(1);
-    let x = random(&mut r, s.input_len());
-    let params = random(&mut r, s.param_len());
-    let f = fixture(dev, s, &x, &params, &random(&mut r, s.pooled_len()), false);
+    let x = make(&mut r, s.input_len());
+    let params = make(&mut r, s.param_len());
+    let f = fixture(dev, s, &x, &params, &make(&mut r, s.pooled_len()), false);
     run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
     let (w, bias) = params.split_at(s.weight_len());
     let (want, arg) = pool_ref(&s, &conv_ref(&s, &x, w, bias));
     let got = f.gpu.read_f32(&f.pooled).unwrap();
-    assert_close("conv_fwd pooled", &got, &want, 1e-4);
+    assert_close("conv_fwd pooled", &got, &want, tol);
     let words: Vec<u32> = f.gpu.read_words(&f.code, 0, s.code_len()).unwrap();
     let plane = s.side * s.side / 4;
     let codes: Vec<usize> = (0..s.pooled_len())
@@ -165,12 +178,17 @@ fn conv_backward_matches_reference() {
 }
 
 fn check_backward(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: ConvShape) {
+    check_backward_with(dev, s, false)
+}
+
+fn check_backward_with(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: ConvShape, exact: bool) {
     println!("{:?} {s:?}", dev.1.variant);
+    let (make, tol) = inputs(exact);
     let with_dx = s.in_channels.is_multiple_of(gpu_train::layers::conv::OUT_TILE);
     let mut r = rng(2);
-    let x = random(&mut r, s.input_len());
-    let params = random(&mut r, s.param_len());
-    let d_pooled = random(&mut r, s.pooled_len());
+    let x = make(&mut r, s.input_len());
+    let params = make(&mut r, s.param_len());
+    let d_pooled = make(&mut r, s.pooled_len());
     let f = fixture(dev, s, &x, &params, &d_pooled, with_dx);
     let mut all: Vec<_> = f.layer.forward.iter().collect();
     all.extend(f.layer.backward.iter());
@@ -213,9 +231,9 @@ fn check_backward(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s: Co
             }
         }
     }
-    assert_close("conv_wgrad weights+bias", &f.gpu.read_f32(&f.grads).unwrap(), &dw, 1e-4);
+    assert_close("conv_wgrad weights+bias", &f.gpu.read_f32(&f.grads).unwrap(), &dw, tol);
     if with_dx {
-        assert_close("conv_dx", &f.gpu.read_f32(&f.dx).unwrap(), &dx, 1e-4);
+        assert_close("conv_dx", &f.gpu.read_f32(&f.dx).unwrap(), &dx, tol);
     }
 }
 
@@ -268,4 +286,99 @@ fn conv_backward_matches_finite_differences() {
     }
     println!("conv backward vs finite differences: max error {worst:.3e} over {checked} entries");
     assert!(worst < 2e-2, "finite-difference mismatch {worst:.3e}");
+}
+
+/// The largest channel count (a multiple of `multiple`) whose conv_fwd / conv_dx loops fit
+/// `budget` iterations per invocation.
+fn largest_channels(budget: u64, multiple: usize) -> usize {
+    let mut c = multiple;
+    while conv_block_loops(c + multiple).ticks <= budget {
+        c += multiple;
+    }
+    c
+}
+
+/// This adapter's loop budget, capped where an adapter has none worth the name (the
+/// shapes below grow with it).
+fn edge_budget(gpu: &gpu_train::gpu::Gpu) -> u64 {
+    gpu.loop_budget.min(65_535)
+}
+
+#[test]
+fn conv_forward_and_dx_run_right_at_the_loop_budget() {
+    for dev in variants() {
+        let budget = edge_budget(&dev.0);
+        let ci = largest_channels(budget, 1);
+        println!(
+            "conv_fwd over {ci} input channels: {} loop iterations of {budget}",
+            conv_block_loops(ci).ticks
+        );
+        check_forward_with(dev, ConvShape { batch: 1, in_channels: ci, out_channels: 16, side: 2 }, true);
+    }
+    for dev in variants() {
+        let budget = edge_budget(&dev.0);
+        let co = largest_channels(budget, 16);
+        println!("conv_dx over {co} channels: {} loop iterations of {budget}", conv_block_loops(co).ticks);
+        check_backward_with(dev, ConvShape { batch: 1, in_channels: 16, out_channels: co, side: 2 }, true);
+    }
+}
+
+#[test]
+fn conv_weight_gradient_runs_right_with_chunks_at_the_loop_budget() {
+    // 256x256 images: one image's rows need more loops than one invocation may run, so
+    // the chunks end inside images and each holds as many rows as the budget allows.
+    // FIRST-like (one input channel, pooled gradients read directly) and a layer with dx.
+    for s in [
+        ConvShape { batch: 2, in_channels: 1, out_channels: 16, side: 256 },
+        ConvShape { batch: 1, in_channels: 16, out_channels: 16, side: 256 },
+    ] {
+        for dev in variants() {
+            let has_dx = s.in_channels.is_multiple_of(16);
+            let plan = s.wgrad_plan(s.fuses_unpool(has_dx, &dev.1), dev.0.loop_budget).unwrap();
+            let one_more = s.wgrad_plan(s.fuses_unpool(has_dx, &dev.1), dev.0.loop_budget + 100_000).unwrap();
+            println!(
+                "{s:?}: {} chunks of {} rows, {} loop iterations of {}",
+                plan.chunks,
+                plan.chunk_rows,
+                plan.loops().ticks,
+                dev.0.loop_budget
+            );
+            assert!(plan.loops().ticks <= dev.0.loop_budget, "the plan exceeds the budget");
+            if dev.0.loop_budget <= 65_535 {
+                assert!(plan.chunk_rows < s.side, "this shape should split images into row chunks");
+                assert!(
+                    one_more.chunk_rows > plan.chunk_rows,
+                    "the chunks are not as long as the budget allows"
+                );
+            }
+            check_backward_with(dev, s, true);
+        }
+    }
+}
+
+#[test]
+fn conv_past_the_loop_budget_is_refused_by_name() {
+    let (gpu, k) = variants().remove(0);
+    if gpu.loop_budget > 65_535 {
+        common::skip(&format!("conv refusal: this adapter's loop budget is {}", gpu.loop_budget));
+        return;
+    }
+    let s = ConvShape {
+        batch: 1,
+        in_channels: largest_channels(gpu.loop_budget, 1) + 1,
+        out_channels: 16,
+        side: 2,
+    };
+    let mut r = rng(3);
+    let f = fixture(
+        (gpu, k),
+        s,
+        &random(&mut r, s.input_len()),
+        &random(&mut r, s.param_len()),
+        &random(&mut r, s.pooled_len()),
+        false,
+    );
+    let err = gpu_train::loop_budget::check(&f.gpu, &f.layer.forward).unwrap_err();
+    println!("{err}");
+    assert!(err.contains("conv_fwd") && err.contains(&format!("{} input channels", s.in_channels)), "{err}");
 }

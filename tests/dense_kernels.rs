@@ -54,6 +54,7 @@ fn fixture(
             dx: Some(&dx),
             dx_relu_mask: mask.map(|_| &maskb),
         },
+        true,
     )
     .unwrap();
     Fixture { gpu, layer, params: pb, grads: gb, x: xb, y, dx, _keep: vec![dyb, maskb] }
@@ -115,6 +116,18 @@ fn check_dense_backward(
     dy: &[f32],
     mask: &[f32],
 ) {
+    check_dense_backward_to(dev, s, x, p, dy, mask, 1e-4)
+}
+
+fn check_dense_backward_to(
+    dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    s: DenseShape,
+    x: &[f32],
+    p: &[f32],
+    dy: &[f32],
+    mask: &[f32],
+    tol: f64,
+) {
     let f = fixture(dev, s, false, x, p, dy, Some(mask));
     run(&f.gpu, &f.layer.backward.iter().collect::<Vec<_>>());
     let mut dw = vec![0f64; s.param_len()];
@@ -134,8 +147,8 @@ fn check_dense_backward(
             *v = 0.0;
         }
     }
-    assert_close("dense dW+db", &f.gpu.read_f32(&f.grads).unwrap(), &dw, 1e-4);
-    assert_close("dense dx (ReLU-masked)", &f.gpu.read_f32(&f.dx).unwrap(), &dx, 1e-4);
+    assert_close("dense dW+db", &f.gpu.read_f32(&f.grads).unwrap(), &dw, tol);
+    assert_close("dense dx (ReLU-masked)", &f.gpu.read_f32(&f.dx).unwrap(), &dx, tol);
 }
 
 /// L = sum(y * dy) for y = relu(x W^T + b); compare backward with central differences.
@@ -178,44 +191,84 @@ fn dense_backward_matches_finite_differences() {
     assert!(worst < 1e-2, "finite-difference mismatch {worst:.3e}");
 }
 
-#[test]
-fn softmax_xent_matches_reference() {
-    let (gpu, k) = variants().pop().unwrap();
-    let mut r = rng(13);
-    let (batch, classes, count) = (11usize, 7usize, 9u32);
-    let logits: Vec<f32> = random(&mut r, batch * classes).iter().map(|v| v * 4.0).collect();
-    let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 5 + 2) % classes as u32).collect();
-    let lb = gpu.storage_init("logits", &logits).unwrap();
-    let yb = gpu.storage_init("labels", &labels).unwrap();
-    let db = gpu.storage("d", batch * classes).unwrap();
-    let mb = gpu.storage("metrics", 8).unwrap();
-    let slots = slots_with(&gpu, Step { count, slot: 2, ..Default::default() });
-    let (d, _u) =
-        gpu_train::layers::loss::softmax_xent(&gpu, &k, batch, classes, &lb, &yb, &db, &mb, &slots).unwrap();
-    run(&gpu, &[&d]);
+/// Per-row softmax cross-entropy in f64: the gradient (divided by `count`) and each valid
+/// row's (loss, correct).
+fn xent_ref(logits: &[f32], labels: &[u32], classes: usize, count: usize) -> (Vec<f64>, Vec<(f64, f64)>) {
+    let batch = labels.len();
     let mut grad = vec![0f64; batch * classes];
-    let (mut loss, mut correct) = (0f64, 0f64);
-    for b in 0..count as usize {
+    let mut rows = Vec::new();
+    for b in 0..count {
         let row: Vec<f64> = logits[b * classes..(b + 1) * classes].iter().map(|&v| v as f64).collect();
         let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let z: f64 = row.iter().map(|v| (v - max).exp()).sum();
         let label = labels[b] as usize;
-        loss += z.ln() + max - row[label];
-        let arg = (0..classes).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap();
-        correct += (arg == label) as u32 as f64;
+        // the first of equal maxima, as the kernel picks it
+        let arg = (0..classes).find(|&i| row[i] == max).unwrap();
+        rows.push((z.ln() + max - row[label], (arg == label) as u32 as f64));
         for c in 0..classes {
             let prob = (row[c] - max).exp() / z;
             grad[b * classes + c] = (prob - (c == label) as u32 as f64) / count as f64;
         }
     }
+    (grad, rows)
+}
+
+/// The kernel on one batch placed at `start` of the epoch's order, against xent_ref.
+fn check_xent(batch: usize, classes: usize, count: u32, start: u32) {
+    let (gpu, k) = variants().pop().unwrap();
+    let ticks = gpu_train::layers::loss::xent_loops(classes).ticks;
+    println!(
+        "softmax_xent: batch {batch}, {classes} classes: {ticks} loop iterations of {}",
+        gpu.loop_budget
+    );
+    assert!(ticks <= gpu.loop_budget);
+    let mut r = rng(13 + classes as u64);
+    let logits: Vec<f32> = random(&mut r, batch * classes).iter().map(|v| v * 4.0).collect();
+    // every third label is the row's argmax, so some predictions are right
+    let argmax = |b: usize| {
+        let row = &logits[b * classes..(b + 1) * classes];
+        (0..classes).fold(0, |best, c| if row[c] > row[best] { c } else { best }) as u32
+    };
+    let labels: Vec<u32> = (0..batch)
+        .map(|i| if i % 3 == 0 { argmax(i) } else { (i as u32 * 5 + 2) % classes as u32 })
+        .collect();
+    let lb = gpu.storage_init("logits", &logits).unwrap();
+    let yb = gpu.storage_init("labels", &labels).unwrap();
+    let db = gpu.storage("d", batch * classes).unwrap();
+    // sentinels show which metric slots the kernel wrote
+    let slots_len = 2 * (start as usize + batch + 1);
+    let mb = gpu.storage_init("metrics", &vec![-1f32; slots_len]).unwrap();
+    let slots = slots_with(&gpu, Step { start, count, ..Default::default() });
+    let (d, _u) =
+        gpu_train::layers::loss::softmax_xent(&gpu, &k, batch, classes, &lb, &yb, &db, &mb, &slots).unwrap();
+    run(&gpu, &[&d]);
+    let (grad, rows) = xent_ref(&logits, &labels, classes, count as usize);
     assert_close("softmax_xent gradient", &gpu.read_f32(&db).unwrap(), &grad, 1e-4);
     let metrics = gpu.read_f32(&mb).unwrap();
-    assert_close("softmax_xent loss sum", &metrics[4..5], &[loss], 1e-4);
-    assert_eq!(metrics[5] as f64, correct, "correct count");
-    assert!(
-        correct > 0.0 && correct < count as f64,
-        "test data should have both right and wrong predictions"
-    );
+    let (before, rest) = metrics.split_at(2 * start as usize);
+    let (written, after) = rest.split_at(2 * count as usize);
+    assert!(before.iter().chain(after).all(|&v| v == -1.0), "wrote outside the valid rows' slots");
+    let losses: Vec<f32> = written.iter().step_by(2).copied().collect();
+    let want: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    assert_close("softmax_xent per-sample loss", &losses, &want, 1e-5);
+    let correct: Vec<f64> = written.iter().skip(1).step_by(2).map(|&v| v as f64).collect();
+    assert_eq!(correct, rows.iter().map(|r| r.1).collect::<Vec<_>>(), "per-sample correctness");
+    let right = correct.iter().sum::<f64>();
+    assert!(right > 0.0 && right < count as f64, "test data should have both right and wrong predictions");
+}
+
+#[test]
+fn softmax_xent_matches_reference() {
+    // odd sizes, a short batch, an offset in the epoch
+    check_xent(11, 7, 9, 5);
+}
+
+#[test]
+fn softmax_xent_matches_reference_at_large_batches_and_the_most_classes() {
+    // Past the ~1,986 rows at which one invocation walking the batch used to stop, at 10
+    // classes and at 256 (labels are bytes: the most a dataset can have).
+    check_xent(2600, 10, 2590, 37);
+    check_xent(2600, 256, 2600, 0);
 }
 
 #[test]
@@ -288,4 +341,57 @@ fn gather_unpacks_and_normalises_a_shuffled_batch() {
     assert_close("gather pixels", &gpu.read_f32(&x).unwrap(), &want, 1e-6);
     let got_labels: Vec<u32> = gpu.read_words(&y, 0, batch).unwrap();
     assert_eq!(got_labels, vec![labels[1] as u32, labels[3] as u32, labels[4] as u32]);
+}
+
+/// Forward and backward of one shape against the references, on every configuration.
+/// The data are small whole numbers, so every sum is exact in f32 and a loop cut short
+/// shows as a mismatch, not as rounding.
+fn check_dense(s: DenseShape, seed: u64) {
+    let mut r = rng(seed);
+    let x = small_ints(&mut r, s.batch * s.inputs);
+    let p = small_ints(&mut r, s.param_len());
+    let dy = small_ints(&mut r, s.batch * s.outputs);
+    let mask = small_ints(&mut r, s.batch * s.inputs);
+    for dev in variants() {
+        let f = fixture(dev, s, true, &x, &p, &dy, None);
+        println!(
+            "{:?} {s:?}: {} forward and {} backward dispatches, loops {:?}",
+            f.layer.forward.first().map(|d| d.name),
+            f.layer.forward.len(),
+            f.layer.backward.len(),
+            f.layer
+                .forward
+                .iter()
+                .chain(&f.layer.backward)
+                .map(|d| d.loops.as_ref().unwrap().ticks)
+                .collect::<Vec<_>>()
+        );
+        gpu_train::loop_budget::check(&f.gpu, &f.layer.forward).unwrap();
+        gpu_train::loop_budget::check(&f.gpu, &f.layer.backward).unwrap();
+        run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
+        assert_close("matmul+bias+relu", &f.gpu.read_f32(&f.y).unwrap(), &forward_ref(&s, &x, &p, true), 0.0);
+    }
+    for dev in variants() {
+        check_dense_backward_to(dev, s, &x, &p, &dy, &mask, 0.0);
+    }
+}
+
+#[test]
+fn dense_runs_right_at_and_past_the_loop_budget() {
+    use gpu_train::layers::dense::{BLoad, max_k_chunk};
+    let budget = gpu().loop_budget.min(65_535);
+    let cols = max_k_chunk(BLoad::Cols, budget) as usize;
+    let rows = max_k_chunk(BLoad::Rows, budget) as usize;
+    let scalar = max_k_chunk(BLoad::Scalar, budget) as usize;
+    println!(
+        "largest K per slice within {budget} loop iterations: cols {cols}, rows {rows}, scalar {scalar}"
+    );
+    // forward through matmul_cols over the longest K one slice may take, then one past it
+    check_dense(DenseShape { batch: 3, inputs: cols, outputs: 5 }, 20);
+    check_dense(DenseShape { batch: 3, inputs: cols + 4, outputs: 5 }, 21);
+    // weight gradients sum over the batch: matmul_rows (4 inputs) and matmul (5 inputs) at
+    // the longest unsplit batch, and at 65,536, the largest batch the CLI accepts
+    check_dense(DenseShape { batch: rows, inputs: 4, outputs: 3 }, 22);
+    check_dense(DenseShape { batch: scalar, inputs: 5, outputs: 3 }, 23);
+    check_dense(DenseShape { batch: 65_536, inputs: 4, outputs: 3 }, 24);
 }

@@ -56,12 +56,13 @@ impl ConvShape {
         let fill_chunks = (2048usize.div_ceil(tiles.max(1))).clamp(1, self.batch.max(1));
         let rows = self.batch * self.side;
         let per_row = wgrad_row_loops(self.side, pooled);
-        let max_rows = (loop_budget.saturating_sub(1) / per_row) as usize;
+        // each row also passes the row loop's back edge once; the loop's exit adds one
+        let max_rows = (loop_budget.saturating_sub(1) / (per_row + 1)) as usize;
         if max_rows == 0 {
             return Err(format!(
                 "conv layer weight gradient: one image row of side {} needs {} loop iterations, over this adapter's loop budget of {loop_budget}",
                 self.side,
-                per_row + 1
+                per_row + 2
             ));
         }
         let chunk_rows = (self.batch.div_ceil(fill_chunks) * self.side).min(max_rows).max(1);
@@ -120,7 +121,7 @@ impl WgradPlan {
     }
 }
 
-/// Loop iterations of one image row in conv_wgrad*, beyond the row loop's own.
+/// Loop iterations of one image row in conv_wgrad*, beyond the row loop's own pass.
 fn wgrad_row_loops(side: usize, pooled: bool) -> u64 {
     let w = side as u64;
     let per_pixel = if pooled { 4 * loop_ticks(8) } else { 0 };

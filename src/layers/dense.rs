@@ -65,7 +65,7 @@ pub struct MatmulArgs<'a> {
 
 /// The loads matmul uses for B.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BLoad {
+pub enum BLoad {
     Scalar,
     Rows,
     Cols,
@@ -84,7 +84,7 @@ fn matmul_loops(load: BLoad, k_len: u64) -> u64 {
 
 /// The longest k range one invocation may take within `budget` (a multiple of 4 for
 /// matmul_cols); 0 if none.
-fn max_k_chunk(load: BLoad, budget: u64) -> u64 {
+pub fn max_k_chunk(load: BLoad, budget: u64) -> u64 {
     let step = if load == BLoad::Cols { 4 } else { 1 };
     // matmul_loops grows with k_len: bisect over multiples of `step`
     let (mut lo, mut hi) = (0u64, budget.min(u32::MAX as u64) / step + 1);

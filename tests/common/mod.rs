@@ -26,6 +26,12 @@ pub fn variants() -> Vec<(Gpu, Kernels)> {
     out
 }
 
+/// Whole numbers in [-3, 3]: sums of them stay exact in f32, so a loop that a driver cut
+/// short shows as a wrong value, not as rounding.
+pub fn small_ints(rng: &mut impl Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-3i32..=3) as f32).collect()
+}
+
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
@@ -65,4 +71,11 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f64], tol: f64) {
     println!("{name}: max relative error {err:.3e} over {} values", got.len());
     assert!(err <= tol, "{name}: max relative error {err:.3e} exceeds {tol:.1e}");
     assert!(want.iter().any(|&w| w != 0.0), "{name}: reference is all zeros, the test proves nothing");
+}
+
+/// Says that a test skipped, and why, where `cargo test` shows it (libtest captures only
+/// the print macros, not writes to the stderr handle).
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
