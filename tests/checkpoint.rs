@@ -69,7 +69,8 @@ fn check_exact_resume(kind: OptimizerKind) {
 
     let ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes, align).unwrap();
     assert_eq!((ckpt.position.epochs_done, ckpt.position.batches_done), (2, 16));
-    assert_eq!(ckpt.position.partial_metrics.len(), 32);
+    // (loss, correct) for each of the 16 batches' 8 samples
+    assert_eq!(ckpt.position.partial_metrics.len(), 2 * 16 * 8);
     let mut third = Trainer::new(&gpu, &kernels, &data, config(kind)).unwrap();
     third.restore(&ckpt).unwrap();
     got.push(third.train_epoch(3).unwrap());

@@ -112,3 +112,35 @@ fn evaluation_accepts_batches_that_only_training_buffers_would_refuse() {
     assert!(err.contains(&format!("the largest batch that fits is {fits}")), "{err}");
     check_batch_fits(&gpu, &k, &shape(fails), false).unwrap();
 }
+
+#[test]
+fn every_ref_cnn_dispatch_stays_inside_the_budget_up_to_the_largest_batch() {
+    // The audit: each kernel's worst-case loop iterations per invocation at the default
+    // batch and at the largest batch this adapter accepts for training.
+    let gpu = common::gpu();
+    let k = Kernels::new(&gpu).unwrap();
+    let shape = |batch| ModelShape { side: 28, classes: 10, batch };
+    // 65,536 is the largest batch the command line accepts; the error names the largest that fits
+    let largest = match check_batch_fits(&gpu, &k, &shape(65_536), true) {
+        Ok(()) => 65_536,
+        Err(e) => e
+            .split("the largest batch that fits is ")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap(),
+    };
+    for batch in [128, largest] {
+        let dataset = data::synthetic(batch, 16, 28, 10, 1);
+        let trainer = Trainer::new(&gpu, &k, &dataset, config(batch, 1e-3)).unwrap();
+        println!("ref-cnn, batch {batch}, loop budget {}:", gpu.loop_budget);
+        for d in &trainer.model.train_step {
+            let bound = d.loops.as_ref().expect("every dispatch has a loop bound");
+            println!("  {:<16} {:<22} {:>6}  ({})", d.layer, d.name, bound.ticks, bound.size);
+            assert!(bound.ticks <= gpu.loop_budget);
+        }
+    }
+}

@@ -17,7 +17,8 @@ pub fn small_checkpoint() -> Vec<u8> {
             batches_done: 1,
             updates: 4,
             best: Some((1, 0.5)),
-            partial_metrics: vec![1.5, 2.0],
+            // one batch of 4 samples done: (loss, correct) each
+            partial_metrics: vec![1.5, 1.0, 0.25, 0.0, 2.0, 1.0, 0.75, 0.0],
         },
         params: Vec::new(),
         m: Vec::new(),
