@@ -118,6 +118,9 @@ impl ErrorSink {
     }
 }
 
+/// The workgroup sizes kernels are built with: software adapters, then GPUs.
+pub const WORKGROUP_SIZES: [u32; 2] = [8, 64];
+
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -187,7 +190,7 @@ impl Gpu {
     /// Threads per workgroup: one 8-lane subgroup suits CPU rasterisers (lavapipe runs a
     /// workgroup on one core), a wider group suits real GPUs.
     pub fn workgroup_size(&self) -> u32 {
-        if self.is_software() { 8 } else { 64 }
+        if self.is_software() { WORKGROUP_SIZES[0] } else { WORKGROUP_SIZES[1] }
     }
 
     fn check_storage_size(&self, label: &str, bytes: u64) -> Result<()> {

@@ -23,7 +23,7 @@ use naga::valid::{Capabilities, ExpressionError, FunctionError, ModuleInfo, Vali
 
 /// The workgroup sizes the program builds with: `Gpu::workgroup_size`, 8 lanes on software
 /// adapters and 64 on GPUs.
-const WORKGROUP_SIZES: [u32; 2] = [8, 64];
+const WORKGROUP_SIZES: [u32; 2] = gpu_train::gpu::WORKGROUP_SIZES;
 
 /// Every subgroup size `Variant::select` may be handed: none (no SUBGROUP feature, or a
 /// varying size) or a fixed power of two up to wgpu's maximum of 128 lanes.
@@ -349,7 +349,9 @@ fn every_shader_translates_for_metal_dx12_and_vulkan() {
     let mut failures: Vec<String> = Vec::new();
     let mut total_translated = 0;
     for &(variant, wg) in &configurations {
-        let sources = shader_sources(variant);
+        // the kernels, and the probe every device runs once when it opens
+        let mut sources = shader_sources(variant);
+        sources.push(("loop_probe.wgsl", gpu_train::loop_budget::PROBE_WGSL.to_string()));
         let mut entry_points = 0;
         let mut tallies: Vec<Tally> = TARGETS.iter().map(|_| Tally::default()).collect();
         for (label, source) in &sources {
