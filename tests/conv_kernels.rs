@@ -380,5 +380,5 @@ fn conv_past_the_loop_budget_is_refused_by_name() {
     );
     let err = gpu_train::loop_budget::check(&f.gpu, &f.layer.forward).unwrap_err();
     println!("{err}");
-    assert!(err.contains("conv_fwd") && err.contains(&format!("{} input channels", s.in_channels)), "{err}");
+    assert!(err.contains("conv_fwd") && err.contains(&format!("input channels = {}", s.in_channels)), "{err}");
 }

@@ -111,13 +111,13 @@ impl WgradPlan {
     pub fn loops(&self) -> LoopBound {
         LoopBound::new(
             loop_ticks(self.chunk_rows as u64) + self.chunk_rows as u64 * self.per_row,
-            format!("{} image rows per chunk", self.chunk_rows),
+            format!("{} image rows per batch chunk", self.chunk_rows),
         )
     }
 
     /// conv_wgrad_reduce's loop over the chunks.
     pub fn reduce_loops(&self) -> LoopBound {
-        LoopBound::new(loop_ticks(self.chunks as u64), format!("{} batch chunks", self.chunks))
+        LoopBound::new(loop_ticks(self.chunks as u64), format!("{} batch chunks to add", self.chunks))
     }
 }
 
@@ -135,7 +135,7 @@ pub fn conv_block_loops(inputs: usize) -> LoopBound {
     let per_channel = 4 * loop_ticks(4) + loop_ticks(4);
     LoopBound::new(
         2 * loop_ticks(4) + loop_ticks(c) + c * per_channel + loop_ticks(OUT_TILE as u64),
-        format!("{inputs} input channels"),
+        format!("input channels = {inputs}"),
     )
 }
 

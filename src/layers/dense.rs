@@ -140,7 +140,7 @@ pub fn matmul(
     let flops = 2 * params.m as u64 * params.n as u64 * params.k as u64;
     let tiles = params.m.div_ceil(TILE.0) * params.n_groups;
     let slice_loops =
-        LoopBound::new(matmul_loops(load, k_chunk as u64), format!("K = {k_chunk} of {}", params.k));
+        LoopBound::new(matmul_loops(load, k_chunk as u64), format!("K = {k_chunk} of {} per slice", params.k));
     let bias = args.bias.unwrap_or_else(|| args.a.clone());
     let aux = args.aux.unwrap_or_else(|| args.a.clone());
     if splits == 1 {
@@ -186,7 +186,7 @@ pub fn matmul(
         plane as u32,
         &[(0, whole(&reduce_uniform)), (1, whole(&partial)), (3, args.c), (4, bias), (5, aux)],
     )?
-    .with_loops(LoopBound::new(loop_ticks(splits as u64), format!("{splits} K slices")));
+    .with_loops(LoopBound::new(loop_ticks(splits as u64), format!("{splits} K slices to add")));
     owned.extend([partial, slice_uniform, reduce_uniform]);
     Ok(vec![slices, reduce])
 }
@@ -207,7 +207,7 @@ pub fn bias_grad(
     let max_rows = gpu.loop_budget.saturating_sub(1);
     let (splits, k_chunk) = split_plan(rows, max_rows, 1, &format!("bias_grad over {rows} rows"))?;
     let params = MatmulParams { m: rows, n: cols, c_offset, splits, k_chunk, ..Default::default() };
-    let loops = LoopBound::new(loop_ticks(k_chunk as u64), format!("{k_chunk} rows of {rows}"));
+    let loops = LoopBound::new(loop_ticks(k_chunk as u64), format!("{k_chunk} of {rows} rows per slice"));
     if splits == 1 {
         let uniform = gpu.uniform_init("bias_grad params", &[params]);
         let d = Dispatch::new(gpu, &k.bias_grad, cols, &[(0, whole(&uniform)), (1, dy), (3, c)])?
@@ -240,7 +240,7 @@ pub fn bias_grad(
             (5, partial_binding),
         ],
     )?
-    .with_loops(LoopBound::new(loop_ticks(splits as u64), format!("{splits} row slices")));
+    .with_loops(LoopBound::new(loop_ticks(splits as u64), format!("{splits} row slices to add")));
     owned.extend([partial, slice_uniform, reduce_uniform]);
     Ok(vec![slices, reduce])
 }

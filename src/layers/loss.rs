@@ -20,7 +20,7 @@ struct XentParams {
 /// Loop iterations of one row: the argmax scan (K - 1), the denominator and the gradient (K each).
 pub fn xent_loops(classes: usize) -> LoopBound {
     let k = classes as u64;
-    LoopBound::new(loop_ticks(k - 1) + 2 * loop_ticks(k), format!("{classes} classes"))
+    LoopBound::new(loop_ticks(k - 1) + 2 * loop_ticks(k), format!("classes = {classes}"))
 }
 
 #[allow(clippy::too_many_arguments)]
