@@ -13,7 +13,7 @@ use std::time::Instant;
 
 pub struct BenchConfig {
     pub batch_size: usize,
-    /// Timed training steps (after warm-up); evaluation times the same number.
+    /// Timed training steps (after warm-up), exactly; evaluation times the same number.
     pub steps: usize,
     pub data: Option<PathBuf>,
     pub synthetic: bool,
@@ -36,20 +36,23 @@ fn spread(mut v: Vec<f64>) -> Spread {
     Spread { median, min: v[0], max: v[n - 1] }
 }
 
-/// Steps per timed group: enough to hide the submit, few enough for several groups.
+/// Steps per timed group: enough to hide the submit.
 const TIMED_GROUP: usize = 8;
 
-/// Per-step milliseconds of `groups` groups of TIMED_GROUP steps.
-fn time_groups(trainer: &mut Trainer, train: bool, groups: usize) -> Result<Vec<f64>> {
+/// Per-step milliseconds of each timed group: exactly `steps` steps in groups of
+/// TIMED_GROUP, the last group shorter when `steps` is not a multiple of it.
+fn time_steps(trainer: &mut Trainer, train: bool, steps: usize) -> Result<Vec<f64>> {
     let count = if train { trainer.train.count } else { trainer.test.count };
     let all = trainer.batches(count);
     let mut out = Vec::new();
-    for g in 0..groups {
-        let batches: Vec<(u32, u32)> =
-            (0..TIMED_GROUP).map(|i| all[(g * TIMED_GROUP + i) % all.len()]).collect();
+    let mut done = 0;
+    while done < steps {
+        let n = TIMED_GROUP.min(steps - done);
+        let batches: Vec<(u32, u32)> = (done..done + n).map(|i| all[i % all.len()]).collect();
         let seconds =
             trainer.run_steps(&batches, train, if train { "bench train" } else { "bench eval" }, 0)?;
-        out.push(1e3 * seconds / TIMED_GROUP as f64);
+        out.push(1e3 * seconds / n as f64);
+        done += n;
     }
     Ok(out)
 }
@@ -104,11 +107,12 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
     let startup_s = t0.elapsed().as_secs_f64();
 
     // Warm-up (first eval step compiles nothing new, but fills caches), then timed groups.
-    time_groups(&mut trainer, true, 1)?;
-    time_groups(&mut trainer, false, 1)?;
-    let groups = cfg.steps.div_ceil(TIMED_GROUP).max(3);
-    let train = spread(time_groups(&mut trainer, true, groups)?);
-    let eval = spread(time_groups(&mut trainer, false, groups)?);
+    time_steps(&mut trainer, true, TIMED_GROUP)?;
+    time_steps(&mut trainer, false, TIMED_GROUP)?;
+    let steps = cfg.steps.max(1);
+    let groups = steps.div_ceil(TIMED_GROUP);
+    let train = spread(time_steps(&mut trainer, true, steps)?);
+    let eval = spread(time_steps(&mut trainer, false, steps)?);
 
     let shape = trainer.model.shape;
     let forward_flops = 2 * shape.forward_macs();
@@ -146,6 +150,8 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
             "kernel_variant": format!("{:?}", kernels.variant),
             "data": dataset.dir.display().to_string(),
             "batch_size": cfg.batch_size,
+            "timed_steps": steps,
+            "timed_groups": groups,
             "train_images_per_sec": train_ips,
             "eval_images_per_sec": eval_ips,
             "train_ms_per_step": {"median": train.median, "min": train.min, "max": train.max},
@@ -184,7 +190,7 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
     );
     let line = |name: &str, s: Spread, ips: f64, flops: u64| {
         println!(
-            "{name}: {ips:.0} images/s, {:.2} ms/step (median of {groups} groups of {TIMED_GROUP}; min {:.2}, max {:.2}), {:.1} GFLOP/s",
+            "{name}: {ips:.0} images/s, {:.2} ms/step ({steps} steps; median of {groups} group(s) of up to {TIMED_GROUP}: min {:.2}, max {:.2}), {:.1} GFLOP/s",
             s.median,
             s.min,
             s.max,

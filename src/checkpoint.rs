@@ -11,7 +11,9 @@
 //!
 //! The metadata (string to string) carries the model, shapes, position (epochs done,
 //! batches done, optimiser steps), seed, batch size, optimiser hyper-parameters, the
-//! dataset's shape and class names, and the best test accuracy so far.
+//! dataset's shape and class names, and the best test accuracy so far. Checkpoints written
+//! by training add the run's plan (`RunPlan`: target epochs, sample limits), which a plain
+//! `--resume` continues with.
 
 use crate::layers::optim::{OptimizerConfig, OptimizerKind};
 use crate::model::{MODEL_NAME, ModelShape, ParamLayout};
@@ -117,6 +119,12 @@ impl Checkpoint {
 
     /// The safetensors bytes. `align_words` is the flat layout's block alignment.
     pub fn to_bytes(&self, align_words: usize) -> Result<Vec<u8>, String> {
+        self.to_bytes_with(align_words, None)
+    }
+
+    /// The safetensors bytes, with the run's plan (what `--resume` defaults to) in the
+    /// metadata when given.
+    pub fn to_bytes_with(&self, align_words: usize, plan: Option<&RunPlan>) -> Result<Vec<u8>, String> {
         let (_, slots) = self.tensor_slots(align_words);
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         let sources: Vec<(&str, &Vec<f32>)> = std::iter::once(("", &self.params))
@@ -140,7 +148,11 @@ impl Checkpoint {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("checkpoint: {e}"))?;
-        safetensors::tensor::serialize(views, Some(self.metadata())).map_err(|e| format!("checkpoint: {e}"))
+        let mut metadata = self.metadata();
+        if let Some(plan) = plan {
+            plan.write(&mut metadata);
+        }
+        safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| format!("checkpoint: {e}"))
     }
 
     fn metadata(&self) -> HashMap<String, String> {
@@ -334,10 +346,23 @@ impl Checkpoint {
         Checkpoint::from_bytes(path, &bytes, align_words)
     }
 
+    /// The checkpoint and the plan of the run that wrote it.
+    pub fn load_with_plan(path: &Path, align_words: usize) -> Result<(Checkpoint, RunPlan), String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("{}: cannot read checkpoint: {e}", path.display()))?;
+        let ckpt = Checkpoint::from_bytes(path, &bytes, align_words)?;
+        Ok((ckpt, RunPlan::from_bytes(path, &bytes)?))
+    }
+
     /// Writes the checkpoint so that a crash at any moment leaves the old file or the new
     /// one: a temporary file in the same directory, fsync, rename, fsync of the directory.
     pub fn save(&self, path: &Path, align_words: usize) -> Result<(), String> {
-        let bytes = self.to_bytes(align_words)?;
+        self.save_with(path, align_words, None)
+    }
+
+    /// `save`, with the run's plan in the metadata.
+    pub fn save_with(&self, path: &Path, align_words: usize, plan: Option<&RunPlan>) -> Result<(), String> {
+        let bytes = self.to_bytes_with(align_words, plan)?;
         write_atomically(path, &bytes)
     }
 
@@ -370,6 +395,63 @@ impl Checkpoint {
         } else {
             Err(format!("{}: does not match the dataset: {}", origin.display(), problems.join("; ")))
         }
+    }
+}
+
+/// How the run was started, beyond what the checkpoint needs to continue it: what a plain
+/// `--resume FILE` defaults to. Metadata keys `target_epochs` (the total `--epochs`),
+/// `limit_train` and `limit_test` (a sample count, or "none"); checkpoints written before
+/// these keys existed lack them, and then each field is None.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunPlan {
+    pub epochs: Option<usize>,
+    /// `Some(None)`: the run used every sample.
+    pub limit_train: Option<Option<usize>>,
+    pub limit_test: Option<Option<usize>>,
+}
+
+/// The largest `--epochs`.
+pub const MAX_EPOCHS: usize = 100_000;
+
+impl RunPlan {
+    fn write(&self, meta: &mut HashMap<String, String>) {
+        let limit = |l: Option<usize>| l.map_or("none".to_string(), |n| n.to_string());
+        if let Some(e) = self.epochs {
+            meta.insert("target_epochs".into(), e.to_string());
+        }
+        if let Some(l) = self.limit_train {
+            meta.insert("limit_train".into(), limit(l));
+        }
+        if let Some(l) = self.limit_test {
+            meta.insert("limit_test".into(), limit(l));
+        }
+    }
+
+    /// The plan in a checkpoint's metadata; `origin` names it in errors.
+    pub fn from_bytes(origin: &Path, bytes: &[u8]) -> Result<RunPlan, String> {
+        let fail = |problem: String| format!("{}: {problem}", origin.display());
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
+            fail(format!("not a readable safetensors file ({e}); is it truncated or corrupt?"))
+        })?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let count = |key: &str, max: usize| -> Result<Option<usize>, String> {
+            match meta.get(key).map(|v| v.parse::<usize>()) {
+                None => Ok(None),
+                Some(Ok(n)) if (1..=max).contains(&n) => Ok(Some(n)),
+                Some(_) => Err(fail(format!("metadata '{key}' is not a whole number from 1 to {max}"))),
+            }
+        };
+        let limit = |key: &str| -> Result<Option<Option<usize>>, String> {
+            match meta.get(key).map(String::as_str) {
+                Some("none") => Ok(Some(None)),
+                _ => Ok(count(key, usize::MAX)?.map(Some)),
+            }
+        };
+        Ok(RunPlan {
+            epochs: count("target_epochs", MAX_EPOCHS)?,
+            limit_train: limit("limit_train")?,
+            limit_test: limit("limit_test")?,
+        })
     }
 }
 

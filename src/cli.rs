@@ -2,8 +2,36 @@
 
 use crate::gpu::{AdapterOptions, BackendChoice, Gpu};
 use crate::layers::optim::OptimizerKind;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::path::PathBuf;
+
+/// A float as the user reads it: plain between 1e-4 and 1e6 in magnitude (and 0), else
+/// in exponent form (`1e308`, `2.5e-7`). Both forms are the shortest that round-trip.
+pub fn readable(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e6).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
+/// Prints a usage error as clap does (message, usage, hint) and gives its exit code, 2.
+pub fn usage_error(message: &str) -> u8 {
+    let _ = Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).print();
+    2
+}
+
+/// A sample count for --limit-train / --limit-test.
+fn sample_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{s}' is not a whole number of samples (at least 1)")),
+    }
+}
+
+fn seed(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|_| format!("seed must be a whole number from 0 to {}", u64::MAX))
+}
 
 fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -52,10 +80,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Evaluate on the first N test samples only
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = sample_count)]
     pub limit_test: Option<u64>,
     /// Images per evaluation step
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: u32,
     #[command(flatten)]
     pub adapter: AdapterArgs,
@@ -96,10 +124,11 @@ impl AdapterArgs {
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Images per step
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: u32,
-    /// Timed steps for training and for evaluation (after warm-up)
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// Timed steps for training and for evaluation, after warm-up: exactly N, timed in groups of
+    /// 8 (the last group shorter when N is not a multiple of 8)
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub steps: u32,
     /// Dataset directory (default: the usual search; synthetic data when none is found)
     #[arg(long)]
@@ -116,51 +145,61 @@ pub struct BenchArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Number of passes over the training set
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub epochs: u32,
+    /// Number of passes over the training set, in all [default: 20, or the resumed run's]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub epochs: Option<u32>,
     /// Images per training step [default: 128]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: Option<u32>,
     /// Learning rate [default: 0.001]
-    #[arg(long, value_parser = positive_f64)]
+    #[arg(long, allow_negative_numbers = true, value_parser = positive_f64)]
     pub lr: Option<f64>,
     /// Optimiser [default: adam]
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
-    /// Momentum for --optimizer sgd [default: 0.9]
-    #[arg(long, value_parser = unit_interval)]
+    /// Momentum for --optimizer sgd (refused with adam) [default: 0.9]
+    #[arg(long, allow_negative_numbers = true, value_parser = unit_interval)]
     pub momentum: Option<f64>,
     /// Seed for initialisation and shuffling; the same seed on the same adapter gives identical
     /// losses [default: 0]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = seed)]
     pub seed: Option<u64>,
     /// Directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
     /// t10k-labels-idx1-ubyte (each optionally .gz). Default: ./data, $XDG_DATA_HOME/gpu-train/fashion-mnist,
     /// /usr/share/datasets/fashion-mnist
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Train on the first N training samples only
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Train on the first N training samples only [default: all, or the resumed run's]
+    #[arg(long, allow_negative_numbers = true, value_parser = sample_count)]
     pub limit_train: Option<u64>,
-    /// Evaluate on the first N test samples only
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Evaluate on the first N test samples only [default: all, or the resumed run's]
+    #[arg(long, allow_negative_numbers = true, value_parser = sample_count)]
     pub limit_test: Option<u64>,
+    /// Number of classes, at least the largest training label + 1; needed when some class has
+    /// no training image [default: the largest training label + 1, or the resumed run's]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(2..=256))]
+    pub classes: Option<u32>,
     /// Write per-epoch metrics as JSON Lines to FILE
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
     /// Print per-kernel GPU times (timestamp queries) after training
     #[arg(long)]
     pub profile: bool,
-    /// Write last.safetensors after every epoch (and on Ctrl-C) and best.safetensors when the
+    /// Write last.safetensors after every epoch (and on Ctrl-C or SIGTERM) and best.safetensors when the
     /// test accuracy improves, into DIR [default: runs/<UTC date-time>, or the resumed
-    /// checkpoint's directory]
+    /// checkpoint's directory]. A DIR that already holds checkpoints is refused unless
+    /// --overwrite is given
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
+    /// Let this run replace the checkpoints of another run in the --save directory (they are
+    /// deleted when training starts)
+    #[arg(long, conflicts_with = "no_save")]
+    pub overwrite: bool,
     /// Write no checkpoints
     #[arg(long, conflicts_with = "save")]
     pub no_save: bool,
-    /// Continue the run saved in FILE; --epochs stays the total number of epochs
+    /// Continue the run saved in FILE; --epochs, --limit-train, --limit-test and --classes
+    /// default to that run's, and --epochs stays the total number of epochs
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
     #[command(flatten)]

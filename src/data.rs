@@ -1,7 +1,8 @@
 //! Finding and loading an IDX image-classification set (train + test).
 //!
 //! Images are (N, H, W) u8 with H == W and H divisible by 4 (two 2x2 poolings);
-//! labels are (N) u8. Classes = largest train label + 1 (at least 2).
+//! labels are (N) u8. Classes = largest train label + 1 (at least 2), and every class must
+//! have a training image, unless the count is given (`--classes`, or a checkpoint's).
 
 use crate::idx::{IdxArray, read_idx_file};
 use std::path::{Path, PathBuf};
@@ -82,8 +83,18 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
         return Ok(dir.to_path_buf());
     }
     let dirs = default_search_dirs();
-    if let Some(dir) = dirs.iter().find(|d| has_all_files(d)) {
-        return Ok(dir.clone());
+    for dir in &dirs {
+        if has_all_files(dir) {
+            return Ok(dir.clone());
+        }
+        if dir.is_dir() {
+            let missing: Vec<&str> = FILES.iter().copied().filter(|f| find_file(dir, f).is_none()).collect();
+            eprintln!(
+                "note: {}: skipped, missing {} (each may end in .gz)",
+                dir.display(),
+                missing.join(", ")
+            );
+        }
     }
     let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     Err(format!(
@@ -94,12 +105,50 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
     ))
 }
 
-/// Loads and validates both splits from `dir`.
+/// Where the number of classes comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassCount {
+    /// The largest training label + 1 (at least 2); every class needs a training image.
+    FromLabels,
+    /// `--classes N`: at least the largest training label + 1; classes may lack images.
+    Flag(usize),
+    /// A checkpoint's class count (eval, resume).
+    Checkpoint(usize),
+}
+
+/// Loads and validates both splits from `dir`; classes from the training labels.
 pub fn load(dir: &Path) -> Result<Dataset, String> {
+    load_with_classes(dir, ClassCount::FromLabels)
+}
+
+/// "3, 5-9, 12": sorted class numbers as ranges, cut short after a few ranges.
+fn class_ranges(classes: &[usize]) -> String {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for &c in classes {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == c => *end = c,
+            _ => ranges.push((c, c)),
+        }
+    }
+    const SHOWN: usize = 6;
+    let mut parts: Vec<String> = ranges
+        .iter()
+        .take(SHOWN)
+        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .collect();
+    if ranges.len() > SHOWN {
+        parts.push(format!("... ({} classes in all)", classes.len()));
+    }
+    parts.join(", ")
+}
+
+/// Loads and validates both splits from `dir`, with the class count from `classes`.
+pub fn load_with_classes(dir: &Path, classes: ClassCount) -> Result<Dataset, String> {
     let path_of = |name: &str| {
         find_file(dir, name).ok_or_else(|| format!("{}: missing {name} (or {name}.gz)", dir.display()))
     };
-    let train = load_split(&path_of(TRAIN_IMAGES)?, &path_of(TRAIN_LABELS)?)?;
+    let train_labels = path_of(TRAIN_LABELS)?;
+    let train = load_split(&path_of(TRAIN_IMAGES)?, &train_labels)?;
     let test_images = path_of(TEST_IMAGES)?;
     let test = load_split(&test_images, &path_of(TEST_LABELS)?)?;
     if test.side != train.side {
@@ -112,11 +161,55 @@ pub fn load(dir: &Path) -> Result<Dataset, String> {
             train.side
         ));
     }
-    let max_label = train.labels.iter().copied().max().unwrap_or(0) as usize;
-    let classes = (max_label + 1).max(2);
+    let largest = train.labels.iter().enumerate().max_by_key(|&(i, &l)| (l, std::cmp::Reverse(i)));
+    let max_label = largest.map_or(0, |(_, &l)| l as usize);
+    let (classes, outside) = match classes {
+        ClassCount::FromLabels => {
+            let classes = (max_label + 1).max(2);
+            let mut seen = vec![false; classes];
+            for &l in &train.labels {
+                seen[l as usize] = true;
+            }
+            let empty: Vec<usize> = (0..classes).filter(|&c| !seen[c]).collect();
+            if !empty.is_empty() {
+                let biggest = match largest {
+                    Some((i, &l)) => format!("the largest label, {l} at index {i}, makes {classes} classes"),
+                    None => format!("there are no labels, and a model needs {classes} classes"),
+                };
+                let (noun, verb) = if empty.len() == 1 { ("class", "has") } else { ("classes", "have") };
+                return Err(format!(
+                    "{}: {noun} {} {verb} no training images ({biggest}); fix the labels if one is wrong, \
+                     or pass --classes {classes} (or more) to train with classes that have no images",
+                    train_labels.display(),
+                    class_ranges(&empty),
+                ));
+            }
+            (classes, format!("the {classes} classes seen in training"))
+        }
+        ClassCount::Flag(n) => {
+            if let Some((i, &l)) = largest.filter(|&(_, &l)| l as usize >= n) {
+                return Err(format!(
+                    "{}: label {l} at index {i} is outside the {n} classes of --classes {n}; --classes must \
+                     be at least {} (the largest training label + 1)",
+                    train_labels.display(),
+                    max_label + 1
+                ));
+            }
+            (n, format!("the {n} classes of --classes {n}"))
+        }
+        ClassCount::Checkpoint(n) => {
+            if let Some((i, &l)) = largest.filter(|&(_, &l)| l as usize >= n) {
+                return Err(format!(
+                    "{}: label {l} at index {i} is outside the checkpoint's {n} classes",
+                    train_labels.display()
+                ));
+            }
+            (n, format!("the checkpoint's {n} classes"))
+        }
+    };
     if let Some(bad) = test.labels.iter().position(|&l| l as usize >= classes) {
         return Err(format!(
-            "{}: label {} at index {bad} is outside the {classes} classes seen in training",
+            "{}: label {} at index {bad} is outside {outside}",
             path_of(TEST_LABELS)?.display(),
             test.labels[bad]
         ));

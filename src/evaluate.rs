@@ -3,7 +3,7 @@
 
 use crate::checkpoint::{Checkpoint, DatasetShape};
 use crate::cli::{EvalArgs, PredictArgs, open_gpu};
-use crate::data::{self, Dataset, Split};
+use crate::data::{self, ClassCount, Dataset, Split};
 use crate::gpu::Gpu;
 use crate::kernels::Kernels;
 use crate::model::param_align_words;
@@ -121,11 +121,13 @@ pub fn evaluate_split(
 }
 
 pub fn eval_command(args: &EvalArgs) -> Result<(), String> {
-    let dir = data::locate(args.data.as_deref())?;
-    let mut dataset = data::load(&dir)?;
-    dataset.test = dataset.test.truncated(args.limit_test.map(|n| n as usize));
+    // The checkpoint first: its class count applies to the data (it may have been trained
+    // with --classes, beyond the largest label).
     let gpu = open_gpu(&args.adapter.options(), true)?;
     let ckpt = Checkpoint::load(&args.checkpoint, param_align_words(&gpu))?;
+    let dir = data::locate(args.data.as_deref())?;
+    let mut dataset = data::load_with_classes(&dir, ClassCount::Checkpoint(ckpt.dataset.classes))?;
+    dataset.test = dataset.test.truncated(args.limit_test.map(|n| n as usize));
     let shape = DatasetShape {
         side: dataset.test.side,
         classes: dataset.classes,

@@ -65,8 +65,30 @@ fn instance(options: &AdapterOptions) -> wgpu::Instance {
     })
 }
 
-const NO_ADAPTER_HELP: &str = "no GPU adapter found. Install a Vulkan, Metal or DX12 driver; on headless \
-Linux `apt-get install mesa-vulkan-drivers` provides the lavapipe software adapter";
+const NO_ADAPTER_HELP: &str = "no GPU adapter found on any backend (Vulkan, Metal, DX12, GL). Install a Vulkan, \
+Metal or DX12 driver; on headless Linux `apt-get install mesa-vulkan-drivers` provides the lavapipe software adapter";
+
+impl BackendChoice {
+    /// The `--backend` value and the API's usual name.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            BackendChoice::Vulkan => ("vulkan", "Vulkan"),
+            BackendChoice::Metal => ("metal", "Metal"),
+            BackendChoice::Dx12 => ("dx12", "DX12"),
+            BackendChoice::Gl => ("gl", "GL"),
+        }
+    }
+}
+
+/// Where `choice` exists, when that is not this operating system (`std::env::consts::OS`).
+fn unavailable_here(choice: BackendChoice) -> Option<&'static str> {
+    let os = std::env::consts::OS;
+    match choice {
+        BackendChoice::Metal if !matches!(os, "macos" | "ios") => Some("only on macOS and iOS"),
+        BackendChoice::Dx12 if os != "windows" => Some("only on Windows"),
+        _ => None,
+    }
+}
 
 /// Adapters that match the options, best first.
 fn ranked_adapters(options: &AdapterOptions) -> Vec<wgpu::Adapter> {
@@ -79,13 +101,106 @@ fn ranked_adapters(options: &AdapterOptions) -> Vec<wgpu::Adapter> {
     adapters
 }
 
-/// One line per adapter, the chosen one marked with `*`.
-pub fn list_adapters(options: &AdapterOptions) -> Vec<String> {
-    ranked_adapters(options)
+/// Every adapter on every backend (GL included), whatever the options.
+fn all_adapters() -> Vec<wgpu::AdapterInfo> {
+    let every = AdapterOptions { backend: None, name_filter: None };
+    let backends = every.backends() | wgpu::Backends::GL;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let mut infos: Vec<wgpu::AdapterInfo> =
+        pollster::block_on(instance.enumerate_adapters(backends)).iter().map(|a| a.get_info()).collect();
+    infos.sort_by_key(|i| (i.backend == wgpu::Backend::Gl, preference(i)));
+    infos
+}
+
+/// Why the options leave `info` out, or None when it is a candidate.
+fn left_out_because(options: &AdapterOptions, info: &wgpu::AdapterInfo) -> Option<String> {
+    if !options.backends().contains(info.backend.into()) {
+        return Some(match (options.backend, info.backend) {
+            (_, wgpu::Backend::Gl) => "only with --backend gl".to_string(),
+            (Some(b), _) => format!("not with --backend {}", b.names().0),
+            (None, _) => "not a backend gpu-train uses".to_string(),
+        });
+    }
+    match &options.name_filter {
+        Some(f) if !info.name.to_lowercase().contains(&f.to_lowercase()) => {
+            Some(format!("name does not contain '{f}'"))
+        }
+        _ => None,
+    }
+}
+
+/// The listing of every adapter: `*` marks `chosen`, and an adapter the options leave out
+/// says why.
+fn adapter_lines(
+    options: &AdapterOptions,
+    all: &[wgpu::AdapterInfo],
+    chosen: Option<&wgpu::AdapterInfo>,
+) -> Vec<String> {
+    let chosen_at = chosen.and_then(|c| all.iter().position(|i| i == c));
+    let mut lines: Vec<String> = all
         .iter()
         .enumerate()
-        .map(|(i, a)| format!("{} {}", if i == 0 { "*" } else { " " }, describe(&a.get_info())))
-        .collect()
+        .map(|(at, info)| {
+            let mark = if chosen_at == Some(at) { "*" } else { " " };
+            match left_out_because(options, info) {
+                Some(why) => format!("{mark} {} ({why})", describe(info)),
+                None => format!("{mark} {}", describe(info)),
+            }
+        })
+        .collect();
+    if !all.iter().any(|i| i.backend == wgpu::Backend::Gl) {
+        lines.push("  (no GL adapter: wgpu reaches GL through EGL, and EGL found none here)".to_string());
+    }
+    lines
+}
+
+/// The error for options that match no adapter: what was asked for, why nothing matches
+/// where that is known, and the adapters that do exist.
+fn no_match_error(options: &AdapterOptions, all: &[wgpu::AdapterInfo]) -> String {
+    if all.is_empty() {
+        return NO_ADAPTER_HELP.to_string();
+    }
+    let mut asked = Vec::new();
+    if let Some(b) = options.backend {
+        asked.push(format!("--backend {}", b.names().0));
+    }
+    if let Some(f) = &options.name_filter {
+        asked.push(format!("--adapter {f}"));
+    }
+    let unavailable = options.backend.and_then(|b| unavailable_here(b).map(|where_| (b, where_)));
+    let what = match (options.backend, &options.name_filter) {
+        (Some(b), _) if unavailable.is_some() => format!(
+            "{} is not available on {} ({})",
+            b.names().1,
+            std::env::consts::OS,
+            unavailable.map_or("", |(_, where_)| where_)
+        ),
+        (Some(b), Some(f)) => format!("no {} adapter's name contains '{f}'", b.names().1),
+        (Some(b), None) => format!("no {} adapter found", b.names().1),
+        (None, Some(f)) => format!("no Vulkan, Metal or DX12 adapter's name contains '{f}'"),
+        (None, None) => {
+            "no Vulkan, Metal or DX12 adapter found (pass --backend gl to use a GL one, or install a \
+             Vulkan driver: on headless Linux `apt-get install mesa-vulkan-drivers` provides lavapipe)"
+                .to_string()
+        }
+    };
+    let head = if asked.is_empty() { what } else { format!("{}: {what}", asked.join(" ")) };
+    let list = adapter_lines(options, all, None);
+    format!("{head}; the adapters here are:\n{}", list.join("\n"))
+}
+
+/// One line per adapter on every backend, the one the options choose marked with `*`; an
+/// error (as `Gpu::new` gives) when they choose none.
+pub fn list_adapters(options: &AdapterOptions) -> Result<Vec<String>> {
+    let all = all_adapters();
+    let chosen = ranked_adapters(options).first().map(|a| a.get_info());
+    match chosen {
+        Some(c) => Ok(adapter_lines(options, &all, Some(&c))),
+        None => Err(no_match_error(options, &all)),
+    }
 }
 
 /// One line for a wgpu error: its kind and, where there is one, wgpu's description of it.
@@ -135,14 +250,8 @@ pub struct Gpu {
 impl Gpu {
     pub fn new(options: &AdapterOptions) -> Result<Gpu> {
         let adapters = ranked_adapters(options);
-        let adapter = match adapters.into_iter().next() {
-            Some(a) => a,
-            None if options.name_filter.is_some() || options.backend.is_some() => {
-                return Err(format!(
-                    "no adapter matches the requested backend/--adapter filter; run with --list-adapters to see them ({NO_ADAPTER_HELP})"
-                ));
-            }
-            None => return Err(NO_ADAPTER_HELP.to_string()),
+        let Some(adapter) = adapters.into_iter().next() else {
+            return Err(no_match_error(options, &all_adapters()));
         };
         let info = adapter.get_info();
         // Ask for everything the adapter offers, not wgpu's portable defaults.

@@ -1,5 +1,7 @@
-//! Ctrl-C: the first request lets training finish its batch group and save; a second
-//! one exits at once with 130 (128 + SIGINT), as shells expect.
+//! Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature): the first request lets
+//! training finish its batch group and save; a second one exits at once. Both exit with 130
+//! (128 + SIGINT), as shells expect after Ctrl-C, whichever signal came: ctrlc runs one
+//! handler for all three and does not say which arrived.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -12,14 +14,14 @@ pub fn install() -> Result<(), String> {
     ctrlc::set_handler(|| {
         if REQUESTS.fetch_add(1, Ordering::SeqCst) == 0 {
             eprintln!(
-                "\ninterrupted: finishing the current batch group, then saving (Ctrl-C again quits at once)"
+                "\ninterrupted: finishing the current batch group, then saving (a second Ctrl-C or SIGTERM quits at once)"
             );
         } else {
             eprintln!("\ninterrupted again: quitting without saving");
             std::process::exit(EXIT_CODE as i32);
         }
     })
-    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))
+    .map_err(|e| format!("cannot install the Ctrl-C/SIGTERM handler: {e}"))
 }
 
 pub fn requested() -> bool {

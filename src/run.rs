@@ -4,36 +4,83 @@
 //! DIR/best.safetensors when the test accuracy improves. A resumed run rebuilds the trainer
 //! from the checkpoint's seed, batch size and optimiser, so it continues bit for bit.
 
-use crate::checkpoint::{Checkpoint, DatasetShape, class_names_for};
-use crate::cli::{Args, open_gpu};
-use crate::data::{self, Dataset};
+use crate::checkpoint::{Checkpoint, DatasetShape, RunPlan, class_names_for};
+use crate::cli::{Args, open_gpu, readable, usage_error};
+use crate::data::{self, ClassCount, Dataset};
 use crate::gpu;
 use crate::interrupt;
 use crate::kernels::Kernels;
 use crate::layers::optim::{OptimizerConfig, OptimizerKind};
 use crate::model::{MODEL_NAME, param_align_words};
 use crate::train::{EpochMetrics, TrainConfig, Trainer, progress_wanted};
+use clap::ValueEnum;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub fn train_command(args: Args) -> Result<u8, String> {
     if args.list_adapters {
-        let lines = gpu::list_adapters(&args.adapter.options());
-        if lines.is_empty() {
-            return Err("no adapters found; on headless Linux `apt-get install mesa-vulkan-drivers` provides lavapipe".into());
-        }
-        println!("adapters (* = chosen):");
+        let lines = gpu::list_adapters(&args.adapter.options())?;
+        println!("adapters (* = chosen; GL adapters are chosen only with --backend gl):");
         for line in lines {
             println!("{line}");
         }
         return Ok(0);
     }
     let started = Instant::now();
+    if args.resume.is_none() && args.momentum.is_some() && args.optimizer != Some(OptimizerKind::Sgd) {
+        return Ok(usage_error(
+            "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': Adam has no momentum setting",
+        ));
+    }
+    let save_dir = planned_save_dir(&args)?;
+
+    // A resumed run takes its defaults from the checkpoint, which needs the adapter to load.
+    let mut opened = None;
+    let mut resumed = None;
+    if let Some(path) = &args.resume {
+        let gpu = open_gpu(&args.adapter.options(), true)?;
+        let (ckpt, plan) = Checkpoint::load_with_plan(path, param_align_words(&gpu))?;
+        // (--optimizer sgd on an Adam checkpoint is a clash, reported below.)
+        if args.momentum.is_some()
+            && ckpt.optimizer.kind == OptimizerKind::Adam
+            && args.optimizer != Some(OptimizerKind::Sgd)
+        {
+            return Ok(usage_error(&format!(
+                "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': {} trained with Adam, which has no momentum setting",
+                path.display()
+            )));
+        }
+        if args.epochs.is_none() && plan.epochs.is_none() {
+            return Ok(usage_error(&format!(
+                "the argument '--epochs <EPOCHS>' is required to resume {}: the checkpoint predates recording the run's --epochs; pass the total number of epochs",
+                path.display()
+            )));
+        }
+        opened = Some(gpu);
+        resumed = Some((path.clone(), ckpt, plan));
+    }
+    let (limit_train, limit_test, classes) = match &resumed {
+        Some((_, ckpt, plan)) => (
+            args.limit_train.map(|n| n as usize).or(plan.limit_train.flatten()),
+            args.limit_test.map(|n| n as usize).or(plan.limit_test.flatten()),
+            ClassCount::Checkpoint(ckpt.dataset.classes),
+        ),
+        None => (
+            args.limit_train.map(|n| n as usize),
+            args.limit_test.map(|n| n as usize),
+            args.classes.map_or(ClassCount::FromLabels, |n| ClassCount::Flag(n as usize)),
+        ),
+    };
+    let cfg = match &resumed {
+        Some((path, ckpt, plan)) => resumed_config(&args, path, ckpt, plan)?,
+        None => fresh_config(&args),
+    };
+
     let dir = data::locate(args.data.as_deref())?;
-    let mut dataset = data::load(&dir)?;
-    dataset.train = dataset.train.truncated(args.limit_train.map(|n| n as usize));
-    dataset.test = dataset.test.truncated(args.limit_test.map(|n| n as usize));
+    let mut dataset = data::load_with_classes(&dir, classes)?;
+    dataset.train = dataset.train.truncated(limit_train);
+    dataset.test = dataset.test.truncated(limit_test);
     println!(
         "data: {} ({} train, {} test, {}x{} pixels, {} classes)",
         dir.display(),
@@ -43,31 +90,27 @@ pub fn train_command(args: Args) -> Result<u8, String> {
         dataset.train.side,
         dataset.classes
     );
-    let gpu = open_gpu(&args.adapter.options(), true)?;
+    let gpu = match opened {
+        Some(gpu) => gpu,
+        None => open_gpu(&args.adapter.options(), true)?,
+    };
     let align = param_align_words(&gpu);
-    let resumed = match &args.resume {
-        Some(path) => Some((path.clone(), Checkpoint::load(path, align)?)),
-        None => None,
-    };
     let shape = dataset_shape(&dataset);
-    let cfg = match &resumed {
-        Some((path, ckpt)) => {
-            ckpt.check_dataset(path, &shape, true)?;
-            resumed_config(&args, path, ckpt)?
+    if let Some((path, ckpt, _)) = &resumed {
+        ckpt.check_dataset(path, &shape, true)?;
+        if ckpt.position.epochs_done >= cfg.epochs {
+            return Err(format!(
+                "{}: already holds {} epochs; --epochs is the total, so pass more than {} to continue",
+                path.display(),
+                ckpt.position.epochs_done,
+                ckpt.position.epochs_done
+            ));
         }
-        None => fresh_config(&args),
-    };
-    if let Some((path, ckpt)) = &resumed
-        && ckpt.position.epochs_done >= cfg.epochs
-    {
-        return Err(format!(
-            "{}: already holds {} epochs; --epochs is the total, so pass more than {} to continue",
-            path.display(),
-            ckpt.position.epochs_done,
-            ckpt.position.epochs_done
-        ));
     }
-    let save_dir = save_dir(&args, resumed.as_ref().map(|(p, _)| p.as_path()))?;
+    if let Some(d) = &save_dir {
+        prepare_save_dir(d)?;
+    }
+    let save_dir = save_dir.map(|d| d.dir);
     let mut metrics_file = open_metrics(args.metrics.as_deref(), resumed.is_some())?;
     if !args.no_save {
         interrupt::install()?;
@@ -75,7 +118,7 @@ pub fn train_command(args: Args) -> Result<u8, String> {
 
     let kernels = Kernels::new(&gpu)?;
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
-    if let Some((path, ckpt)) = &resumed {
+    if let Some((path, ckpt, _)) = &resumed {
         trainer.restore(ckpt)?;
         let p = &ckpt.position;
         println!(
@@ -86,25 +129,38 @@ pub fn train_command(args: Args) -> Result<u8, String> {
             p.updates
         );
     }
+    let lr = cfg.optimizer.lr;
     println!(
         "model: {MODEL_NAME}, {} parameters, batch {}, {:?} lr {}; start-up {:.2} s",
         trainer.model.shape.blocks().iter().map(|b| b.2).sum::<usize>(),
         cfg.batch_size,
         cfg.optimizer.kind,
-        cfg.optimizer.lr,
+        readable(lr),
         started.elapsed().as_secs_f64()
     );
     match &save_dir {
         Some(d) => println!("checkpoints: {}", d.display()),
         None => println!("checkpoints: none (--no-save)"),
     }
-    let saver = Saver { dir: save_dir, shape, class_names: class_names_for(&dir, dataset.classes), align };
+    let saver = Saver {
+        dir: save_dir,
+        shape,
+        class_names: class_names_for(&dir, dataset.classes),
+        align,
+        plan: RunPlan {
+            epochs: Some(cfg.epochs),
+            limit_train: Some(limit_train),
+            limit_test: Some(limit_test),
+        },
+        resume_flags: resume_flags(&args),
+    };
     println!("epoch  train_loss  train_acc  test_loss  test_acc   seconds  train_img/s");
     let mut history: Vec<EpochMetrics> = Vec::new();
     let first_epoch = trainer.position.epochs_done + 1;
     for epoch in first_epoch..=cfg.epochs {
-        let outcome =
-            trainer.train_epoch_until(epoch, &interrupt::requested).map_err(|e| saver.keeping(e))?;
+        let outcome = trainer
+            .train_epoch_until(epoch, &interrupt::requested)
+            .map_err(|e| saver.keeping(readable_lr_in(e, lr)))?;
         let Some(m) = outcome else {
             let p = &trainer.position;
             println!("stopped in epoch {epoch} after {} of its batches", p.batches_done);
@@ -124,7 +180,8 @@ pub fn train_command(args: Args) -> Result<u8, String> {
         if !m.test_loss.is_finite() {
             return Err(saver.keeping(format!(
                 "training diverged in epoch {epoch}: the test loss is {}; try a lower --lr (now {})",
-                m.test_loss, cfg.optimizer.lr
+                m.test_loss,
+                readable(lr)
             )));
         }
         if let (Some(file), Some(path)) = (metrics_file.as_mut(), args.metrics.as_ref()) {
@@ -161,13 +218,18 @@ pub fn train_command(args: Args) -> Result<u8, String> {
     Ok(0)
 }
 
+/// The trainer's own divergence message shows the learning rate with `{}`; show it readably.
+fn readable_lr_in(message: String, lr: f64) -> String {
+    message.replace(&format!("(now {lr})"), &format!("(now {})", readable(lr)))
+}
+
 fn dataset_shape(d: &Dataset) -> DatasetShape {
     DatasetShape { side: d.train.side, classes: d.classes, train: d.train.count, test: d.test.count }
 }
 
 fn fresh_config(args: &Args) -> TrainConfig {
     TrainConfig {
-        epochs: args.epochs as usize,
+        epochs: args.epochs.unwrap_or(20) as usize,
         batch_size: args.batch_size.unwrap_or(128) as usize,
         seed: args.seed.unwrap_or(0),
         optimizer: OptimizerConfig {
@@ -181,8 +243,14 @@ fn fresh_config(args: &Args) -> TrainConfig {
 }
 
 /// The checkpoint's settings; a flag given explicitly must agree with them, since changing
-/// any would make the resumed run differ from an unbroken one.
-fn resumed_config(args: &Args, path: &Path, ckpt: &Checkpoint) -> Result<TrainConfig, String> {
+/// any would make the resumed run differ from an unbroken one. --epochs defaults to the
+/// run's target (the caller has checked that one of the two exists).
+fn resumed_config(
+    args: &Args,
+    path: &Path,
+    ckpt: &Checkpoint,
+    plan: &RunPlan,
+) -> Result<TrainConfig, String> {
     let o = &ckpt.optimizer;
     let mut clashes = Vec::new();
     let mut clash = |flag: &str, given: Option<String>, saved: String| {
@@ -194,12 +262,13 @@ fn resumed_config(args: &Args, path: &Path, ckpt: &Checkpoint) -> Result<TrainCo
     };
     clash("--batch-size", args.batch_size.map(|v| v.to_string()), ckpt.batch_size.to_string());
     clash("--seed", args.seed.map(|v| v.to_string()), ckpt.seed.to_string());
-    clash("--lr", args.lr.map(|v| v.to_string()), o.lr.to_string());
+    clash("--lr", args.lr.map(readable), readable(o.lr));
     let kind = |k: OptimizerKind| format!("{k:?}").to_lowercase();
     clash("--optimizer", args.optimizer.map(kind), kind(o.kind));
     if o.kind == OptimizerKind::Sgd {
-        clash("--momentum", args.momentum.map(|v| v.to_string()), o.momentum.to_string());
+        clash("--momentum", args.momentum.map(readable), readable(o.momentum));
     }
+    clash("--classes", args.classes.map(|v| v.to_string()), ckpt.dataset.classes.to_string());
     if !clashes.is_empty() {
         return Err(format!(
             "{}: cannot resume with {}; leave these flags out to continue with the checkpoint's settings",
@@ -208,7 +277,7 @@ fn resumed_config(args: &Args, path: &Path, ckpt: &Checkpoint) -> Result<TrainCo
         ));
     }
     Ok(TrainConfig {
-        epochs: args.epochs as usize,
+        epochs: args.epochs.map(|e| e as usize).or(plan.epochs).unwrap_or(0),
         batch_size: ckpt.batch_size,
         seed: ckpt.seed,
         optimizer: *o,
@@ -216,22 +285,74 @@ fn resumed_config(args: &Args, path: &Path, ckpt: &Checkpoint) -> Result<TrainCo
     })
 }
 
-fn save_dir(args: &Args, resumed_from: Option<&Path>) -> Result<Option<PathBuf>, String> {
+const CHECKPOINT_FILES: [&str; 2] = ["last.safetensors", "best.safetensors"];
+
+/// Where this run writes checkpoints, and whether it replaces another run's there.
+struct SaveDir {
+    dir: PathBuf,
+    /// Another run's checkpoints are there and --overwrite was given: delete them first.
+    replace: bool,
+}
+
+/// The checkpoint directory this run will write, refusing one that holds another run's
+/// checkpoints unless --overwrite allows replacing them. Nothing is created yet.
+fn planned_save_dir(args: &Args) -> Result<Option<SaveDir>, String> {
     if args.no_save {
         return Ok(None);
     }
-    let dir = match (&args.save, resumed_from) {
+    let resumed_dir = args.resume.as_deref().map(|file| match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    });
+    let dir = match (&args.save, &resumed_dir) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(file)) => match file.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        },
+        (None, Some(d)) => d.clone(),
         (None, None) => PathBuf::from("runs").join(utc_stamp()),
     };
-    std::fs::create_dir_all(&dir)
+    let held: Vec<&str> = CHECKPOINT_FILES.iter().copied().filter(|f| dir.join(f).is_file()).collect();
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    // Resuming into the checkpoint's own directory continues the run that is there.
+    if held.is_empty() || resumed_dir.as_deref().is_some_and(|r| same(r, &dir)) {
+        return Ok(Some(SaveDir { dir, replace: false }));
+    }
+    if args.overwrite {
+        return Ok(Some(SaveDir { dir, replace: true }));
+    }
+    let (whose, resume_hint) = if resumed_dir.is_some() {
+        ("another run's", String::new())
+    } else if held.contains(&"last.safetensors") {
+        let last = dir.join("last.safetensors");
+        ("a run's", format!("continue that run with --resume {}, ", shell_quote(&last.to_string_lossy())))
+    } else {
+        ("a run's", String::new())
+    };
+    Err(format!(
+        "{}: already holds {whose} checkpoints ({}); {resume_hint}choose another --save DIR, or pass --overwrite to replace them",
+        dir.display(),
+        held.join(", ")
+    ))
+}
+
+/// Creates the checkpoint directory, removing the checkpoints of the run it replaces (so
+/// none of them mixes with this run's) and temporary files of killed saves.
+fn prepare_save_dir(save: &SaveDir) -> Result<(), String> {
+    let dir = &save.dir;
+    std::fs::create_dir_all(dir)
         .map_err(|e| format!("{}: cannot create the checkpoint directory: {e}", dir.display()))?;
+    if save.replace {
+        for name in CHECKPOINT_FILES {
+            let path = dir.join(name);
+            if path.is_file() {
+                std::fs::remove_file(&path)
+                    .map_err(|e| format!("{}: cannot remove it (--overwrite): {e}", path.display()))?;
+            }
+        }
+    }
     // A run killed while saving leaves its temporary file behind; it is never the checkpoint.
-    if let Ok(entries) = std::fs::read_dir(&dir) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') && name.contains(".safetensors.tmp-") {
@@ -239,7 +360,41 @@ fn save_dir(args: &Args, resumed_from: Option<&Path>) -> Result<Option<PathBuf>,
             }
         }
     }
-    Ok(Some(dir))
+    Ok(())
+}
+
+/// The flags a resume needs besides --resume: where the data and metrics are, and which
+/// adapter ran (a resumed run is bit-identical only on the same adapter). Everything else
+/// comes from the checkpoint.
+fn resume_flags(args: &Args) -> Vec<String> {
+    let mut flags = Vec::new();
+    let mut push = |flag: &str, value: String| {
+        flags.push(flag.to_string());
+        flags.push(value);
+    };
+    if let Some(d) = &args.data {
+        push("--data", d.to_string_lossy().into_owned());
+    }
+    if let Some(m) = &args.metrics {
+        push("--metrics", m.to_string_lossy().into_owned());
+    }
+    if let Some(b) = args.adapter.backend.and_then(|b| b.to_possible_value()) {
+        push("--backend", b.get_name().to_string());
+    }
+    if let Some(a) = &args.adapter.adapter {
+        push("--adapter", a.clone());
+    }
+    flags
+}
+
+/// `s` as one word for a POSIX shell: unchanged when it is plain, else in single quotes.
+pub fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-+=.,:/@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 fn open_metrics(path: Option<&Path>, append: bool) -> Result<Option<std::fs::File>, String> {
@@ -275,6 +430,10 @@ struct Saver {
     shape: DatasetShape,
     class_names: Vec<String>,
     align: usize,
+    /// Stored in every checkpoint: what a plain --resume continues with.
+    plan: RunPlan,
+    /// What the resume command line needs besides --resume (see `resume_flags`).
+    resume_flags: Vec<String>,
 }
 
 impl Saver {
@@ -288,7 +447,7 @@ impl Saver {
         if !ckpt.is_finite() {
             return Err(self.keeping(format!(
                 "training diverged in epoch {epoch}: the weights are no longer finite (NaN or infinity); try a lower --lr (now {})",
-                ckpt.optimizer.lr
+                readable(ckpt.optimizer.lr)
             )));
         }
         Ok(ckpt)
@@ -300,9 +459,9 @@ impl Saver {
         else {
             return Ok(());
         };
-        ckpt.save(&last, self.align)?;
+        ckpt.save_with(&last, self.align, Some(&self.plan))?;
         if best {
-            ckpt.save(&best_path, self.align)?;
+            ckpt.save_with(&best_path, self.align, Some(&self.plan))?;
         }
         Ok(())
     }
@@ -312,14 +471,22 @@ impl Saver {
             println!("not saved (--no-save)");
             return Ok(());
         };
-        self.snapshot(trainer, epoch)?.save(&last, self.align)?;
+        self.snapshot(trainer, epoch)?.save_with(&last, self.align, Some(&self.plan))?;
         self.announce();
         Ok(())
     }
 
+    /// Says where the run was saved and the command line that continues it.
     fn announce(&self) {
         match self.path("last.safetensors") {
-            Some(last) => println!("saved {}; continue with --resume {}", last.display(), last.display()),
+            Some(last) => {
+                println!("saved {}", last.display());
+                let mut words = vec!["gpu-train".to_string(), "--resume".to_string()];
+                words.push(last.to_string_lossy().into_owned());
+                words.extend(self.resume_flags.iter().cloned());
+                let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+                println!("continue with: {}", line.join(" "));
+            }
             None => println!("not saved (--no-save)"),
         }
     }

@@ -1,11 +1,20 @@
-//! The command line: exit codes, one-line errors that name the file, and a full run on a
-//! small synthetic raw (uncompressed) dataset with --metrics.
+//! The command line: exit codes, one-line errors that name the file, usage errors with
+//! their reasons, adapter errors that list the adapters, label and --classes checks, the
+//! data search, --save's refusal to replace another run, and a full run on a small
+//! synthetic raw (uncompressed) dataset with --metrics.
 
 #[path = "common/idx_files.rs"]
 mod idx_files;
 #[path = "common/run_cli.rs"]
 mod run_cli;
-use run_cli::gpu_train;
+#[path = "common/skip.rs"]
+mod skip;
+use run_cli::{gpu_train, gpu_train_in};
+use std::path::Path;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
 
 fn assert_clean_error(args: &[&str], needle: &str) {
     let (code, _, stderr) = gpu_train(args);
@@ -52,6 +61,69 @@ fn usage_errors_exit_with_2() {
 }
 
 #[test]
+fn negative_numbers_get_the_real_reason() {
+    // Each numeric flag of train, bench and eval takes "-1" as its value and says what is
+    // wrong with it, instead of clap's "unexpected argument '-1'".
+    for (args, reason) in [
+        (&["--lr", "-1"][..], "'-1' is not a positive finite number"),
+        (&["--seed", "-1"], "seed must be a whole number from 0 to 18446744073709551615"),
+        (&["--seed", "1.5"], "seed must be a whole number from 0 to 18446744073709551615"),
+        (&["--epochs", "-1"], "-1 is not in 1..=100000"),
+        (&["--batch-size", "-1"], "-1 is not in 1..=65536"),
+        (&["--optimizer", "sgd", "--momentum", "-1"], "'-1' is not a number in [0, 1)"),
+        (&["--limit-train", "-1"], "'-1' is not a whole number of samples"),
+        (&["--limit-test", "-1"], "'-1' is not a whole number of samples"),
+        (&["--classes", "-1"], "-1 is not in 2..=256"),
+        (&["bench", "--steps", "-1"], "-1 is not in 1..=100000"),
+        (&["bench", "--batch-size", "-1"], "-1 is not in 1..=65536"),
+        (&["eval", "--checkpoint", "c", "--limit-test", "-1"], "'-1' is not a whole number of samples"),
+        (&["eval", "--checkpoint", "c", "--batch-size", "-1"], "-1 is not in 1..=65536"),
+    ] {
+        let (code, _, stderr) = gpu_train(args);
+        println!("{args:?} -> {code}: {stderr}");
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(!stderr.contains("unexpected argument"), "{args:?}: {stderr}");
+        assert!(stderr.contains("invalid value"), "{args:?}: {stderr}");
+        assert!(stderr.contains(reason), "{args:?}: '{stderr}' should say '{reason}'");
+    }
+}
+
+#[test]
+fn momentum_without_sgd_is_a_usage_error() {
+    for args in [&["--momentum", "0.5"][..], &["--optimizer", "adam", "--momentum", "0.5"]] {
+        let (code, _, stderr) = gpu_train(args);
+        println!("{args:?} -> {code}: {stderr}");
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(stderr.contains("--momentum") && stderr.contains("--optimizer sgd"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_float_far_from_1_is_shown_readably() {
+    // --lr 1e308 diverges at once; the messages show the rate as 1e308, not 309 digits.
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 24, 8, false);
+    let (code, stdout, stderr) = gpu_train(&[
+        "--data",
+        s(dir.path()),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e308",
+        "--no-save",
+    ]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.contains("lr 1e308"), "{stdout}");
+    assert!(stderr.contains("diverged in epoch 1") && stderr.contains("(now 1e308)"), "{stderr}");
+    assert!(!stderr.contains("0000000000") && !stdout.contains("0000000000"), "{stdout}{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
 fn trains_a_raw_synthetic_set_and_writes_metrics() {
     let dir = tempfile::tempdir().unwrap();
     idx_files::write_dataset(dir.path(), 12, 3, 90, 30, false);
@@ -88,22 +160,104 @@ fn trains_a_raw_synthetic_set_and_writes_metrics() {
     assert!(last["test_acc"].as_f64().unwrap() > 0.6, "the banded synthetic set is easy: {}", lines[2]);
 }
 
+/// The adapter lines of `--list-adapters` (one per adapter, on every backend).
+fn adapter_lines(stdout: &str) -> Vec<String> {
+    stdout.lines().filter(|l| l.starts_with("* ") || l.starts_with("  ")).map(String::from).collect()
+}
+
 #[test]
-fn lists_adapters_and_marks_the_choice() {
+fn lists_adapters_on_every_backend_and_marks_the_choice() {
     let (code, stdout, stderr) = gpu_train(&["--list-adapters"]);
     println!("{stdout}");
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.lines().any(|l| l.starts_with("* ")), "{stdout}");
-    let (code, _, stderr) = gpu_train(&["--list-adapters", "--adapter", "no-such-gpu-name"]);
-    assert_eq!(code, 1, "{stderr}");
+    let lines = adapter_lines(&stdout);
+    assert_eq!(lines.iter().filter(|l| l.starts_with("* ")).count(), 1, "{stdout}");
+    let chosen = lines.iter().find(|l| l.starts_with("* ")).unwrap();
+    assert!(!chosen.contains("(Gl,"), "without --backend gl a GL adapter is never chosen: {stdout}");
+    let gl: Vec<&String> = lines.iter().filter(|l| l.contains("(Gl,")).collect();
+    if gl.is_empty() {
+        assert!(stdout.contains("no GL adapter"), "the listing should say why GL is missing: {stdout}");
+        return;
+    }
+    for l in &gl {
+        assert!(l.ends_with("(only with --backend gl)"), "{l}");
+    }
+    let (code, stdout, stderr) = gpu_train(&["--backend", "gl", "--list-adapters"]);
+    println!("{stdout}");
+    assert_eq!(code, 0, "{stderr}");
+    let chosen = adapter_lines(&stdout).into_iter().find(|l| l.starts_with("* ")).unwrap();
+    assert!(chosen.contains("(Gl,"), "--backend gl chooses a GL adapter: {stdout}");
+}
+
+#[test]
+fn adapter_errors_say_what_was_asked_and_list_the_adapters() {
+    let (_, listing, _) = gpu_train(&["--list-adapters"]);
+    let names: Vec<String> = adapter_lines(&listing)
+        .iter()
+        .filter(|l| !l.starts_with("  ("))
+        .map(|l| l[2..].split(" (").next().unwrap().to_string())
+        .collect();
+    let data = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(data.path(), 8, 3, 12, 6, false);
+    let os = std::env::consts::OS;
+    let mut cases = vec![
+        (
+            vec!["--adapter", "nosuchname", "--list-adapters"],
+            "no Vulkan, Metal or DX12 adapter's name contains 'nosuchname'",
+        ),
+        (vec!["--adapter", "nosuchname", "--data", s(data.path())], "--adapter nosuchname"),
+        (vec!["eval", "--checkpoint", "c", "--adapter", "nosuchname"], "--adapter nosuchname"),
+        (vec!["bench", "--adapter", "nosuchname"], "--adapter nosuchname"),
+    ];
+    if !matches!(os, "macos" | "ios") {
+        cases.push((vec!["--backend", "metal", "--list-adapters"], "Metal is not available on"));
+        cases.push((vec!["--backend", "metal", "--data", s(data.path())], "--backend metal"));
+    }
+    if os != "windows" {
+        cases.push((vec!["--backend", "dx12", "--list-adapters"], "DX12 is not available on"));
+    }
+    for (args, needle) in cases {
+        let (code, _, stderr) = gpu_train(&args);
+        println!("{args:?} -> {code}:\n{stderr}");
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert_eq!(stderr.matches("error: ").count(), 1, "one error: {stderr}");
+        assert!(stderr.contains(needle), "'{stderr}' should say '{needle}'");
+        assert!(!stderr.contains("install mesa-vulkan-drivers") && !stderr.contains("panicked"), "{stderr}");
+        if needle.contains("not available on") {
+            assert!(stderr.contains(&format!("not available on {os}")), "{stderr}");
+        }
+        for name in &names {
+            assert!(stderr.contains(name.as_str()), "the error should list {name}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn no_command_prints_the_xdg_runtime_dir_warning() {
+    // gpu-train turns Mesa's device-select layer off (NODEVICE_SELECT=1); run_cli asserts
+    // on every run's stderr, here for commands that open adapters on each backend.
+    for args in
+        [&["--list-adapters"][..], &["--backend", "gl", "--list-adapters"], &["--adapter", "nosuchname"]]
+    {
+        let (_, _, stderr) = gpu_train(args);
+        assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{args:?}: {stderr}");
+    }
+    // Set by the user, the variables are left alone.
+    let cwd = tempfile::tempdir().unwrap();
+    let (code, _, _) = gpu_train_in(cwd.path(), &[("NODEVICE_SELECT", "1")], &["--list-adapters"]);
+    assert_eq!(code, 0);
 }
 
 #[test]
 fn bench_reports_json_with_the_documented_keys() {
-    let (code, stdout, stderr) = gpu_train(&["bench", "--synthetic", "--steps", "1", "--json"]);
+    let (code, stdout, stderr) = gpu_train(&["bench", "--synthetic", "--steps", "5", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
     println!("{v}");
+    // Exactly the steps asked for: 5 steps are one group, not rounded up to 3 groups of 8.
+    assert_eq!(v["timed_steps"], 5, "{v}");
+    assert_eq!(v["timed_groups"], 1, "{v}");
     for key in ["train_images_per_sec", "eval_images_per_sec", "startup_seconds"] {
         assert!(v[key].as_f64().unwrap() > 0.0, "{key} in {v}");
     }
@@ -123,10 +277,10 @@ fn a_batch_too_large_for_the_adapter_names_the_limit() {
     // 65,536 images of 8x8: conv2's pre-activation gradient alone is 256 MiB.
     let limits = gpu_train::gpu::Gpu::new(&Default::default()).unwrap().limits;
     if limits.max_storage_buffer_binding_size >= 268_435_456 {
-        println!(
-            "SKIPPED: this adapter binds {} bytes, enough for the batch",
+        skip::skip(&format!(
+            "this adapter binds {} bytes, enough for the batch",
             limits.max_storage_buffer_binding_size
-        );
+        ));
         return;
     }
     let (code, _, stderr) =
@@ -143,5 +297,119 @@ fn a_batch_too_large_for_the_adapter_names_the_limit() {
         assert!(stderr.contains("the largest batch that fits is 32768"), "{stderr}");
     } else {
         assert!(stderr.contains("the largest batch that fits is"), "{stderr}");
+    }
+}
+
+/// A 3-class 8x8 set whose training labels hold one stray 200 (at index 5).
+fn stray_label_dataset() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 24, 9, false);
+    let path = dir.path().join("train-labels-idx1-ubyte");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8 + 5] = 200;
+    std::fs::write(&path, bytes).unwrap();
+    dir
+}
+
+#[test]
+fn classes_without_training_images_are_refused_unless_given() {
+    let data = stray_label_dataset();
+    let base = ["--data", s(data.path()), "--epochs", "1", "--batch-size", "8"];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = gpu_train(&args);
+        println!("{extra:?} -> {code}:\n{stdout}{stderr}");
+        (code, stdout, stderr)
+    };
+    let (code, _, stderr) = run(&["--no-save"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    for needle in [
+        "train-labels-idx1-ubyte",
+        "classes 3-199 have no training images",
+        "200 at index 5",
+        "--classes 201",
+    ] {
+        assert!(stderr.contains(needle), "'{stderr}' should say '{needle}'");
+    }
+    let (code, _, stderr) = run(&["--no-save", "--classes", "100"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("train-labels-idx1-ubyte") && stderr.contains("--classes must be at least 201"),
+        "{stderr}"
+    );
+
+    // --classes says the empty classes are meant: the run trains a 201-class model, eval
+    // uses the checkpoint's class count, and a resume takes it from the checkpoint.
+    let save = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(&["--classes", "201", "--save", s(save.path())]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("201 classes"), "{stdout}");
+    let ckpt = save.path().join("last.safetensors");
+    let (code, stdout, stderr) = gpu_train(&["eval", "--checkpoint", s(&ckpt), "--data", s(data.path())]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("accuracy"), "{stdout}");
+    let (code, stdout, stderr) =
+        gpu_train(&["--resume", s(&ckpt), "--data", s(data.path()), "--epochs", "2", "--no-save"]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("201 classes"), "{stdout}");
+}
+
+#[test]
+fn an_incomplete_default_data_directory_is_skipped_with_a_note() {
+    // ./data lacks one file; the next place searched, $XDG_DATA_HOME/gpu-train/fashion-mnist,
+    // is complete and is used.
+    let cwd = tempfile::tempdir().unwrap();
+    let local = cwd.path().join("data");
+    std::fs::create_dir(&local).unwrap();
+    idx_files::write_dataset(&local, 8, 3, 12, 6, false);
+    std::fs::remove_file(local.join("t10k-labels-idx1-ubyte")).unwrap();
+    let xdg = cwd.path().join("xdg");
+    let found = xdg.join("gpu-train/fashion-mnist");
+    std::fs::create_dir_all(&found).unwrap();
+    idx_files::write_dataset(&found, 8, 3, 12, 6, true);
+    let (code, stdout, stderr) = gpu_train_in(
+        cwd.path(),
+        &[("XDG_DATA_HOME", s(&xdg))],
+        &["--epochs", "1", "--batch-size", "4", "--no-save"],
+    );
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("note: data: skipped, missing t10k-labels-idx1-ubyte (each may end in .gz)"),
+        "{stderr}"
+    );
+    assert!(stdout.contains(&format!("data: {}", found.display())), "{stdout}");
+}
+
+#[test]
+fn a_fresh_run_refuses_to_replace_another_runs_checkpoints() {
+    let data = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(data.path(), 8, 3, 12, 6, false);
+    let save = data.path().join("run");
+    std::fs::create_dir(&save).unwrap();
+    std::fs::write(save.join("best.safetensors"), b"another run's best").unwrap();
+    std::fs::write(save.join("last.safetensors"), b"another run's last").unwrap();
+    let args = ["--data", s(data.path()), "--epochs", "1", "--batch-size", "4", "--save", s(&save)];
+    let (code, _, stderr) = gpu_train(&args);
+    println!("{stderr}");
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let last = save.join("last.safetensors");
+    for needle in [s(&save), &format!("--resume {}", s(&last)), "another --save", "--overwrite"] {
+        assert!(stderr.contains(needle), "'{stderr}' should say '{needle}'");
+    }
+    assert_eq!(std::fs::read(save.join("best.safetensors")).unwrap(), b"another run's best");
+
+    let mut args = args.to_vec();
+    args.push("--overwrite");
+    let (code, _, stderr) = gpu_train(&args);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["best.safetensors", "last.safetensors"] {
+        let bytes = std::fs::read(save.join(name)).unwrap();
+        assert!(safetensors::SafeTensors::deserialize(&bytes).is_ok(), "{name} should be this run's");
     }
 }

@@ -1,6 +1,8 @@
 //! The command line around checkpoints: --save/--resume give the run an unbroken run would,
-//! Ctrl-C saves and exits 130, contradicting or damaged input is a one-line error, a
-//! diverging run keeps the last good checkpoint, and eval/predict read what training wrote.
+//! Ctrl-C and SIGTERM save, exit 130 and print the command line that continues the run
+//! exactly, contradicting or damaged input is a one-line error, older checkpoints still
+//! resume, a diverging run keeps the last good checkpoint, and eval/predict read what
+//! training wrote.
 
 #[path = "common/idx_files.rs"]
 mod idx_files;
@@ -10,9 +12,10 @@ mod png_file;
 mod run_cli;
 use png_file::png_bytes;
 use run_cli::gpu_train;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -41,6 +44,16 @@ fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
         st.tensors().into_iter().map(|(n, t)| (n, t.data().to_vec())).collect();
     out.sort();
     out
+}
+
+/// Rewrites a checkpoint's metadata in place (tensors unchanged).
+fn edit_metadata(path: &Path, edit: impl FnOnce(&mut HashMap<String, String>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    edit(&mut meta);
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    std::fs::write(path, safetensors::tensor::serialize(st.tensors(), Some(meta)).unwrap()).unwrap();
 }
 
 fn train(data: &Path, save: &Path, metrics_file: &Path, extra: &[&str]) -> (i32, String, String) {
@@ -87,7 +100,9 @@ fn resuming_from_the_command_line_matches_an_unbroken_run() {
     // Contradicting the checkpoint is an error naming the mismatch.
     for (extra, needle) in [
         (&["--lr", "0.01"][..], "--lr 0.01"),
+        (&["--lr", "1e-7"][..], "--lr 1e-7 (the checkpoint has 0.001)"),
         (&["--batch-size", "8"], "--batch-size 8"),
+        (&["--classes", "5"], "--classes 5 (the checkpoint has 3)"),
         (&["--limit-train", "100"], "training samples"),
         (&["--epochs", "4"], "already holds 4 epochs"),
     ] {
@@ -102,6 +117,33 @@ fn resuming_from_the_command_line_matches_an_unbroken_run() {
         assert!(stderr.contains(needle), "'{stderr}' should mention '{needle}'");
         assert!(stderr.contains("last.safetensors"), "{stderr}");
     }
+    // --momentum with the checkpoint's Adam is a usage error.
+    let (code, _, stderr) =
+        gpu_train(&["--data", s(&data), "--resume", s(&resume), "--no-save", "--momentum", "0.5"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--momentum") && stderr.contains("--optimizer sgd"), "{stderr}");
+
+    // A checkpoint written before the run's plan was stored still resumes; --epochs is then
+    // required, since the run's own total is unknown.
+    let old = root.path().join("old.safetensors");
+    std::fs::copy(b.join("last.safetensors"), &old).unwrap();
+    edit_metadata(&old, |m| {
+        for key in ["target_epochs", "limit_train", "limit_test"] {
+            assert!(m.remove(key).is_some(), "{key} should be stored");
+        }
+    });
+    let (code, _, stderr) = gpu_train(&["--data", s(&data), "--resume", s(&old), "--no-save"]);
+    println!("{stderr}");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("'--epochs <EPOCHS>' is required") && stderr.contains("old.safetensors"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) =
+        gpu_train(&["--data", s(&data), "--resume", s(&old), "--no-save", "--epochs", "5"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("done: final"), "{stdout}");
+
     let other = root.path().join("other");
     std::fs::create_dir(&other).unwrap();
     idx_files::write_dataset(&other, 16, 3, 150, 30, false);
@@ -134,22 +176,36 @@ fn damaged_or_missing_checkpoints_are_one_line_errors() {
     assert!(stderr.contains("missing.safetensors: cannot read checkpoint"), "{stderr}");
 }
 
-/// Trains 5 epochs straight, then again with `signal` sent inside epoch 2 and a resume;
-/// returns the interrupted run's exit code and output after checking that the two agree.
+/// The shell command line a run printed after "continue with: ".
+fn continue_line(stdout: &str) -> Option<String> {
+    stdout.lines().find_map(|l| l.strip_prefix("continue with: ")).map(String::from)
+}
+
+/// `s` quoted for sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Trains 5 epochs straight on a sample-limited set, then again with `signal` sent inside
+/// epoch 2 and a resume: the command line the run printed, run as it stands (with the test
+/// binary for `gpu-train`), or for a killed run, which prints nothing, a bare --resume.
+/// Returns the interrupted run's exit code and output after checking that the two agree.
 fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
     let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
+    // A space in the path: the printed command line must quote it.
+    let data = root.path().join("my data");
     std::fs::create_dir(&data).unwrap();
-    idx_files::write_dataset(&data, 16, 4, 1200, 40, false);
+    idx_files::write_dataset(&data, 16, 4, 1300, 60, false);
     let (a, b) = (root.path().join("a"), root.path().join("b"));
     let (ma, mb) = (root.path().join("a.jsonl"), root.path().join("b.jsonl"));
-    let common = ["--batch-size", "4", "--epochs", "5", "--seed", "9"];
+    let common =
+        ["--batch-size", "4", "--epochs", "5", "--seed", "9", "--limit-train", "1200", "--limit-test", "40"];
     let mut args = vec!["--data", s(&data), "--save", s(&a), "--metrics", s(&ma)];
     args.extend_from_slice(&common);
     let (code, _, stderr) = gpu_train(&args);
     assert_eq!(code, 0, "{stderr}");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-train"))
+    let mut child = run_cli::command()
         .args(["--data", s(&data), "--save", s(&b), "--metrics", s(&mb)])
         .args(common)
         .current_dir(root.path())
@@ -164,9 +220,10 @@ fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
         stdout += &format!("{line}\n");
         if line.trim_start().starts_with("1 ") {
             // Epochs take about 2 s here; the pause aims inside epoch 2. Landing on an epoch
-            // end instead is also valid: a Ctrl-C then saves that epoch and exits 130.
+            // end instead is also valid: the signal then saves that epoch and exits 130.
             std::thread::sleep(std::time::Duration::from_millis(800));
-            let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+            let status =
+                std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
             assert!(status.success());
             break;
         }
@@ -179,28 +236,64 @@ fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
     assert!(!stdout.contains("done: final"), "the run should have stopped early: {stdout}");
     assert!(b.join("last.safetensors").is_file(), "epoch 1's checkpoint should exist");
 
-    let (code_resumed, out, stderr) = gpu_train(&[
-        "--data",
-        s(&data),
-        "--resume",
-        s(&b.join("last.safetensors")),
-        "--epochs",
-        "5",
-        "--metrics",
-        s(&mb),
-    ]);
-    println!("{out}");
-    assert_eq!(code_resumed, 0, "{stderr}");
+    let resume = match continue_line(&stdout) {
+        Some(line) => {
+            let rest = line.strip_prefix("gpu-train ").expect("the line starts with the program's name");
+            format!("{} {rest}", sh_quote(env!("CARGO_BIN_EXE_gpu-train")))
+        }
+        None => {
+            let last = b.join("last.safetensors");
+            let words = [
+                env!("CARGO_BIN_EXE_gpu-train"),
+                "--resume",
+                s(&last),
+                "--data",
+                s(&data),
+                "--metrics",
+                s(&mb),
+            ];
+            words.map(sh_quote).join(" ")
+        }
+    };
+    println!("resuming with: {resume}");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &resume])
+        .env_remove("NODEVICE_SELECT")
+        .env_remove("MESA_VK_DEVICE_SELECT")
+        .current_dir(root.path())
+        .output()
+        .unwrap();
+    let (out_text, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{out_text}{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(out_text.contains("(1200 train, 40 test"), "the run's limits apply again: {out_text}");
     assert_eq!(metrics(&ma), metrics(&mb), "the interrupted and resumed run differs");
     assert_eq!(tensors(&a.join("last.safetensors")), tensors(&b.join("last.safetensors")));
     (code, stdout)
+}
+
+/// The checks common to Ctrl-C and SIGTERM: saved, and one full command line printed.
+fn check_saved(stdout: &str) {
+    assert!(stdout.contains("saved "), "{stdout}");
+    let line = continue_line(stdout).expect("a 'continue with: ' line");
+    assert!(line.starts_with("gpu-train --resume "), "{line}");
+    assert!(line.contains("--data '") && line.contains("my data'"), "the data path needs quoting: {line}");
+    assert!(line.contains("--metrics "), "{line}");
 }
 
 #[test]
 fn ctrl_c_saves_exits_130_and_resumes_exactly() {
     let (code, stdout) = stop_and_resume("-INT");
     assert_eq!(code, Some(130), "Ctrl-C should exit with 130");
-    assert!(stdout.contains("saved "), "{stdout}");
+    check_saved(&stdout);
+}
+
+#[test]
+fn sigterm_saves_exits_130_and_resumes_exactly() {
+    // Batch schedulers and containers stop jobs with SIGTERM; it is handled like Ctrl-C.
+    let (code, stdout) = stop_and_resume("-TERM");
+    assert_eq!(code, Some(130), "SIGTERM should exit with 130, as Ctrl-C does");
+    check_saved(&stdout);
 }
 
 #[test]
@@ -219,18 +312,20 @@ fn a_diverging_run_stops_naming_the_epoch_and_keeps_the_last_checkpoint() {
     let m = root.path().join("m.jsonl");
     let (code, _, stderr) = train(root.path(), &save, &m, &["--epochs", "1"]);
     assert_eq!(code, 0, "{stderr}");
-    let good = std::fs::read(save.join("last.safetensors")).unwrap();
-    let (code, _, stderr) = train(root.path(), &save, &m, &["--epochs", "2", "--lr", "1e30"]);
+    // The run goes on at a learning rate it cannot survive (set in its checkpoint).
+    let last = save.join("last.safetensors");
+    edit_metadata(&last, |meta| {
+        meta.insert("lr".into(), "1e30".into());
+    });
+    let good = std::fs::read(&last).unwrap();
+    let (code, _, stderr) =
+        gpu_train(&["--data", s(root.path()), "--resume", s(&last), "--epochs", "2", "--metrics", s(&m)]);
     println!("{stderr}");
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("diverged in epoch 1"), "{stderr}");
-    assert!(stderr.contains("lower --lr"), "{stderr}");
+    assert!(stderr.contains("diverged in epoch 2"), "{stderr}");
+    assert!(stderr.contains("lower --lr (now 1e30)"), "{stderr}");
     assert!(stderr.contains("is kept"), "{stderr}");
-    assert_eq!(
-        std::fs::read(save.join("last.safetensors")).unwrap(),
-        good,
-        "the good checkpoint was overwritten"
-    );
+    assert_eq!(std::fs::read(&last).unwrap(), good, "the good checkpoint was overwritten");
 }
 
 #[test]

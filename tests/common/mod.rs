@@ -1,6 +1,8 @@
 //! Helpers shared by the GPU tests: a device, random data, f64 references and error checks.
 #![allow(dead_code)]
 
+pub mod skip;
+
 use gpu_train::gpu::{AdapterOptions, Gpu};
 use gpu_train::kernels::{Dispatch, Kernels, Step, StepSlots, Variant};
 use rand::{Rng, SeedableRng};
