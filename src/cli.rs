@@ -223,10 +223,11 @@ pub fn open_gpu(options: &AdapterOptions, log: bool) -> Result<Gpu, String> {
     }
     let l = &gpu.limits;
     println!(
-        "limits: max_storage_buffer_binding_size {} MiB, max_storage_buffers_per_shader_stage {}, max_compute_workgroups_per_dimension {}",
+        "limits: max_storage_buffer_binding_size {} MiB, max_storage_buffers_per_shader_stage {}, max_compute_workgroups_per_dimension {}, loop budget {} iterations per invocation",
         l.max_storage_buffer_binding_size / (1 << 20),
         l.max_storage_buffers_per_shader_stage,
-        l.max_compute_workgroups_per_dimension
+        l.max_compute_workgroups_per_dimension,
+        gpu.loop_budget
     );
     Ok(gpu)
 }

@@ -158,9 +158,8 @@ pub fn train_command(args: Args) -> Result<u8, String> {
     let mut history: Vec<EpochMetrics> = Vec::new();
     let first_epoch = trainer.position.epochs_done + 1;
     for epoch in first_epoch..=cfg.epochs {
-        let outcome = trainer
-            .train_epoch_until(epoch, &interrupt::requested)
-            .map_err(|e| saver.keeping(readable_lr_in(e, lr)))?;
+        let outcome =
+            trainer.train_epoch_until(epoch, &interrupt::requested).map_err(|e| saver.keeping(e))?;
         let Some(m) = outcome else {
             let p = &trainer.position;
             println!("stopped in epoch {epoch} after {} of its batches", p.batches_done);
@@ -216,11 +215,6 @@ pub fn train_command(args: Args) -> Result<u8, String> {
         );
     }
     Ok(0)
-}
-
-/// The trainer's own divergence message shows the learning rate with `{}`; show it readably.
-fn readable_lr_in(message: String, lr: f64) -> String {
-    message.replace(&format!("(now {lr})"), &format!("(now {})", readable(lr)))
 }
 
 fn dataset_shape(d: &Dataset) -> DatasetShape {

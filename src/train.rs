@@ -339,7 +339,7 @@ impl<'a> Trainer<'a> {
         if !train_loss.is_finite() {
             return Err(format!(
                 "training diverged in epoch {epoch}: the training loss is {train_loss}; try a lower --lr (now {})",
-                self.cfg.optimizer.lr
+                crate::cli::readable(self.cfg.optimizer.lr)
             ));
         }
         let (test_loss, test_acc) = self.evaluate(epoch)?;

@@ -133,7 +133,9 @@ fn conv_forward_matches_reference() {
 
 /// Random inputs in [-1, 1), checked to 1e-4; or, `exact`, whole numbers whose sums f32
 /// holds exactly, checked for equality.
-fn inputs(exact: bool) -> (fn(&mut rand::rngs::StdRng, usize) -> Vec<f32>, f64) {
+type Generator = fn(&mut rand::rngs::StdRng, usize) -> Vec<f32>;
+
+fn inputs(exact: bool) -> (Generator, f64) {
     if exact { (small_ints, 0.0) } else { (random, 1e-4) }
 }
 
@@ -360,7 +362,7 @@ fn conv_weight_gradient_runs_right_with_chunks_at_the_loop_budget() {
 fn conv_past_the_loop_budget_is_refused_by_name() {
     let (gpu, k) = variants().remove(0);
     if gpu.loop_budget > 65_535 {
-        common::skip(&format!("conv refusal: this adapter's loop budget is {}", gpu.loop_budget));
+        common::skip::skip(&format!("conv refusal: this adapter's loop budget is {}", gpu.loop_budget));
         return;
     }
     let s = ConvShape {
@@ -380,5 +382,8 @@ fn conv_past_the_loop_budget_is_refused_by_name() {
     );
     let err = gpu_train::loop_budget::check(&f.gpu, &f.layer.forward).unwrap_err();
     println!("{err}");
-    assert!(err.contains("conv_fwd") && err.contains(&format!("input channels = {}", s.in_channels)), "{err}");
+    assert!(
+        err.contains("conv_fwd") && err.contains(&format!("input channels = {}", s.in_channels)),
+        "{err}"
+    );
 }

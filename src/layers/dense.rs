@@ -139,8 +139,10 @@ pub fn matmul(
     params.k_chunk = k_chunk;
     let flops = 2 * params.m as u64 * params.n as u64 * params.k as u64;
     let tiles = params.m.div_ceil(TILE.0) * params.n_groups;
-    let slice_loops =
-        LoopBound::new(matmul_loops(load, k_chunk as u64), format!("K = {k_chunk} of {} per slice", params.k));
+    let slice_loops = LoopBound::new(
+        matmul_loops(load, k_chunk as u64),
+        format!("K = {k_chunk} of {} per slice", params.k),
+    );
     let bias = args.bias.unwrap_or_else(|| args.a.clone());
     let aux = args.aux.unwrap_or_else(|| args.a.clone());
     if splits == 1 {

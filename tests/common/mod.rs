@@ -74,10 +74,3 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f64], tol: f64) {
     assert!(err <= tol, "{name}: max relative error {err:.3e} exceeds {tol:.1e}");
     assert!(want.iter().any(|&w| w != 0.0), "{name}: reference is all zeros, the test proves nothing");
 }
-
-/// Says that a test skipped, and why, where `cargo test` shows it (libtest captures only
-/// the print macros, not writes to the stderr handle).
-pub fn skip(reason: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
-}
