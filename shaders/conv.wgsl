@@ -11,8 +11,9 @@
 // conv_weight_layout: rewrites w (CO, CI, 3, 3) once per step as wt_fwd (CI, 9, CO) and
 //             wt_dx (CO, 9, CI) (taps reversed), so that the loops above load the weights
 //             of 4 output channels with one vec4 load.
-// conv_wgrad: partial weight and bias gradients, one slice per batch chunk, so that the
-//             batch reduction (conv_wgrad_reduce) runs in a fixed order without atomics.
+// conv_wgrad: partial weight and bias gradients, one slice per chunk of image rows, so
+//             that the batch reduction (conv_wgrad_reduce) runs in a fixed order without
+//             atomics.
 //
 // A thread owns a 2x2 block of output pixels for OT output channels. The output-channel
 // block comes from the workgroup id alone, so all lanes of a workgroup need the same

@@ -4,8 +4,8 @@
 // valid samples, zero for padding slots. One thread per row, so no invocation's loops grow
 // with the batch (3K + 2 iterations). Each valid row b also writes its loss and whether
 // its argmax is right to metrics[2 (start + b)] and metrics[2 (start + b) + 1], indexed by
-// the sample's place in the epoch's order: the host sums them in that order, so the
-// reported loss and accuracy are the same at every batch size.
+// the sample's place in the epoch's order: the host sums them in that order, so batching
+// never changes how they are added up.
 
 override WG: u32 = 64u;
 

@@ -74,7 +74,7 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
         data::synthetic(60_000, 10_000, 28, 10, 0)
     } else {
         match data::locate(cfg.data.as_deref()) {
-            Ok(dir) => data::load(&dir)?,
+            Ok(dir) => data::load_with_classes(&dir, data::ClassCount::AnyLabels)?,
             Err(e) if cfg.data.is_none() => {
                 if !cfg.json {
                     println!("no dataset installed ({e}); using synthetic data of the same shape");

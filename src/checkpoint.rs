@@ -326,8 +326,26 @@ impl Checkpoint {
         ckpt.m = flats.next().unwrap_or_default();
         ckpt.v = flats.next().unwrap_or_else(|| vec![0f32; layout.total]);
         if batches_done > 0 {
-            let rows = (batches_done * batch_size).min(ckpt.dataset.train);
-            ckpt.position.partial_metrics = read("train_metrics.partial", &[rows, 2])?;
+            let rows = batches_done.saturating_mul(batch_size).min(ckpt.dataset.train);
+            let per_batch =
+                tensors.tensor("train_metrics.partial").is_ok_and(|t| t.shape() == [batches_done, 2]);
+            ckpt.position.partial_metrics = if per_batch && rows != batches_done {
+                // Written before metrics were kept per sample: one (loss sum, correct count)
+                // per batch. Each batch's sums stand in for its first sample, zeros for the
+                // rest, which adds up to the same epoch totals.
+                let sums = read("train_metrics.partial", &[batches_done, 2])?;
+                // the file does not back this allocation: bound it (2^27 samples, 1 GiB)
+                if rows > 1 << 27 {
+                    return Err(fail(format!("claims {rows} training samples done in one epoch")));
+                }
+                let mut per_sample = vec![0f32; 2 * rows];
+                for (b, pair) in sums.chunks_exact(2).enumerate() {
+                    per_sample[2 * b * batch_size..2 * b * batch_size + 2].copy_from_slice(pair);
+                }
+                per_sample
+            } else {
+                read("train_metrics.partial", &[rows, 2])?
+            };
         }
         if !ckpt.is_finite() {
             return Err(fail("holds non-finite (NaN or infinite) weights or optimiser state".into()));

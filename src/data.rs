@@ -114,6 +114,9 @@ pub enum ClassCount {
     Flag(usize),
     /// A checkpoint's class count (eval, resume).
     Checkpoint(usize),
+    /// The largest training label + 1 (at least 2), classes may lack images: for `bench`,
+    /// which measures speed and trains nothing that lasts.
+    AnyLabels,
 }
 
 /// Loads and validates both splits from `dir`; classes from the training labels.
@@ -186,25 +189,28 @@ pub fn load_with_classes(dir: &Path, classes: ClassCount) -> Result<Dataset, Str
             }
             (classes, format!("the {classes} classes seen in training"))
         }
-        ClassCount::Flag(n) => {
-            if let Some((i, &l)) = largest.filter(|&(_, &l)| l as usize >= n) {
-                return Err(format!(
-                    "{}: label {l} at index {i} is outside the {n} classes of --classes {n}; --classes must \
-                     be at least {} (the largest training label + 1)",
-                    train_labels.display(),
-                    max_label + 1
-                ));
-            }
-            (n, format!("the {n} classes of --classes {n}"))
+        ClassCount::AnyLabels => {
+            let classes = (max_label + 1).max(2);
+            (classes, format!("the {classes} classes seen in training"))
         }
-        ClassCount::Checkpoint(n) => {
+        ClassCount::Flag(n) | ClassCount::Checkpoint(n) => {
+            let (what, hint) = match classes {
+                ClassCount::Flag(_) => (
+                    format!("the {n} classes of --classes {n}"),
+                    format!(
+                        "; --classes must be at least {} (the largest training label + 1)",
+                        max_label + 1
+                    ),
+                ),
+                _ => (format!("the checkpoint's {n} classes"), String::new()),
+            };
             if let Some((i, &l)) = largest.filter(|&(_, &l)| l as usize >= n) {
                 return Err(format!(
-                    "{}: label {l} at index {i} is outside the checkpoint's {n} classes",
+                    "{}: label {l} at index {i} is outside {what}{hint}",
                     train_labels.display()
                 ));
             }
-            (n, format!("the checkpoint's {n} classes"))
+            (n, what)
         }
     };
     if let Some(bad) = test.labels.iter().position(|&l| l as usize >= classes) {

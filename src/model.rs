@@ -240,7 +240,7 @@ impl Model {
         let partial_len = if training { wgrad_partial_len(&shape, k, gpu.loop_budget)? } else { 1 };
         let partial = gpu.storage("conv wgrad partials", partial_len)?;
         // (loss, correct) per sample, at its place in the epoch's order
-        let train_metrics = gpu.storage("train metrics", 2 * train.count)?;
+        let train_metrics = gpu.storage("train metrics", backward_len(2 * train.count))?;
         let test_metrics = gpu.storage("test metrics", 2 * test.count)?;
 
         let conv1 = Conv3x3ReluPool::new(
@@ -318,12 +318,12 @@ impl Model {
         } else {
             None
         };
-        let (gather_train, u1) = gather(gpu, k, train, b, &x, &labels, slots)?;
-        let (gather_test, u2) = gather(gpu, k, test, b, &x, &labels, slots)?;
-        let (loss_train, u3) =
-            softmax_xent(gpu, k, b, f2.outputs, &logits, &labels, &d_logits, &train_metrics, slots)?;
-        let (loss_test, u4) =
+        let mut owned = Vec::new();
+        let (gather_test, u) = gather(gpu, k, test, b, &x, &labels, slots)?;
+        owned.push(u);
+        let (loss_test, u) =
             softmax_xent(gpu, k, b, f2.outputs, &logits, &labels, &d_logits, &test_metrics, slots)?;
+        owned.push(u);
 
         let label = |ds: &[Dispatch], layer: &str| -> Vec<Dispatch> {
             ds.iter()
@@ -345,6 +345,11 @@ impl Model {
         }
         let mut train_step = Vec::new();
         if let Some(optimizer) = &optimizer {
+            let (gather_train, u) = gather(gpu, k, train, b, &x, &labels, slots)?;
+            owned.push(u);
+            let (loss_train, u) =
+                softmax_xent(gpu, k, b, f2.outputs, &logits, &labels, &d_logits, &train_metrics, slots)?;
+            owned.push(u);
             train_step.extend(label(&[gather_train], "input"));
             train_step.extend(forward.iter().cloned());
             train_step.extend(label(&[loss_train], "loss"));
@@ -365,7 +370,7 @@ impl Model {
         crate::loop_budget::check(gpu, &train_step)?;
         crate::loop_budget::check(gpu, &eval_step)?;
 
-        let owned = vec![
+        owned.extend([
             x,
             labels,
             a1,
@@ -381,11 +386,7 @@ impl Model {
             d_a1,
             d_pre1,
             partial,
-            u1,
-            u2,
-            u3,
-            u4,
-        ];
+        ]);
         Ok(Model {
             logits,
             shape,

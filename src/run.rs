@@ -107,6 +107,10 @@ pub fn train_command(args: Args) -> Result<u8, String> {
             ));
         }
     }
+    // Build everything that can still refuse the run before touching the save directory
+    // (--overwrite removes the old run's files) or truncating the metrics file.
+    let kernels = Kernels::new(&gpu)?;
+    let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
     if let Some(d) = &save_dir {
         prepare_save_dir(d)?;
     }
@@ -115,9 +119,6 @@ pub fn train_command(args: Args) -> Result<u8, String> {
     if !args.no_save {
         interrupt::install()?;
     }
-
-    let kernels = Kernels::new(&gpu)?;
-    let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
     if let Some((path, ckpt, _)) = &resumed {
         trainer.restore(ckpt)?;
         let p = &ckpt.position;

@@ -3,7 +3,7 @@
 //! Per group of up to GROUP steps: one uniform write (the steps' slots), one compute pass,
 //! one submit. Each sample's loss and correctness stay on the GPU, at its place in the
 //! epoch's order, and are read back once per epoch and summed on the host in f64 in that
-//! order, so the reported numbers are the same at every batch size.
+//! order, so how samples are batched never changes how they are added up.
 
 use crate::checkpoint::{Checkpoint, DatasetShape, Position};
 use crate::data::Dataset;
@@ -204,7 +204,7 @@ impl<'a> Trainer<'a> {
         Ok(self.run_steps_from(batches, 0, train, label, epoch, &|| false)?.0)
     }
 
-    /// Runs `batches[first..]` (metric slots numbered by batch), checking `stop` after each
+    /// Runs `batches[first..]` (metrics land at each sample's place in the order), checking `stop` after each
     /// group is queued. Returns the wall time and the batches run (all of them unless stopped).
     pub fn run_steps_from(
         &mut self,

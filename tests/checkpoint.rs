@@ -298,3 +298,20 @@ print(json.dumps({"via": via, "model": meta["model"], "conv1.weight": list(t["co
         v["fc2.bias"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
     assert_eq!(bits(fc2_bias), bits(&from_python));
 }
+
+#[test]
+fn a_mid_epoch_checkpoint_with_per_batch_metrics_still_loads() {
+    // Written before metrics were kept per sample: one (loss sum, correct count) for the one
+    // batch of 4 done. It loads as the same totals, on the batch's first sample.
+    let old = small_checkpoint::small_checkpoint_with(vec![4.5, 2.0]);
+    let ckpt = Checkpoint::from_bytes(Path::new("old"), &old, 4).unwrap();
+    assert_eq!(ckpt.position.partial_metrics, vec![4.5, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    // the current per-sample form reads back as written
+    let new = small_checkpoint::small_checkpoint();
+    let ckpt = Checkpoint::from_bytes(Path::new("new"), &new, 4).unwrap();
+    assert_eq!(ckpt.position.partial_metrics, vec![1.5, 1.0, 0.25, 0.0, 2.0, 1.0, 0.75, 0.0]);
+    // any other length is refused, naming the tensor
+    let bad = small_checkpoint::small_checkpoint_with(vec![1.0, 0.0, 2.0, 1.0]);
+    let err = Checkpoint::from_bytes(Path::new("bad"), &bad, 4).unwrap_err();
+    assert!(err.contains("train_metrics.partial"), "{err}");
+}

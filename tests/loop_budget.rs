@@ -144,3 +144,14 @@ fn every_ref_cnn_dispatch_stays_inside_the_budget_up_to_the_largest_batch() {
         }
     }
 }
+
+#[test]
+fn the_probes_own_exit_is_never_reached_within_its_length() {
+    // Only the driver can then stop the probe short of PROBE_LIMIT.
+    use gpu_train::loop_budget::{PROBE_LIMIT, PROBE_SEED, PROBE_STOP};
+    let mut x = PROBE_SEED;
+    for step in 0..PROBE_LIMIT {
+        assert_ne!(x, PROBE_STOP, "the probe's LCG meets its stop value at step {step}");
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+    }
+}

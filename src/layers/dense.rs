@@ -44,7 +44,8 @@ pub struct MatmulParams {
     pub bias_offset: u32,
     pub c_offset: u32,
     pub n_groups: u32,
-    /// Split-K slices and the k range (bias_grad: rows) of each; set by `matmul`.
+    /// Split-K slices and the k range (bias_grad: rows) of each; set by `matmul` and
+    /// `bias_grad`.
     pub splits: u32,
     pub k_chunk: u32,
     pub _pad: [u32; 3],
@@ -181,16 +182,33 @@ pub fn matmul(
     )?
     .with_flops(flops)
     .with_loops(slice_loops);
-    let reduce_uniform = gpu.uniform_init("matmul_reduce params", &[params]);
-    let reduce = Dispatch::new(
+    let reduce = reduce_slices(gpu, k, params, &partial, args.c, Some((bias, aux)), owned)?;
+    owned.extend([partial, slice_uniform]);
+    Ok(vec![slices, reduce])
+}
+
+/// matmul_reduce over `partial`: c[c_offset + i] = epilogue(the `params.splits` slices of
+/// (m, n) summed in order), with the flags' bias and mask bindings (absent: no flags).
+fn reduce_slices(
+    gpu: &Gpu,
+    k: &Kernels,
+    params: MatmulParams,
+    partial: &wgpu::Buffer,
+    c: wgpu::BindingResource,
+    bias_aux: Option<(wgpu::BindingResource, wgpu::BindingResource)>,
+    owned: &mut Vec<wgpu::Buffer>,
+) -> Result<Dispatch> {
+    let uniform = gpu.uniform_init("matmul_reduce params", &[params]);
+    let (bias, aux) = bias_aux.unwrap_or_else(|| (whole(partial), whole(partial)));
+    let d = Dispatch::new(
         gpu,
         &k.matmul_reduce,
-        plane as u32,
-        &[(0, whole(&reduce_uniform)), (1, whole(&partial)), (3, args.c), (4, bias), (5, aux)],
+        params.m * params.n,
+        &[(0, whole(&uniform)), (1, whole(partial)), (3, c), (4, bias), (5, aux)],
     )?
-    .with_loops(LoopBound::new(loop_ticks(splits as u64), format!("{splits} K slices to add")));
-    owned.extend([partial, slice_uniform, reduce_uniform]);
-    Ok(vec![slices, reduce])
+    .with_loops(LoopBound::new(loop_ticks(params.splits as u64), format!("{} slices to add", params.splits)));
+    owned.push(uniform);
+    Ok(d)
 }
 
 /// c[c_offset + n] = sum over the rows of dy (rows x cols), in row order; split over rows
@@ -228,22 +246,8 @@ pub fn bias_grad(
     .with_loops(loops);
     // The reduce sees the slices as a (1, cols) matmul's split-K partials.
     let reduce_params = MatmulParams { m: 1, n: cols, c_offset, splits, ..Default::default() };
-    let reduce_uniform = gpu.uniform_init("bias_grad reduce params", &[reduce_params]);
-    let partial_binding = whole(&partial);
-    let reduce = Dispatch::new(
-        gpu,
-        &k.matmul_reduce,
-        cols,
-        &[
-            (0, whole(&reduce_uniform)),
-            (1, partial_binding.clone()),
-            (3, c),
-            (4, partial_binding.clone()),
-            (5, partial_binding),
-        ],
-    )?
-    .with_loops(LoopBound::new(loop_ticks(splits as u64), format!("{splits} row slices to add")));
-    owned.extend([partial, slice_uniform, reduce_uniform]);
+    let reduce = reduce_slices(gpu, k, reduce_params, &partial, c, None, owned)?;
+    owned.extend([partial, slice_uniform]);
     Ok(vec![slices, reduce])
 }
 

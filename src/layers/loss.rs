@@ -3,7 +3,7 @@
 //! logits (B, K), labels (B) -> d_logits (B, K) (already divided by the valid count) and,
 //! per valid sample at position `start + b` of the epoch's order, metrics[2 (start + b)]
 //! = its loss and metrics[2 (start + b) + 1] = 1 if its argmax is right, else 0. The host
-//! sums those in order (train::Trainer), so the reported numbers do not depend on the batch.
+//! sums those in order (train::Trainer), so batching never changes how they are added up.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, StepSlots, whole};

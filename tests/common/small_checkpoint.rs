@@ -6,6 +6,13 @@ use gpu_train::layers::optim::OptimizerConfig;
 use gpu_train::model::ParamLayout;
 
 pub fn small_checkpoint() -> Vec<u8> {
+    // one batch of 4 samples done: (loss, correct) each
+    small_checkpoint_with(vec![1.5, 1.0, 0.25, 0.0, 2.0, 1.0, 0.75, 0.0])
+}
+
+/// The same checkpoint with `partial` as its `train_metrics.partial` values.
+#[allow(dead_code)]
+pub fn small_checkpoint_with(partial: Vec<f32>) -> Vec<u8> {
     let mut ckpt = Checkpoint {
         dataset: DatasetShape { side: 4, classes: 2, train: 10, test: 4 },
         class_names: vec!["no".into(), "yes".into()],
@@ -17,8 +24,7 @@ pub fn small_checkpoint() -> Vec<u8> {
             batches_done: 1,
             updates: 4,
             best: Some((1, 0.5)),
-            // one batch of 4 samples done: (loss, correct) each
-            partial_metrics: vec![1.5, 1.0, 0.25, 0.0, 2.0, 1.0, 0.75, 0.0],
+            partial_metrics: partial,
         },
         params: Vec::new(),
         m: Vec::new(),
