@@ -103,23 +103,12 @@ fn dense_backward_matches_reference() {
         let mask = random(&mut r, s.batch * s.inputs);
         for dev in variants() {
             println!("{:?} {s:?}", dev.1.variant);
-            check_dense_backward(dev, s, &x, &p, &dy, &mask);
+            check_dense_backward(dev, s, &x, &p, &dy, &mask, 1e-4);
         }
     }
 }
 
 fn check_dense_backward(
-    dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
-    s: DenseShape,
-    x: &[f32],
-    p: &[f32],
-    dy: &[f32],
-    mask: &[f32],
-) {
-    check_dense_backward_to(dev, s, x, p, dy, mask, 1e-4)
-}
-
-fn check_dense_backward_to(
     dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
     s: DenseShape,
     x: &[f32],
@@ -372,7 +361,7 @@ fn check_dense(s: DenseShape, seed: u64) {
         assert_close("matmul+bias+relu", &f.gpu.read_f32(&f.y).unwrap(), &forward_ref(&s, &x, &p, true), 0.0);
     }
     for dev in variants() {
-        check_dense_backward_to(dev, s, &x, &p, &dy, &mask, 0.0);
+        check_dense_backward(dev, s, &x, &p, &dy, &mask, 0.0);
     }
 }
 
