@@ -175,8 +175,8 @@ pub struct Args {
     /// Evaluate on the first N test samples only [default: all, or the resumed run's]
     #[arg(long, allow_negative_numbers = true, value_parser = sample_count)]
     pub limit_test: Option<u64>,
-    /// Number of classes, at least the largest training label + 1; needed when some class has
-    /// no training image [default: the largest training label + 1, or the resumed run's]
+    /// Number of classes, from the largest training label + 1 to 256; needed when some class
+    /// has no training image [default: the largest training label + 1, or the resumed run's]
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(2..=256))]
     pub classes: Option<u32>,
     /// Write per-epoch metrics as JSON Lines to FILE
@@ -192,8 +192,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
     /// Let this run replace the checkpoints of another run in the --save directory (they are
-    /// deleted when training starts)
-    #[arg(long, conflicts_with = "no_save")]
+    /// deleted when training starts) and an existing --metrics file
+    #[arg(long)]
     pub overwrite: bool,
     /// Write no checkpoints
     #[arg(long, conflicts_with = "save")]

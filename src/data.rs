@@ -62,17 +62,29 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     [name.to_string(), format!("{name}.gz")].iter().map(|n| dir.join(n)).find(|p| p.is_file())
 }
 
-fn has_all_files(dir: &Path) -> bool {
-    FILES.iter().all(|f| find_file(dir, f).is_some())
+fn missing_files<'a>(dir: &Path, files: &[&'a str]) -> Vec<&'a str> {
+    files.iter().copied().filter(|f| find_file(dir, f).is_none()).collect()
 }
 
 /// Resolves the data directory: the explicit one, or the first default that holds all four files.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    locate_with(explicit, &FILES)
+}
+
+/// The same for `eval`, which reads only the test split.
+pub fn locate_test(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    locate_with(explicit, &[TEST_IMAGES, TEST_LABELS])
+}
+
+fn locate_with(explicit: Option<&Path>, files: &[&str]) -> Result<PathBuf, String> {
     if let Some(dir) = explicit {
+        if dir.is_file() {
+            return Err(format!("{}: --data needs a directory, and this is a file", dir.display()));
+        }
         if !dir.is_dir() {
             return Err(format!("{}: data directory does not exist", dir.display()));
         }
-        let missing: Vec<&str> = FILES.iter().copied().filter(|f| find_file(dir, f).is_none()).collect();
+        let missing = missing_files(dir, files);
         if !missing.is_empty() {
             return Err(format!(
                 "{}: missing {} (each may also end in .gz)",
@@ -84,11 +96,11 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
     }
     let dirs = default_search_dirs();
     for dir in &dirs {
-        if has_all_files(dir) {
+        let missing = missing_files(dir, files);
+        if missing.is_empty() {
             return Ok(dir.clone());
         }
         if dir.is_dir() {
-            let missing: Vec<&str> = FILES.iter().copied().filter(|f| find_file(dir, f).is_none()).collect();
             eprintln!(
                 "note: {}: skipped, missing {} (each may end in .gz)",
                 dir.display(),
@@ -101,8 +113,25 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
         "no dataset found; searched {} for {} (optionally .gz). Install Fashion-MNIST with \
          `apt-get install dataset-fashion-mnist`, put the four files in ./data, or pass --data DIR",
         searched.join(", "),
-        FILES.join(", ")
+        files.join(", ")
     ))
+}
+
+/// The test split alone, for a model with `classes` classes (eval).
+pub fn load_test(dir: &Path, classes: usize) -> Result<Split, String> {
+    let path_of = |name: &str| {
+        find_file(dir, name).ok_or_else(|| format!("{}: missing {name} (or {name}.gz)", dir.display()))
+    };
+    let labels_path = path_of(TEST_LABELS)?;
+    let test = load_split(&path_of(TEST_IMAGES)?, &labels_path)?;
+    if let Some(bad) = test.labels.iter().position(|&l| l as usize >= classes) {
+        return Err(format!(
+            "{}: label {} at index {bad} is outside the checkpoint's {classes} classes",
+            labels_path.display(),
+            test.labels[bad]
+        ));
+    }
+    Ok(test)
 }
 
 /// Where the number of classes comes from.

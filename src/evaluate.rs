@@ -3,7 +3,7 @@
 
 use crate::checkpoint::{Checkpoint, DatasetShape};
 use crate::cli::{EvalArgs, PredictArgs, open_gpu};
-use crate::data::{self, ClassCount, Dataset, Split};
+use crate::data::{self, Dataset, Split};
 use crate::gpu::Gpu;
 use crate::kernels::Kernels;
 use crate::model::param_align_words;
@@ -26,14 +26,22 @@ fn run_model(
         test: split.clone(),
         classes: ckpt.dataset.classes,
     };
+    // a batch beyond the images to evaluate would only hold padding
+    let used = batch.min(split.count).max(1);
     let cfg = TrainConfig {
         epochs: 0,
-        batch_size: batch.min(split.count).max(1),
+        batch_size: used,
         seed: ckpt.seed,
         optimizer: ckpt.optimizer,
         progress: false,
     };
-    let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg)?;
+    let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg).map_err(|e| {
+        if used < batch {
+            format!("--batch-size {batch} (cut to the {} images evaluated): {e}", split.count)
+        } else {
+            e
+        }
+    })?;
     trainer.set_params(&ckpt.params)?;
     trainer.test_logits()
 }
@@ -125,14 +133,14 @@ pub fn eval_command(args: &EvalArgs) -> Result<(), String> {
     // with --classes, beyond the largest label).
     let gpu = open_gpu(&args.adapter.options(), true)?;
     let ckpt = Checkpoint::load(&args.checkpoint, param_align_words(&gpu))?;
-    let dir = data::locate(args.data.as_deref())?;
-    let mut dataset = data::load_with_classes(&dir, ClassCount::Checkpoint(ckpt.dataset.classes))?;
-    dataset.test = dataset.test.truncated(args.limit_test.map(|n| n as usize));
+    let dir = data::locate_test(args.data.as_deref())?;
+    let test = data::load_test(&dir, ckpt.dataset.classes)?.truncated(args.limit_test.map(|n| n as usize));
+    // eval reads only the test split: the training count is the checkpoint's own
     let shape = DatasetShape {
-        side: dataset.test.side,
-        classes: dataset.classes,
-        train: dataset.train.count,
-        test: dataset.test.count,
+        side: test.side,
+        classes: ckpt.dataset.classes,
+        train: ckpt.dataset.train,
+        test: test.count,
     };
     ckpt.check_dataset(&args.checkpoint, &shape, false)?;
     println!(
@@ -144,8 +152,8 @@ pub fn eval_command(args: &EvalArgs) -> Result<(), String> {
             b => format!(" and {b} batches"),
         }
     );
-    println!("test set: {} ({} images)", dir.display(), dataset.test.count);
-    let report = evaluate_split(&gpu, &ckpt, &dataset.test, args.batch_size as usize)?;
+    println!("test set: {} ({} images)", dir.display(), test.count);
+    let report = evaluate_split(&gpu, &ckpt, &test, args.batch_size as usize)?;
     print!("{}", report.format(&ckpt.class_names));
     Ok(())
 }

@@ -12,14 +12,30 @@ pub struct Gray {
     pub pixels: Vec<f32>,
 }
 
+/// The decoder's complaint in a user's words: its format errors print internal structures
+/// (chunk types as Rust debug output), so those become one plain phrase.
+fn png_problem(e: &png::DecodingError) -> String {
+    match e {
+        png::DecodingError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "it ends early".into()
+        }
+        png::DecodingError::IoError(io) => io.to_string(),
+        png::DecodingError::Format(_) => "its data does not follow the PNG format".into(),
+        png::DecodingError::LimitsExceeded => "it is too large to decode".into(),
+        other => other.to_string(),
+    }
+}
+
 /// Decodes a PNG. Transparent pixels are laid over `background` (0 black, 255 white).
 pub fn decode_png(bytes: &[u8], background: f32) -> Result<Gray, String> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().map_err(|e| format!("not a readable PNG image ({e})"))?;
+    let mut reader =
+        decoder.read_info().map_err(|e| format!("not a readable PNG image ({})", png_problem(&e)))?;
     let size = reader.output_buffer_size().ok_or("the PNG image is too large to decode")?;
     let mut buf = vec![0u8; size];
-    let frame = reader.next_frame(&mut buf).map_err(|e| format!("the PNG image is damaged ({e})"))?;
+    let frame =
+        reader.next_frame(&mut buf).map_err(|e| format!("the PNG image is damaged ({})", png_problem(&e)))?;
     let (width, height) = (frame.width as usize, frame.height as usize);
     let channels = frame.color_type.samples();
     let line = frame.line_size;

@@ -34,6 +34,7 @@ pub fn train_command(args: Args) -> Result<u8, String> {
         ));
     }
     let save_dir = planned_save_dir(&args)?;
+    check_metrics_file(&args)?;
 
     // A resumed run takes its defaults from the checkpoint, which needs the adapter to load.
     let mut opened = None;
@@ -79,6 +80,14 @@ pub fn train_command(args: Args) -> Result<u8, String> {
 
     let dir = data::locate(args.data.as_deref())?;
     let mut dataset = data::load_with_classes(&dir, classes)?;
+    for (flag, limit, count) in [
+        ("--limit-train", limit_train, dataset.train.count),
+        ("--limit-test", limit_test, dataset.test.count),
+    ] {
+        if let Some(n) = limit.filter(|&n| n > count) {
+            eprintln!("note: {flag} {n} is more than the {count} samples there are; using all {count}");
+        }
+    }
     dataset.train = dataset.train.truncated(limit_train);
     dataset.test = dataset.test.truncated(limit_test);
     println!(
@@ -111,10 +120,7 @@ pub fn train_command(args: Args) -> Result<u8, String> {
     // (--overwrite removes the old run's files) or truncating the metrics file.
     let kernels = Kernels::new(&gpu)?;
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
-    if let Some(d) = &save_dir {
-        prepare_save_dir(d)?;
-    }
-    let save_dir = save_dir.map(|d| d.dir);
+    let save_dir = save_dir.as_ref().map(prepare_save_dir).transpose()?;
     let mut metrics_file = open_metrics(args.metrics.as_deref(), resumed.is_some())?;
     if !args.no_save {
         interrupt::install()?;
@@ -287,6 +293,9 @@ struct SaveDir {
     dir: PathBuf,
     /// Another run's checkpoints are there and --overwrite was given: delete them first.
     replace: bool,
+    /// The default runs/<UTC date-time>: claimed when created, with a suffix if another
+    /// run started in the same second.
+    stamped: bool,
 }
 
 /// The checkpoint directory this run will write, refusing one that holds another run's
@@ -302,8 +311,13 @@ fn planned_save_dir(args: &Args) -> Result<Option<SaveDir>, String> {
     let dir = match (&args.save, &resumed_dir) {
         (Some(dir), _) => dir.clone(),
         (None, Some(d)) => d.clone(),
-        (None, None) => PathBuf::from("runs").join(utc_stamp()),
+        (None, None) => {
+            return Ok(Some(SaveDir { dir: PathBuf::from("runs"), replace: false, stamped: true }));
+        }
     };
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("{}: --save needs a directory, and this is a file", dir.display()));
+    }
     let held: Vec<&str> = CHECKPOINT_FILES.iter().copied().filter(|f| dir.join(f).is_file()).collect();
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -311,10 +325,10 @@ fn planned_save_dir(args: &Args) -> Result<Option<SaveDir>, String> {
     };
     // Resuming into the checkpoint's own directory continues the run that is there.
     if held.is_empty() || resumed_dir.as_deref().is_some_and(|r| same(r, &dir)) {
-        return Ok(Some(SaveDir { dir, replace: false }));
+        return Ok(Some(SaveDir { dir, replace: false, stamped: false }));
     }
     if args.overwrite {
-        return Ok(Some(SaveDir { dir, replace: true }));
+        return Ok(Some(SaveDir { dir, replace: true, stamped: false }));
     }
     let (whose, resume_hint) = if resumed_dir.is_some() {
         ("another run's", String::new())
@@ -332,8 +346,11 @@ fn planned_save_dir(args: &Args) -> Result<Option<SaveDir>, String> {
 }
 
 /// Creates the checkpoint directory, removing the checkpoints of the run it replaces (so
-/// none of them mixes with this run's) and temporary files of killed saves.
-fn prepare_save_dir(save: &SaveDir) -> Result<(), String> {
+/// none of them mixes with this run's) and temporary files of killed saves. Returns it.
+fn prepare_save_dir(save: &SaveDir) -> Result<PathBuf, String> {
+    if save.stamped {
+        return claim_stamped_dir(&save.dir);
+    }
     let dir = &save.dir;
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("{}: cannot create the checkpoint directory: {e}", dir.display()))?;
@@ -355,7 +372,24 @@ fn prepare_save_dir(save: &SaveDir) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(dir.clone())
+}
+
+/// Creates parent/<UTC date-time> (or -2, -3, ... after it when that exists): creating a
+/// directory is atomic, so two runs started in the same second never share one.
+fn claim_stamped_dir(parent: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(parent)
+        .map_err(|e| format!("{}: cannot create the checkpoint directory: {e}", parent.display()))?;
+    let stamp = utc_stamp();
+    for n in 1..=1000 {
+        let dir = parent.join(if n == 1 { stamp.clone() } else { format!("{stamp}-{n}") });
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("{}: cannot create the checkpoint directory: {e}", dir.display())),
+        }
+    }
+    Err(format!("{}: cannot find a free name for this run's directory ({stamp}-N)", parent.display()))
 }
 
 /// The flags a resume needs besides --resume: where the data and metrics are, and which
@@ -390,6 +424,24 @@ pub fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// A fresh run would truncate --metrics FILE: refuse one that holds lines unless
+/// --overwrite (a resume appends to it).
+fn check_metrics_file(args: &Args) -> Result<(), String> {
+    let Some(path) = &args.metrics else { return Ok(()) };
+    if path.is_dir() {
+        return Err(format!("{}: --metrics needs a file, and this is a directory", path.display()));
+    }
+    let holds_lines = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+    if args.resume.is_none() && holds_lines && !args.overwrite {
+        return Err(format!(
+            "{}: already holds metrics; choose another --metrics FILE, --resume the run it belongs to \
+             (which appends), or pass --overwrite to replace it",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 fn open_metrics(path: Option<&Path>, append: bool) -> Result<Option<std::fs::File>, String> {

@@ -19,6 +19,9 @@ use std::time::Instant;
 
 /// Steps recorded into one command buffer.
 pub const GROUP: usize = 16;
+/// Images one group may hold: larger batches make smaller groups, so that the work queued
+/// when Ctrl-C or SIGTERM comes (the running group and the one behind it) stays short.
+pub const GROUP_IMAGES: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -219,7 +222,8 @@ impl<'a> Trainer<'a> {
         let total = batches.len();
         let mut last_submit = None;
         let mut ran = 0;
-        for (group_index, group) in batches[first.min(total)..].chunks(GROUP).enumerate() {
+        let group_steps = self.group_steps();
+        for (group_index, group) in batches[first.min(total)..].chunks(group_steps).enumerate() {
             let mut steps = Vec::with_capacity(group.len());
             for &(start, count) in group {
                 let mut step = Step { start, count, ..Default::default() };
@@ -249,7 +253,7 @@ impl<'a> Trainer<'a> {
             ran += group.len();
             // Only groups the GPU has finished count: every group before this one.
             if self.cfg.progress && group_index > 0 {
-                let done = group_index * GROUP;
+                let done = group_index * group_steps;
                 let secs = start.elapsed().as_secs_f64();
                 eprint!(
                     "\r\x1b[2Kepoch {epoch} {label}: {}/{total} batches, {:.0} images/s",
@@ -267,6 +271,11 @@ impl<'a> Trainer<'a> {
             eprint!("\r\x1b[2K");
         }
         Ok((start.elapsed().as_secs_f64(), ran))
+    }
+
+    /// Steps recorded into one submit: GROUP, or fewer at batches above GROUP_IMAGES / GROUP.
+    pub fn group_steps(&self) -> usize {
+        (GROUP_IMAGES / self.cfg.batch_size).clamp(1, GROUP)
     }
 
     /// Batch (start, valid count) pairs covering `n` samples.

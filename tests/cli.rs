@@ -413,3 +413,95 @@ fn a_fresh_run_refuses_to_replace_another_runs_checkpoints() {
         assert!(safetensors::SafeTensors::deserialize(&bytes).is_ok(), "{name} should be this run's");
     }
 }
+
+#[test]
+fn a_fresh_run_refuses_to_truncate_a_metrics_file_that_holds_lines() {
+    let data = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(data.path(), 8, 3, 12, 6, false);
+    let metrics = data.path().join("m.jsonl");
+    std::fs::write(&metrics, "{\"epoch\":1}\n").unwrap();
+    let args = [
+        "--data",
+        s(data.path()),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--no-save",
+        "--metrics",
+        s(&metrics),
+    ];
+    let (code, _, stderr) = gpu_train(&args);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(s(&metrics)) && stderr.contains("--overwrite"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap(), "{\"epoch\":1}\n", "the file must be untouched");
+    let mut args = args.to_vec();
+    args.push("--overwrite");
+    let (code, _, stderr) = gpu_train(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(std::fs::read_to_string(&metrics).unwrap().contains("\"train_loss\""));
+}
+
+#[test]
+fn runs_started_together_get_directories_of_their_own() {
+    // Three runs in one working directory, started at once: without --save each claims
+    // runs/<date-time>, with -2, -3 appended when the second is the same.
+    let data = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(data.path(), 8, 3, 12, 6, false);
+    let cwd = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|seed| {
+            run_cli::command()
+                .args([
+                    "--data",
+                    s(data.path()),
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "4",
+                    "--seed",
+                    &seed.to_string(),
+                ])
+                .current_dir(cwd.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let dirs: Vec<_> = std::fs::read_dir(cwd.path().join("runs")).unwrap().flatten().collect();
+    assert_eq!(dirs.len(), 3, "each run needs its own directory");
+    let mut seeds: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let bytes = std::fs::read(d.path().join("last.safetensors")).unwrap();
+            let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+            meta.metadata().as_ref().unwrap()["seed"].clone()
+        })
+        .collect();
+    seeds.sort();
+    assert_eq!(seeds, ["0", "1", "2"]);
+}
+
+#[test]
+fn eval_reads_only_the_test_split() {
+    let data = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(data.path(), 8, 3, 12, 6, false);
+    let save = data.path().join("run");
+    let (code, _, stderr) =
+        gpu_train(&["--data", s(data.path()), "--epochs", "1", "--batch-size", "4", "--save", s(&save)]);
+    assert_eq!(code, 0, "{stderr}");
+    let test_only = tempfile::tempdir().unwrap();
+    for f in ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+        std::fs::copy(data.path().join(f), test_only.path().join(f)).unwrap();
+    }
+    let ckpt = save.join("last.safetensors");
+    let (code, stdout, stderr) =
+        gpu_train(&["eval", "--checkpoint", s(&ckpt), "--data", s(test_only.path())]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("accuracy") && stdout.contains("(6 images)"), "{stdout}");
+}
