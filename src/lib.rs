@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod layers;
 pub mod loop_budget;
 pub mod model;
+pub mod model_spec;
 pub mod profile;
 pub mod run;
 pub mod train;

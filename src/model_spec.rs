@@ -1,0 +1,297 @@
+//! Models as data, the first half: the layer string a user writes (`c32,relu,pool,fc`),
+//! its presets, and shape inference over an input of (channels, side, side) with a class
+//! count, giving each layer's output shape, parameters and forward FLOPs.
+//!
+//! Grammar: comma-separated tokens, case-insensitive, spaces allowed.
+//! `c<N>` conv 3x3 (N outputs), `c<N>k5` conv 5x5, `bn`, `relu`, `pool` (2x2 max, stride
+//! 2), `gap` (global average pool), `drop<P>` (0 <= P < 1), `fc<N>`, and `fc` (one output
+//! per class; must come last). Flatten is implicit before the first fc.
+
+use std::fmt;
+
+/// One layer as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerSpec {
+    Conv { out_channels: usize, kernel: usize },
+    BatchNorm,
+    Relu,
+    MaxPool,
+    GlobalAvgPool,
+    Dropout { p: f64 },
+    Dense { outputs: Option<usize> },
+}
+
+impl fmt::Display for LayerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            LayerSpec::Conv { out_channels, kernel: 3 } => write!(f, "c{out_channels}"),
+            LayerSpec::Conv { out_channels, kernel } => write!(f, "c{out_channels}k{kernel}"),
+            LayerSpec::BatchNorm => write!(f, "bn"),
+            LayerSpec::Relu => write!(f, "relu"),
+            LayerSpec::MaxPool => write!(f, "pool"),
+            LayerSpec::GlobalAvgPool => write!(f, "gap"),
+            LayerSpec::Dropout { p } => write!(f, "drop{p}"),
+            LayerSpec::Dense { outputs: Some(n) } => write!(f, "fc{n}"),
+            LayerSpec::Dense { outputs: None } => write!(f, "fc"),
+        }
+    }
+}
+
+/// Named models; the first is the default.
+pub const PRESETS: [(&str, &str, &str); 3] = [
+    (
+        "ref-cnn",
+        "c32,relu,pool,c64,relu,pool,fc128,relu,fc",
+        "the v1 network: two conv blocks and two dense layers",
+    ),
+    ("mlp", "fc256,relu,fc128,relu,fc", "three dense layers"),
+    (
+        "bn-cnn",
+        "c32,bn,relu,c32,bn,relu,pool,c64,bn,relu,c64,bn,relu,pool,fc256,bn,relu,drop0.3,fc",
+        "four conv layers with batch norm, dropout before the classifier",
+    ),
+];
+
+/// The largest channel or output count a token may ask for.
+pub const MAX_WIDTH: usize = 65_536;
+
+/// A token that does not parse: its 1-based position among the tokens, its character
+/// offset in the string, the token and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub position: usize,
+    pub offset: usize,
+    pub token: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "layer {} ('{}', at character {}): {}",
+            self.position, self.token, self.offset, self.problem
+        )
+    }
+}
+
+fn whole(digits: &str, what: &str) -> Result<usize, String> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("expected a whole number of {what} after the letters"));
+    }
+    match digits.parse::<usize>() {
+        Ok(0) => Err(format!("a layer needs at least one {what}")),
+        Ok(n) if n <= MAX_WIDTH => Ok(n),
+        _ => Err(format!("{what} must be at most {MAX_WIDTH}")),
+    }
+}
+
+fn parse_token(token: &str) -> Result<LayerSpec, String> {
+    let t = token.to_ascii_lowercase();
+    match t.as_str() {
+        "bn" => return Ok(LayerSpec::BatchNorm),
+        "relu" => return Ok(LayerSpec::Relu),
+        "pool" => return Ok(LayerSpec::MaxPool),
+        "gap" => return Ok(LayerSpec::GlobalAvgPool),
+        "fc" => return Ok(LayerSpec::Dense { outputs: None }),
+        _ => {}
+    }
+    if let Some(rest) = t.strip_prefix("fc") {
+        return Ok(LayerSpec::Dense { outputs: Some(whole(rest, "outputs")?) });
+    }
+    if let Some(rest) = t.strip_prefix("drop") {
+        return match rest.parse::<f64>() {
+            Ok(p) if (0.0..1.0).contains(&p) && !rest.is_empty() && !rest.contains(['e', 'i', 'n']) => {
+                Ok(LayerSpec::Dropout { p })
+            }
+            _ => Err("dropout needs a probability P with 0 <= P < 1, as in drop0.3".into()),
+        };
+    }
+    if let Some(rest) = t.strip_prefix('c') {
+        let (channels, kernel) = match rest.split_once('k') {
+            Some((c, k)) => (c, Some(k)),
+            None => (rest, None),
+        };
+        let out_channels = whole(channels, "output channels")?;
+        let kernel = match kernel {
+            None => 3,
+            Some("3") => 3,
+            Some("5") => 5,
+            Some(k) => return Err(format!("kernel size '{k}' is not supported (3 or 5)")),
+        };
+        return Ok(LayerSpec::Conv { out_channels, kernel });
+    }
+    Err("unknown layer; expected c<N>, c<N>k5, bn, relu, pool, gap, drop<P>, fc<N> or fc".into())
+}
+
+/// Parses a layer string. Empty tokens (",,", a trailing comma) are errors.
+pub fn parse(text: &str) -> Result<Vec<LayerSpec>, ParseError> {
+    let mut layers = Vec::new();
+    let mut offset = 0;
+    for (i, raw) in text.split(',').enumerate() {
+        let lead = raw.len() - raw.trim_start().len();
+        let token = raw.trim();
+        let fail = |problem: String| ParseError {
+            position: i + 1,
+            offset: offset + lead,
+            token: token.to_string(),
+            problem,
+        };
+        if token.is_empty() {
+            return Err(fail("empty layer (two commas in a row, or a comma at an end)".into()));
+        }
+        layers.push(parse_token(token).map_err(fail)?);
+        offset += raw.len() + 1;
+    }
+    Ok(layers)
+}
+
+/// A preset's layer string, by case-insensitive name.
+pub fn preset(name: &str) -> Option<&'static str> {
+    PRESETS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(name.trim())).map(|(_, s, _)| *s)
+}
+
+/// A value's shape: (channels, side, side) before the first fc, then (features).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Image { channels: usize, side: usize },
+    Flat { features: usize },
+}
+
+impl Shape {
+    pub fn len(&self) -> usize {
+        match *self {
+            Shape::Image { channels, side } => channels * side * side,
+            Shape::Flat { features } => features,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Shape::Image { channels, side } => write!(f, "{channels}x{side}x{side}"),
+            Shape::Flat { features } => write!(f, "{features}"),
+        }
+    }
+}
+
+/// One layer after shape inference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerInfo {
+    pub spec: LayerSpec,
+    pub output: Shape,
+    /// Trainable parameters (weights, biases, batch norm's scale and shift).
+    pub params: usize,
+    /// Forward floating-point operations per image (a multiply-add counts 2).
+    pub flops: u64,
+}
+
+/// Infers every layer's output from an input of `channels` x `side` x `side` and `classes`
+/// classes, refusing what cannot be built: a pool on an odd side, a conv or pool after an
+/// fc, a model that does not end in `fc`, a bare `fc` anywhere else.
+pub fn infer(
+    layers: &[LayerSpec],
+    channels: usize,
+    side: usize,
+    classes: usize,
+) -> Result<Vec<LayerInfo>, String> {
+    if !matches!(layers.last(), Some(LayerSpec::Dense { .. })) {
+        return Err("the model must end with a dense layer (fc, one output per class)".into());
+    }
+    let mut shape = Shape::Image { channels, side };
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, spec) in layers.iter().enumerate() {
+        let at = |problem: String| format!("layer {} ({spec}): {problem}", i + 1);
+        let n = shape.len();
+        let (output, params, flops) = match (spec, shape) {
+            (LayerSpec::Conv { out_channels, kernel }, Shape::Image { channels, side }) => {
+                let taps = channels * kernel * kernel;
+                let output = Shape::Image { channels: *out_channels, side };
+                // the bias is dropped where batch norm follows
+                let bias =
+                    if matches!(layers.get(i + 1), Some(LayerSpec::BatchNorm)) { 0 } else { *out_channels };
+                (output, out_channels * taps + bias, 2 * (output.len() * taps) as u64)
+            }
+            (LayerSpec::MaxPool, Shape::Image { channels, side }) => {
+                if side % 2 != 0 || side == 0 {
+                    return Err(at(format!("a 2x2 pool needs an even side; its input is {shape}")));
+                }
+                (Shape::Image { channels, side: side / 2 }, 0, 0)
+            }
+            (LayerSpec::GlobalAvgPool, Shape::Image { channels, .. }) => {
+                (Shape::Flat { features: channels }, 0, n as u64)
+            }
+            (LayerSpec::Conv { .. } | LayerSpec::MaxPool | LayerSpec::GlobalAvgPool, Shape::Flat { .. }) => {
+                return Err(at(format!(
+                    "needs an image input, but the input is {shape} flat features (after an fc or gap)"
+                )));
+            }
+            (LayerSpec::BatchNorm, _) => {
+                let per = match shape {
+                    Shape::Image { channels, .. } => channels,
+                    Shape::Flat { features } => features,
+                };
+                (shape, 2 * per, 2 * n as u64)
+            }
+            (LayerSpec::Relu | LayerSpec::Dropout { .. }, _) => (shape, 0, 0),
+            (LayerSpec::Dense { outputs }, _) => {
+                let last = i + 1 == layers.len();
+                let outputs = match outputs {
+                    Some(o) => *o,
+                    None if last => classes,
+                    None => return Err(at("a bare fc (one output per class) must be the last layer".into())),
+                };
+                if last && outputs != classes {
+                    return Err(at(format!(
+                        "the last layer must have one output per class ({classes}), not {outputs}"
+                    )));
+                }
+                (Shape::Flat { features: outputs }, outputs * n + outputs, 2 * (outputs * n) as u64)
+            }
+        };
+        shape = output;
+        out.push(LayerInfo { spec: spec.clone(), output, params, flops });
+    }
+    Ok(out)
+}
+
+/// The table printed before training: one row per layer (output shape, parameters,
+/// forward FLOPs per image) and the totals.
+pub fn summary(input: Shape, layers: &[LayerInfo]) -> String {
+    let mut rows: Vec<[String; 4]> =
+        vec![["layer".into(), "output".into(), "params".into(), "MFLOP/image".into()]];
+    rows.push(["input".into(), input.to_string(), String::new(), String::new()]);
+    for l in layers {
+        rows.push([
+            l.spec.to_string(),
+            l.output.to_string(),
+            l.params.to_string(),
+            format!("{:.3}", l.flops as f64 / 1e6),
+        ]);
+    }
+    let params: usize = layers.iter().map(|l| l.params).sum();
+    let flops: u64 = layers.iter().map(|l| l.flops).sum();
+    rows.push(["total".into(), String::new(), params.to_string(), format!("{:.3}", flops as f64 / 1e6)]);
+    let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    rows.iter()
+        .map(|r| {
+            let line = format!(
+                "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3]
+            );
+            format!("{}\n", line.trim_end())
+        })
+        .collect()
+}
