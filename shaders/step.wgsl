@@ -6,7 +6,8 @@ struct Step {
     start: u32,
     // valid samples in the batch (the last batch of an epoch may be short)
     count: u32,
-    _pad0: u32,
+    // the optimiser update this training step makes (1-based; 0 when evaluating)
+    update: u32,
     _pad1: u32,
     // Adam: lr / (1 - beta1^t) and sqrt(1 - beta2^t) for update t
     step_size: f32,

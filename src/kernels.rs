@@ -72,9 +72,18 @@ impl Variant {
     }
 }
 
-/// The WGSL source of every shader module for `variant`, labelled by family, in the order
-/// Kernels::with_config compiles them. Each module declares `override WG: u32`.
+/// The WGSL source of every shader module the program can build for `variant`, labelled
+/// by family: the kernels Kernels compiles, then the layers that compile their own. Each
+/// module declares `override WG: u32`.
 pub fn shader_sources(variant: Variant) -> Vec<(&'static str, String)> {
+    let mut sources = kernel_sources(variant);
+    sources.push(("gap.wgsl", crate::layers::gap::GAP_WGSL.to_string()));
+    sources.push(("dropout.wgsl", format!("{STEP_WGSL}\n{}", crate::layers::dropout::DROPOUT_WGSL)));
+    sources
+}
+
+/// The modules Kernels::with_config compiles, in its order.
+fn kernel_sources(variant: Variant) -> Vec<(&'static str, String)> {
     // A family's variants differ only in one helper appended to the common source.
     let (conv_part, wgrad_part, dense_part) = match variant {
         Variant::Plain => (CONV_ACCUMULATE_WGSL, CONV_WGRAD_GRADS_WGSL, DENSE_ROWS_WGSL),
@@ -109,7 +118,7 @@ impl Kernels {
             return Err("the Subgroup8 kernels need 8-lane subgroups and 8-lane workgroups".into());
         }
         let modules: Vec<wgpu::ShaderModule> =
-            shader_sources(variant).iter().map(|(label, source)| shader(gpu, label, source)).collect();
+            kernel_sources(variant).iter().map(|(label, source)| shader(gpu, label, source)).collect();
         let [conv, wgrad, pool, dense, gather, xent, optim] = &modules[..] else {
             return Err("internal error: unexpected shader module count".into());
         };
@@ -147,7 +156,10 @@ pub struct Step {
     pub start: u32,
     /// Valid samples in this batch (the last batch of an epoch may be short).
     pub count: u32,
-    pub _pad0: [u32; 2],
+    /// The optimiser update this training step makes (1-based, low 32 bits; 0 when
+    /// evaluating): dropout's masks are hashed from it.
+    pub update: u32,
+    pub _pad0: u32,
     pub step_size: f32,
     pub sqrt_bias_correction2: f32,
     pub lr: f32,

@@ -229,6 +229,7 @@ impl<'a> Trainer<'a> {
                 let mut step = Step { start, count, ..Default::default() };
                 if train {
                     self.position.updates += 1;
+                    step.update = self.position.updates as u32;
                     self.cfg.optimizer.fill_step(&mut step, self.position.updates);
                 }
                 steps.push(step);

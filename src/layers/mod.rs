@@ -2,6 +2,8 @@
 
 pub mod conv;
 pub mod dense;
+pub mod dropout;
+pub mod gap;
 pub mod input;
 pub mod loss;
 pub mod optim;
