@@ -78,6 +78,7 @@ impl Variant {
 pub fn shader_sources(variant: Variant) -> Vec<(&'static str, String)> {
     let mut sources = kernel_sources(variant);
     sources.push(("gap.wgsl", crate::layers::gap::GAP_WGSL.to_string()));
+    sources.push(("batchnorm.wgsl", crate::layers::batchnorm::BATCHNORM_WGSL.to_string()));
     sources.push(("dropout.wgsl", format!("{STEP_WGSL}\n{}", crate::layers::dropout::DROPOUT_WGSL)));
     sources
 }

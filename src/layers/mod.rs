@@ -1,5 +1,6 @@
 //! Layers: each pairs its forward dispatches with its backward ones.
 
+pub mod batchnorm;
 pub mod conv;
 pub mod dense;
 pub mod dropout;

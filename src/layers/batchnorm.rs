@@ -1,0 +1,173 @@
+//! Batch normalisation over channels (shaders/batchnorm.wgsl): values (B, C, P), NCHW
+//! images with P = H * W or features (B, F) with P = 1. Training uses the batch's mean and
+//! biased variance (two passes over the data, never E[x^2] - E[x]^2) and updates running
+//! statistics with momentum 0.1 and the unbiased variance, as PyTorch does; evaluation uses
+//! the running statistics. gamma and beta (C each) sit in the flat parameter buffer; the
+//! statistics (mean, 1/std of the last batch, running mean, running variance: 4 x C) are
+//! the layer's non-trainable state. Every per-channel sum runs in chunks of the channel's
+//! B * P values, then over the chunks in order: deterministic, and within the loop budget.
+
+use crate::gpu::{Gpu, Kernel, Result, shader};
+use crate::kernels::{Dispatch, Kernels, whole};
+use crate::loop_budget::{LoopBound, loop_ticks};
+
+pub const BATCHNORM_WGSL: &str = include_str!("../../shaders/batchnorm.wgsl");
+pub const EPS: f64 = 1e-5;
+pub const MOMENTUM: f64 = 0.1;
+
+#[derive(Debug, Clone, Copy)]
+pub struct BnShape {
+    pub batch: usize,
+    pub channels: usize,
+    /// Values per channel per sample: H * W, or 1 for features.
+    pub plane: usize,
+}
+
+impl BnShape {
+    pub fn len(&self) -> usize {
+        self.batch * self.channels * self.plane
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// gamma then beta.
+    pub fn param_len(&self) -> usize {
+        2 * self.channels
+    }
+    pub fn stats_len(&self) -> usize {
+        4 * self.channels
+    }
+    /// The statistics a fresh layer starts from: running mean 0, running variance 1.
+    pub fn initial_stats(&self) -> Vec<f32> {
+        let c = self.channels;
+        (0..4 * c).map(|i| if i >= 3 * c { 1.0 } else { 0.0 }).collect()
+    }
+    /// (chunks, values per chunk) of each channel's B * P values: about 2,048 threads in
+    /// all, no chunk longer than the loop budget allows.
+    pub fn plan(&self, loop_budget: u64) -> (usize, usize) {
+        let n = (self.batch * self.plane).max(1);
+        let parallel = (2048 / self.channels.max(1)).max(1);
+        let len = n.div_ceil(parallel).min(loop_budget.saturating_sub(1).max(1) as usize);
+        (n.div_ceil(len), len)
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BnParams {
+    batch: u32,
+    channels: u32,
+    plane: u32,
+    chunk_len: u32,
+    chunks: u32,
+    param_offset: u32,
+    eps: f32,
+    momentum: f32,
+}
+
+/// Buffers the layer reads and writes; `offset` is its (gamma, beta) block in the flat
+/// parameter and gradient buffers.
+pub struct BnBuffers<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub y: &'a wgpu::Buffer,
+    pub params: &'a wgpu::Buffer,
+    pub grads: &'a wgpu::Buffer,
+    pub offset: usize,
+    pub stats: &'a wgpu::Buffer,
+    pub dy: &'a wgpu::Buffer,
+    /// Gradient with respect to x; None for a first layer.
+    pub dx: Option<&'a wgpu::Buffer>,
+}
+
+pub struct BatchNorm {
+    pub shape: BnShape,
+    /// Batch statistics (and the running update), then the normalisation.
+    pub train_forward: Vec<Dispatch>,
+    /// The normalisation with the running statistics.
+    pub eval_forward: Vec<Dispatch>,
+    pub backward: Vec<Dispatch>,
+    _owned: Vec<wgpu::Buffer>,
+}
+
+impl BatchNorm {
+    pub fn new(
+        gpu: &Gpu,
+        k: &Kernels,
+        shape: BnShape,
+        b: &BnBuffers,
+        with_backward: bool,
+    ) -> Result<BatchNorm> {
+        let module = shader(gpu, "batchnorm.wgsl", BATCHNORM_WGSL);
+        let kernel = |entry: &'static str| Kernel::new(gpu, &module, entry, k.workgroup_size);
+        let (chunks, chunk_len) = shape.plan(gpu.loop_budget);
+        let c = shape.channels;
+        let uniform = gpu.uniform_init(
+            "batchnorm params",
+            &[BnParams {
+                batch: shape.batch as u32,
+                channels: c as u32,
+                plane: shape.plane as u32,
+                chunk_len: chunk_len as u32,
+                chunks: chunks as u32,
+                param_offset: b.offset as u32,
+                eps: EPS as f32,
+                momentum: MOMENTUM as f32,
+            }],
+        );
+        let partial = gpu.storage("batchnorm partial sums", 2 * chunks * c)?;
+        let block = whole(b.params);
+        let chunk_loops =
+            LoopBound::new(loop_ticks(chunk_len as u64), format!("{chunk_len} values per chunk"));
+        let reduce_loops =
+            |times: u64| LoopBound::new(times * loop_ticks(chunks as u64), format!("{chunks} chunks"));
+        let u = || (0, whole(&uniform));
+        let per_chunk = (chunks * c) as u32;
+        let elements = shape.len() as u32;
+        let stat = |entry, threads, entries: &[(u32, wgpu::BindingResource)], loops| -> Result<Dispatch> {
+            Ok(Dispatch::new(gpu, &kernel(entry), threads, entries)?.with_loops(loops))
+        };
+        let stats_entries = [u(), (1, whole(b.x)), (4, whole(b.stats)), (5, whole(&partial))];
+        let reduce_entries = [u(), (4, whole(b.stats)), (5, whole(&partial))];
+        let normalise = [u(), (1, whole(b.x)), (2, whole(b.y)), (3, block.clone()), (4, whole(b.stats))];
+        let train_forward = vec![
+            stat("bn_sum_partial", per_chunk, &stats_entries, chunk_loops.clone())?,
+            stat("bn_mean", c as u32, &reduce_entries, reduce_loops(1))?,
+            stat("bn_sqdev_partial", per_chunk, &stats_entries, chunk_loops.clone())?,
+            stat("bn_var", c as u32, &reduce_entries, reduce_loops(1))?,
+            stat("bn_forward_train", elements, &normalise, LoopBound::none())?,
+        ];
+        let eval_forward = vec![stat("bn_forward_eval", elements, &normalise, LoopBound::none())?];
+        let mut backward = Vec::new();
+        if with_backward {
+            backward.push(stat(
+                "bn_grad_partial",
+                per_chunk,
+                &[u(), (1, whole(b.x)), (4, whole(b.stats)), (5, whole(&partial)), (6, whole(b.dy))],
+                chunk_loops,
+            )?);
+            backward.push(stat(
+                "bn_grad_reduce",
+                c as u32,
+                &[u(), (5, whole(&partial)), (7, whole(b.grads))],
+                reduce_loops(2),
+            )?);
+            if let Some(dx) = b.dx {
+                backward.push(stat(
+                    "bn_backward_dx",
+                    elements,
+                    &[
+                        u(),
+                        (1, whole(b.x)),
+                        (2, whole(dx)),
+                        (3, block),
+                        (4, whole(b.stats)),
+                        (6, whole(b.dy)),
+                        (7, whole(b.grads)),
+                    ],
+                    LoopBound::none(),
+                )?);
+            }
+        }
+        Ok(BatchNorm { shape, train_forward, eval_forward, backward, _owned: vec![uniform, partial] })
+    }
+}

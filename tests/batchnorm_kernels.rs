@@ -1,0 +1,148 @@
+//! Batch norm against an f64 reference (PyTorch's rules: biased variance to normalise,
+//! unbiased in the running estimate, momentum 0.1, eps 1e-5) on image and feature shapes
+//! in every kernel configuration, training and evaluation forward, dgamma, dbeta and dx,
+//! and dx against finite differences.
+
+mod common;
+use common::*;
+use gpu_train::layers::batchnorm::{BatchNorm, BnBuffers, BnShape, EPS, MOMENTUM};
+
+struct Run {
+    y: Vec<f32>,
+    stats: Vec<f32>,
+    grads: Vec<f32>,
+    dx: Vec<f32>,
+    eval_y: Vec<f32>,
+}
+
+/// One training forward + backward, then an evaluation forward, from fresh statistics.
+fn run_bn(
+    dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    s: BnShape,
+    x: &[f32],
+    pg: &[f32],
+    dy: &[f32],
+) -> Run {
+    let (gpu, k) = dev;
+    // the layer's block sits at an offset in a larger parameter buffer
+    let offset = 4;
+    let mut params = vec![9.0f32; offset];
+    params.extend_from_slice(pg);
+    let xb = gpu.storage_init("x", x).unwrap();
+    let yb = gpu.storage("y", s.len()).unwrap();
+    let pb = gpu.storage_init("params", &params).unwrap();
+    let gb = gpu.storage("grads", params.len()).unwrap();
+    let sb = gpu.storage_init("stats", &s.initial_stats()).unwrap();
+    let dyb = gpu.storage_init("dy", dy).unwrap();
+    let dxb = gpu.storage("dx", s.len()).unwrap();
+    let b =
+        BnBuffers { x: &xb, y: &yb, params: &pb, grads: &gb, offset, stats: &sb, dy: &dyb, dx: Some(&dxb) };
+    let layer = BatchNorm::new(&gpu, &k, s, &b, true).unwrap();
+    for step in [&layer.train_forward, &layer.eval_forward, &layer.backward] {
+        gpu_train::loop_budget::check(&gpu, step).unwrap();
+    }
+    run(&gpu, &layer.train_forward.iter().chain(&layer.backward).collect::<Vec<_>>());
+    let (y, stats, grads, dx) = (
+        gpu.read_f32(&yb).unwrap(),
+        gpu.read_f32(&sb).unwrap(),
+        gpu.read_f32(&gb).unwrap(),
+        gpu.read_f32(&dxb).unwrap(),
+    );
+    run(&gpu, &layer.eval_forward.iter().collect::<Vec<_>>());
+    Run { y, stats, grads: grads[offset..].to_vec(), dx, eval_y: gpu.read_f32(&yb).unwrap() }
+}
+
+struct Reference {
+    y: Vec<f64>,
+    stats: Vec<f64>,
+    grads: Vec<f64>,
+    dx: Vec<f64>,
+    eval_y: Vec<f64>,
+}
+
+fn reference(s: BnShape, x: &[f32], pg: &[f32], dy: &[f32]) -> Reference {
+    let (c_n, n) = (s.channels, (s.batch * s.plane) as f64);
+    let at = |c: usize, j: usize| ((j / s.plane) * c_n + c) * s.plane + j % s.plane;
+    let mut r = Reference {
+        y: vec![0.0; s.len()],
+        stats: vec![0.0; 4 * c_n],
+        grads: vec![0.0; 2 * c_n],
+        dx: vec![0.0; s.len()],
+        eval_y: vec![0.0; s.len()],
+    };
+    for c in 0..c_n {
+        let idx: Vec<usize> = (0..s.batch * s.plane).map(|j| at(c, j)).collect();
+        let mean = idx.iter().map(|&i| x[i] as f64).sum::<f64>() / n;
+        let sq = idx.iter().map(|&i| (x[i] as f64 - mean).powi(2)).sum::<f64>();
+        let inv_std = 1.0 / (sq / n + EPS).sqrt();
+        let (rm, rv) = (MOMENTUM * mean, (1.0 - MOMENTUM) + MOMENTUM * sq / (n - 1.0));
+        r.stats[c] = mean;
+        r.stats[c_n + c] = inv_std;
+        r.stats[2 * c_n + c] = rm;
+        r.stats[3 * c_n + c] = rv;
+        let (gamma, beta) = (pg[c] as f64, pg[c_n + c] as f64);
+        let (mut dgamma, mut dbeta) = (0.0, 0.0);
+        for &i in &idx {
+            let xhat = (x[i] as f64 - mean) * inv_std;
+            r.y[i] = gamma * xhat + beta;
+            r.eval_y[i] = gamma * (x[i] as f64 - rm) / (rv + EPS).sqrt() + beta;
+            dgamma += dy[i] as f64 * xhat;
+            dbeta += dy[i] as f64;
+        }
+        r.grads[c] = dgamma;
+        r.grads[c_n + c] = dbeta;
+        for &i in &idx {
+            let xhat = (x[i] as f64 - mean) * inv_std;
+            r.dx[i] = gamma * inv_std * (dy[i] as f64 - (dbeta + xhat * dgamma) / n);
+        }
+    }
+    r
+}
+
+#[test]
+fn batchnorm_matches_reference() {
+    // images (3 x 5 channels x 7x7) and features (13 x 6); offsets and scales so the mean
+    // and variance are far from 0 and 1
+    for s in [BnShape { batch: 3, channels: 5, plane: 49 }, BnShape { batch: 13, channels: 6, plane: 1 }] {
+        let mut r = rng(61 + s.plane as u64);
+        let x: Vec<f32> =
+            random(&mut r, s.len()).iter().enumerate().map(|(i, v)| 3.0 * v + (i % 7) as f32).collect();
+        let pg = random(&mut r, s.param_len());
+        let dy = random(&mut r, s.len());
+        let want = reference(s, &x, &pg, &dy);
+        for dev in variants() {
+            println!("{:?} {s:?}", dev.1.variant);
+            let got = run_bn(dev, s, &x, &pg, &dy);
+            assert_close("bn forward (train)", &got.y, &want.y, 1e-4);
+            assert_close("bn statistics", &got.stats, &want.stats, 1e-4);
+            assert_close("bn dgamma, dbeta", &got.grads, &want.grads, 1e-4);
+            assert_close("bn dx", &got.dx, &want.dx, 1e-4);
+            assert_close("bn forward (eval)", &got.eval_y, &want.eval_y, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn batchnorm_dx_matches_finite_differences() {
+    // L = sum(y * w) in training mode: x moves the batch statistics too.
+    let s = BnShape { batch: 4, channels: 3, plane: 5 };
+    let mut r = rng(62);
+    let x = random(&mut r, s.len());
+    let pg = random(&mut r, s.param_len());
+    let w = random(&mut r, s.len());
+    let loss = |x: &[f32]| -> f64 {
+        let got = run_bn(variants().remove(0), s, x, &pg, &w);
+        got.y.iter().zip(&w).map(|(&y, &w)| y as f64 * w as f64).sum()
+    };
+    let analytic = run_bn(variants().remove(0), s, &x, &pg, &w).dx;
+    let mut worst = 0f64;
+    for i in [0, 9, 17, 30, s.len() - 1] {
+        let (mut up, mut down) = (x.clone(), x.clone());
+        up[i] += 1e-2;
+        down[i] -= 1e-2;
+        let numeric = (loss(&up) - loss(&down)) / 2e-2;
+        worst = worst.max((numeric - analytic[i] as f64).abs() / (analytic[i] as f64).abs().max(1.0));
+    }
+    println!("bn dx vs finite differences: max error {worst:.3e}");
+    assert!(worst < 1e-2, "finite-difference mismatch {worst:.3e}");
+}
