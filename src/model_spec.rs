@@ -260,6 +260,14 @@ pub fn infer(
     Ok(out)
 }
 
+/// A preset's summary table for single-channel `side` x `side` images and `classes`.
+pub fn preset_summary(name: &str, side: usize, classes: usize) -> Result<String, String> {
+    let text = preset(name).ok_or_else(|| format!("no preset named '{name}'"))?;
+    let layers = parse(text).map_err(|e| e.to_string())?;
+    let info = infer(&layers, 1, side, classes)?;
+    Ok(summary(Shape::Image { channels: 1, side }, &info))
+}
+
 /// The table printed before training: one row per layer (output shape, parameters,
 /// forward FLOPs per image) and the totals.
 pub fn summary(input: Shape, layers: &[LayerInfo]) -> String {

@@ -137,6 +137,10 @@ pub fn train_command(args: Args) -> Result<u8, String> {
         );
     }
     let lr = cfg.optimizer.lr;
+    print!(
+        "{}",
+        crate::model_spec::preset_summary(MODEL_NAME, trainer.model.shape.side, trainer.model.shape.classes)?
+    );
     println!(
         "model: {MODEL_NAME}, {} parameters, batch {}, {:?} lr {}; start-up {:.2} s",
         trainer.model.shape.blocks().iter().map(|b| b.2).sum::<usize>(),
