@@ -66,7 +66,7 @@ fn peak_rss_bytes() -> Option<u64> {
 
 pub fn run(cfg: BenchConfig) -> Result<()> {
     let t0 = Instant::now();
-    let gpu = crate::cli::open_gpu(&cfg.adapter, !cfg.json)?;
+    let gpu = crate::gpu::open_gpu(&cfg.adapter, !cfg.json)?;
     let adapter_s = t0.elapsed().as_secs_f64();
 
     let t = Instant::now();

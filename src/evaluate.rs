@@ -2,9 +2,9 @@
 //! test set or over PNG files, with the logits (N, classes) read back for the report.
 
 use crate::checkpoint::{Checkpoint, DatasetShape};
-use crate::cli::{EvalArgs, PredictArgs, open_gpu};
+use crate::cli::{EvalArgs, PredictArgs};
 use crate::data::{self, Dataset, Split};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, open_gpu};
 use crate::kernels::Kernels;
 use crate::model::param_align_words;
 use crate::train::{TrainConfig, Trainer};

@@ -460,3 +460,26 @@ pub fn shader(gpu: &Gpu, label: &str, source: &str) -> wgpu::ShaderModule {
         source: wgpu::ShaderSource::Wgsl(source.into()),
     })
 }
+
+/// Opens the adapter and, when `log` is set, says what was chosen.
+pub fn open_gpu(options: &AdapterOptions, log: bool) -> Result<Gpu> {
+    let gpu = Gpu::new(options)?;
+    if !log {
+        return Ok(gpu);
+    }
+    println!("adapter: {}", gpu.describe());
+    if gpu.is_software() {
+        println!(
+            "note: this is a software adapter: the GPU kernels run on the CPU. Install your GPU's Vulkan/Metal/DX12 driver for real speed."
+        );
+    }
+    let l = &gpu.limits;
+    println!(
+        "limits: max_storage_buffer_binding_size {} MiB, max_storage_buffers_per_shader_stage {}, max_compute_workgroups_per_dimension {}, loop budget {} iterations per invocation",
+        l.max_storage_buffer_binding_size / (1 << 20),
+        l.max_storage_buffers_per_shader_stage,
+        l.max_compute_workgroups_per_dimension,
+        gpu.loop_budget
+    );
+    Ok(gpu)
+}

@@ -5,9 +5,10 @@
 //! from the checkpoint's seed, batch size and optimiser, so it continues bit for bit.
 
 use crate::checkpoint::{Checkpoint, DatasetShape, RunPlan, class_names_for};
-use crate::cli::{Args, open_gpu, readable, usage_error};
+use crate::cli::{Args, readable, usage_error};
 use crate::data::{self, ClassCount, Dataset};
 use crate::gpu;
+use crate::gpu::open_gpu;
 use crate::interrupt;
 use crate::kernels::Kernels;
 use crate::layers::optim::{OptimizerConfig, OptimizerKind};
