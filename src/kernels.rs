@@ -296,3 +296,36 @@ pub fn words(buffer: &wgpu::Buffer, offset: usize, len: usize) -> wgpu::BindingR
         size: wgpu::BufferSize::new((len.max(1) * 4) as u64),
     })
 }
+
+/// The host's size of each struct a shader reads as a uniform, by its WGSL name: a test
+/// checks them against the shaders' own layouts (tests/shader_translation.rs).
+pub fn uniform_struct_sizes() -> Vec<(&'static str, usize)> {
+    use crate::layers::*;
+    use std::mem::size_of;
+    vec![
+        ("Step", size_of::<Step>()),
+        ("ConvParams", size_of::<conv::ConvParams>()),
+        ("WgradParams", size_of::<conv::WgradParams>()),
+        ("PoolParams", size_of::<conv::PoolParams>()),
+        ("MatmulParams", size_of::<dense::MatmulParams>()),
+        ("GatherParams", size_of::<input::GatherParams>()),
+        ("XentParams", size_of::<loss::XentParams>()),
+        ("OptimParams", size_of::<optim::OptimParams>()),
+        ("BnParams", size_of::<batchnorm::BnParams>()),
+        ("DropParams", size_of::<dropout::DropParams>()),
+        ("GapParams", size_of::<gap::GapParams>()),
+        // loop_budget::measure uploads [limit, seed, stop, 0]
+        ("ProbeParams", size_of::<[u32; 4]>()),
+    ]
+}
+
+/// Constants the host and a shader must agree on: (module label, WGSL constant, value).
+pub fn shared_constants() -> Vec<(&'static str, &'static str, u32)> {
+    use crate::layers::{conv, dense};
+    vec![
+        ("conv.wgsl", "OT", conv::OUT_TILE as u32),
+        ("conv_wgrad.wgsl", "OT", conv::WGRAD_TILE as u32),
+        ("dense.wgsl", "TM", dense::TILE.0),
+        ("dense.wgsl", "TN", dense::TILE.1),
+    ]
+}

@@ -426,3 +426,42 @@ fn every_shader_translates_for_metal_dx12_and_vulkan() {
     assert!(failures.is_empty(), "{} translation failures:\n{}", failures.len(), failures.join("\n"));
     assert!(total_translated > 0, "no entry point was translated");
 }
+
+#[test]
+fn host_and_shader_agree_on_uniform_layouts_and_shared_constants() {
+    use gpu_train::kernels::{shared_constants, uniform_struct_sizes};
+    let mut sources = shader_sources(Variant::Plain);
+    sources.push(("loop_probe.wgsl", gpu_train::loop_budget::PROBE_WGSL.to_string()));
+    let modules: Vec<(&str, naga::Module)> = sources
+        .iter()
+        .map(|(label, source)| (*label, naga::front::wgsl::parse_str(source).unwrap()))
+        .collect();
+    for (name, host) in uniform_struct_sizes() {
+        let mut seen = 0;
+        for (label, module) in &modules {
+            for (_, ty) in module.types.iter() {
+                if let (Some(n), naga::TypeInner::Struct { span, .. }) = (&ty.name, &ty.inner)
+                    && n == name
+                {
+                    assert_eq!(
+                        *span as usize, host,
+                        "{label}: struct {name} is {span} bytes, the host's {host}"
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        println!("{name}: {host} bytes, as in {seen} module(s)");
+        assert!(seen > 0, "no shader declares struct {name}");
+    }
+    for (label, constant, host) in shared_constants() {
+        let (_, module) = modules.iter().find(|(l, _)| *l == label).unwrap();
+        let (_, c) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some(constant)).unwrap();
+        let value = match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref other => panic!("{label}: {constant} is {other:?}, not a u32 literal"),
+        };
+        println!("{label}: {constant} = {value}");
+        assert_eq!(value, host, "{label}: const {constant} = {value}, the host uses {host}");
+    }
+}

@@ -54,7 +54,7 @@ impl BnShape {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct BnParams {
+pub(crate) struct BnParams {
     batch: u32,
     channels: u32,
     plane: u32,

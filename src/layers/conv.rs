@@ -141,7 +141,7 @@ pub fn conv_block_loops(inputs: usize) -> LoopBound {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ConvParams {
+pub(crate) struct ConvParams {
     batch: u32,
     in_channels: u32,
     out_channels: u32,
@@ -154,7 +154,7 @@ struct ConvParams {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct WgradParams {
+pub(crate) struct WgradParams {
     batch: u32,
     in_channels: u32,
     out_channels: u32,
@@ -167,7 +167,7 @@ struct WgradParams {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PoolParams {
+pub(crate) struct PoolParams {
     pooled_count: u32,
     height: u32,
     width: u32,

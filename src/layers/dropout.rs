@@ -11,7 +11,7 @@ pub const DROPOUT_WGSL: &str = include_str!("../../shaders/dropout.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct DropParams {
+pub(crate) struct DropParams {
     n: u32,
     seed: u32,
     threshold: u32,

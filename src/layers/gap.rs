@@ -27,7 +27,7 @@ impl GapShape {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct GapParams {
+pub(crate) struct GapParams {
     planes: u32,
     area: u32,
     _pad: [u32; 2],

@@ -51,7 +51,7 @@ impl ResidentSplit {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct GatherParams {
+pub(crate) struct GatherParams {
     batch: u32,
     words_per_image: u32,
     _pad: [u32; 2],

@@ -11,7 +11,7 @@ use crate::loop_budget::{LoopBound, loop_ticks};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct XentParams {
+pub(crate) struct XentParams {
     batch: u32,
     classes: u32,
     _pad: [u32; 2],

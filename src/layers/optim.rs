@@ -46,7 +46,7 @@ impl OptimizerConfig {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct OptimParams {
+pub(crate) struct OptimParams {
     len: u32,
     beta1: f32,
     beta2: f32,
