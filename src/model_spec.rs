@@ -303,3 +303,69 @@ pub fn summary(input: Shape, layers: &[LayerInfo]) -> String {
         })
         .collect()
 }
+
+/// A model as `--model` names it: a preset, a model file or a layer string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelDef {
+    /// The preset's name, the file's stem, or "custom".
+    pub name: String,
+    /// The layer string it stands for.
+    pub text: String,
+    pub layers: Vec<LayerSpec>,
+}
+
+/// Resolves a `--model` value: a preset name, else an existing file (TOML with
+/// `[model] layers = "..."`; a `[train]` table is allowed and left to the caller), else a
+/// layer string. Errors name the file, the key or the token.
+pub fn resolve(arg: &str) -> Result<ModelDef, String> {
+    if let Some(text) = preset(arg) {
+        let layers = parse(text).map_err(|e| format!("preset '{arg}': {e}"))?;
+        return Ok(ModelDef { name: arg.trim().to_lowercase(), text: text.to_string(), layers });
+    }
+    let path = std::path::Path::new(arg);
+    if path.is_file() || arg.ends_with(".toml") {
+        return model_file(path);
+    }
+    let layers = parse(arg).map_err(|e| format!("--model: {e}"))?;
+    Ok(ModelDef { name: "custom".into(), text: arg.to_string(), layers })
+}
+
+fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
+    let fail = |problem: String| format!("{}: {problem}", path.display());
+    let source =
+        std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the model file: {e}")))?;
+    let table: toml::Table = source.parse().map_err(|e: toml::de::Error| {
+        let line = e.span().map_or(String::new(), |s| {
+            format!(
+                " (line {})",
+                source.as_bytes()[..s.start.min(source.len())].iter().filter(|&&b| b == b'\n').count() + 1
+            )
+        });
+        fail(format!("not valid TOML{line}: {}", e.message()))
+    })?;
+    for key in table.keys() {
+        if key != "model" && key != "train" {
+            return Err(fail(format!(
+                "unknown table or key '{key}' (a model file has [model] and, later, [train])"
+            )));
+        }
+    }
+    let model = match table.get("model") {
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => return Err(fail("'model' must be a table: [model]".into())),
+        None => return Err(fail("needs a [model] table with layers = \"...\"".into())),
+    };
+    if let Some(key) = model.keys().find(|k| *k != "layers") {
+        return Err(fail(format!("[model] has an unknown key '{key}' (it holds layers = \"...\")")));
+    }
+    let text = match model.get("layers") {
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(fail("[model] layers must be a string, as in layers = \"c32,relu,pool,fc\"".into()));
+        }
+        None => return Err(fail("[model] needs layers = \"...\"".into())),
+    };
+    let layers = parse(&text).map_err(|e| fail(format!("[model] layers: {e}")))?;
+    let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    Ok(ModelDef { name, text, layers })
+}

@@ -132,3 +132,34 @@ fn random_strings_never_panic() {
     println!("{ok} parsed, {err} refused");
     assert!(ok > 0 && err > 0);
 }
+
+#[test]
+fn a_model_value_is_a_preset_a_file_or_a_layer_string() {
+    use gpu_train::model_spec::resolve;
+    let m = resolve("MLP").unwrap();
+    assert_eq!((m.name.as_str(), m.text.as_str()), ("mlp", preset("mlp").unwrap()));
+    let m = resolve("c8, relu, pool, fc").unwrap();
+    assert_eq!((m.name.as_str(), m.layers.len()), ("custom", 4));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("small.toml");
+    std::fs::write(&file, "# a small net\n[model]\nlayers = \"c8,relu,pool,fc\"\n\n[train]\n").unwrap();
+    let m = resolve(file.to_str().unwrap()).unwrap();
+    assert_eq!((m.name.as_str(), m.text.as_str(), m.layers.len()), ("small", "c8,relu,pool,fc", 4));
+    for (body, needle) in [
+        ("[model]\nlayers = \"c8,rleu,fc\"\n", "[model] layers: layer 2 ('rleu'"),
+        ("[model]\nlayers = 3\n", "must be a string"),
+        ("[model]\nlayer = \"fc\"\n", "unknown key 'layer'"),
+        ("[train]\nepochs = 3\n", "needs a [model] table"),
+        ("[modle]\nlayers = \"fc\"\n", "unknown table or key 'modle'"),
+        ("[model\nlayers = \"fc\"\n", "not valid TOML"),
+    ] {
+        std::fs::write(&file, body).unwrap();
+        let e = resolve(file.to_str().unwrap()).unwrap_err();
+        println!("{body:?}: {e}");
+        assert!(e.starts_with(file.to_str().unwrap()) && e.contains(needle), "{body:?}: {e}");
+    }
+    let e = resolve(dir.path().join("missing.toml").to_str().unwrap()).unwrap_err();
+    assert!(e.contains("cannot read the model file"), "{e}");
+    let e = resolve("c8,relu,cx").unwrap_err();
+    assert!(e.contains("--model: layer 3 ('cx'"), "{e}");
+}
