@@ -359,15 +359,12 @@ impl Checkpoint {
     }
 
     pub fn load(path: &Path, align_words: usize) -> Result<Checkpoint, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("{}: cannot read checkpoint: {e}", path.display()))?;
-        Checkpoint::from_bytes(path, &bytes, align_words)
+        Checkpoint::from_bytes(path, &read_file(path)?, align_words)
     }
 
     /// The checkpoint and the plan of the run that wrote it.
     pub fn load_with_plan(path: &Path, align_words: usize) -> Result<(Checkpoint, RunPlan), String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("{}: cannot read checkpoint: {e}", path.display()))?;
+        let bytes = read_file(path)?;
         let ckpt = Checkpoint::from_bytes(path, &bytes, align_words)?;
         Ok((ckpt, RunPlan::from_bytes(path, &bytes)?))
     }
@@ -471,6 +468,10 @@ impl RunPlan {
             limit_test: limit("limit_test")?,
         })
     }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: cannot read checkpoint: {e}", path.display()))
 }
 
 fn le_bytes(values: &[f32]) -> Vec<u8> {

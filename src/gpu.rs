@@ -399,6 +399,7 @@ impl Gpu {
 }
 
 /// A compute pipeline plus the workgroup size it was built with.
+#[derive(Clone)]
 pub struct Kernel {
     pub name: &'static str,
     pub pipeline: wgpu::ComputePipeline,

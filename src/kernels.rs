@@ -22,6 +22,9 @@ pub const OPTIM_WGSL: &str = include_str!("../shaders/optim.wgsl");
 pub struct Kernels {
     pub variant: Variant,
     pub workgroup_size: u32,
+    /// Pipelines of the layers that are not in every model, compiled on first use and
+    /// kept, with their modules, for every later layer of the same kind.
+    on_demand: std::sync::Mutex<OnDemand>,
     pub conv_fwd: Kernel,
     pub conv_dx: Kernel,
     pub conv_weight_layout: Kernel,
@@ -72,14 +75,27 @@ impl Variant {
     }
 }
 
+#[derive(Default)]
+struct OnDemand {
+    modules: std::collections::HashMap<&'static str, wgpu::ShaderModule>,
+    kernels: std::collections::HashMap<&'static str, Kernel>,
+}
+
+/// The modules that Kernels compiles only when a layer asks (`Kernels::on_demand`).
+fn on_demand_sources() -> Vec<(&'static str, String)> {
+    vec![
+        ("gap.wgsl", crate::layers::gap::GAP_WGSL.to_string()),
+        ("batchnorm.wgsl", crate::layers::batchnorm::BATCHNORM_WGSL.to_string()),
+        ("dropout.wgsl", format!("{STEP_WGSL}\n{}", crate::layers::dropout::DROPOUT_WGSL)),
+    ]
+}
+
 /// The WGSL source of every shader module the program can build for `variant`, labelled
-/// by family: the kernels Kernels compiles, then the layers that compile their own. Each
+/// by family: the kernels Kernels compiles up front, then those it compiles on demand. Each
 /// module declares `override WG: u32`.
 pub fn shader_sources(variant: Variant) -> Vec<(&'static str, String)> {
     let mut sources = kernel_sources(variant);
-    sources.push(("gap.wgsl", crate::layers::gap::GAP_WGSL.to_string()));
-    sources.push(("batchnorm.wgsl", crate::layers::batchnorm::BATCHNORM_WGSL.to_string()));
-    sources.push(("dropout.wgsl", format!("{STEP_WGSL}\n{}", crate::layers::dropout::DROPOUT_WGSL)));
+    sources.extend(on_demand_sources());
     sources
 }
 
@@ -126,6 +142,7 @@ impl Kernels {
         let kernels = Kernels {
             variant,
             workgroup_size,
+            on_demand: Default::default(),
             conv_fwd: Kernel::new(gpu, conv, "conv_fwd", workgroup_size),
             conv_dx: Kernel::new(gpu, conv, "conv_dx", workgroup_size),
             conv_weight_layout: Kernel::new(gpu, conv, "conv_weight_layout", workgroup_size),
@@ -146,6 +163,28 @@ impl Kernels {
         };
         gpu.wait().map_err(|e| format!("compiling the WGSL kernels failed: {e}"))?;
         Ok(kernels)
+    }
+}
+
+impl Kernels {
+    /// Entry point `entry` of on-demand module `label` (gap.wgsl, batchnorm.wgsl,
+    /// dropout.wgsl), compiled once per device however many layers use it.
+    pub fn on_demand(&self, gpu: &Gpu, label: &'static str, entry: &'static str) -> Result<Kernel> {
+        let mut cache =
+            self.on_demand.lock().map_err(|_| "internal error: kernel cache poisoned".to_string())?;
+        if let Some(k) = cache.kernels.get(entry) {
+            return Ok(k.clone());
+        }
+        if !cache.modules.contains_key(label) {
+            let (_, source) = on_demand_sources()
+                .into_iter()
+                .find(|(l, _)| *l == label)
+                .ok_or_else(|| format!("internal error: no shader module {label}"))?;
+            cache.modules.insert(label, shader(gpu, label, &source));
+        }
+        let kernel = Kernel::new(gpu, &cache.modules[label], entry, self.workgroup_size);
+        cache.kernels.insert(entry, kernel.clone());
+        Ok(kernel)
     }
 }
 

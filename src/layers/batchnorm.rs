@@ -7,7 +7,7 @@
 //! the layer's non-trainable state. Every per-channel sum runs in chunks of the channel's
 //! B * P values, then over the chunks in order: deterministic, and within the loop budget.
 
-use crate::gpu::{Gpu, Kernel, Result, shader};
+use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, whole};
 use crate::loop_budget::{LoopBound, loop_ticks};
 
@@ -97,8 +97,7 @@ impl BatchNorm {
         b: &BnBuffers,
         with_backward: bool,
     ) -> Result<BatchNorm> {
-        let module = shader(gpu, "batchnorm.wgsl", BATCHNORM_WGSL);
-        let kernel = |entry: &'static str| Kernel::new(gpu, &module, entry, k.workgroup_size);
+        let kernel = |entry: &'static str| k.on_demand(gpu, "batchnorm.wgsl", entry);
         let (chunks, chunk_len) = shape.plan(gpu.loop_budget);
         let c = shape.channels;
         let uniform = gpu.uniform_init(
@@ -124,7 +123,7 @@ impl BatchNorm {
         let per_chunk = (chunks * c) as u32;
         let elements = shape.len() as u32;
         let stat = |entry, threads, entries: &[(u32, wgpu::BindingResource)], loops| -> Result<Dispatch> {
-            Ok(Dispatch::new(gpu, &kernel(entry), threads, entries)?.with_loops(loops))
+            Ok(Dispatch::new(gpu, &kernel(entry)?, threads, entries)?.with_loops(loops))
         };
         let stats_entries = [u(), (1, whole(b.x)), (4, whole(b.stats)), (5, whole(&partial))];
         let reduce_entries = [u(), (4, whole(b.stats)), (5, whole(&partial))];

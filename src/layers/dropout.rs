@@ -3,8 +3,8 @@
 //! update, index), so nothing is stored and a resumed run draws the same masks. Training
 //! only: an evaluation step leaves the layer out.
 
-use crate::gpu::{Gpu, Kernel, Result, shader};
-use crate::kernels::{Dispatch, Kernels, STEP_WGSL, StepSlots, whole};
+use crate::gpu::{Gpu, Result};
+use crate::kernels::{Dispatch, Kernels, StepSlots, whole};
 use crate::loop_budget::LoopBound;
 
 pub const DROPOUT_WGSL: &str = include_str!("../../shaders/dropout.wgsl");
@@ -63,8 +63,7 @@ impl Dropout {
         if !(0.0..1.0).contains(&p) {
             return Err(format!("dropout probability {p} must be at least 0 and below 1"));
         }
-        let module = shader(gpu, "dropout.wgsl", &format!("{STEP_WGSL}\n{DROPOUT_WGSL}"));
-        let kernel = Kernel::new(gpu, &module, "dropout", k.workgroup_size);
+        let kernel = k.on_demand(gpu, "dropout.wgsl", "dropout")?;
         let params =
             DropParams { n: n as u32, seed, threshold: threshold(p), scale: (1.0 / (1.0 - p)) as f32 };
         let uniform = gpu.uniform_init("dropout params", &[params]);

@@ -3,7 +3,7 @@
 //! whole plane in order, S * S + 1 loop iterations: sides past the loop budget (256 on
 //! llvmpipe) are refused by the model's check.
 
-use crate::gpu::{Gpu, Kernel, Result, shader};
+use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, whole};
 use crate::loop_budget::{LoopBound, loop_ticks};
 
@@ -50,12 +50,10 @@ impl GlobalAvgPool {
         y: &wgpu::Buffer,
         grads: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
     ) -> Result<GlobalAvgPool> {
-        let module = shader(gpu, "gap.wgsl", GAP_WGSL);
-        let wg = k.workgroup_size;
         let area = shape.side * shape.side;
         let params = GapParams { planes: shape.output_len() as u32, area: area as u32, _pad: [0; 2] };
         let uniform = gpu.uniform_init("gap params", &[params]);
-        let fwd = Kernel::new(gpu, &module, "gap_forward", wg);
+        let fwd = k.on_demand(gpu, "gap.wgsl", "gap_forward")?;
         let forward = vec![
             Dispatch::new(gpu, &fwd, params.planes, &[(0, whole(&uniform)), (1, whole(x)), (2, whole(y))])?
                 .with_flops(shape.input_len() as u64)
@@ -63,7 +61,7 @@ impl GlobalAvgPool {
         ];
         let mut backward = Vec::new();
         if let Some((dy, dx)) = grads {
-            let bwd = Kernel::new(gpu, &module, "gap_backward", wg);
+            let bwd = k.on_demand(gpu, "gap.wgsl", "gap_backward")?;
             backward.push(
                 Dispatch::new(
                     gpu,
