@@ -187,6 +187,27 @@ fn conv_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
+// Without the fused ReLU and pool (a conv followed by batch norm, say): y (B, CO, H, W) =
+// conv + bias, stored like conv_dx stores dx. A bias-free layer's bias slots hold zeros.
+@compute @workgroup_size(WG)
+fn conv_fwd_plain(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let blk = locate(wid, nwg, lid);
+    var acc = accumulate(blk);
+    if !blk.valid {
+        return;
+    }
+    for (var o = 0u; o < OT; o++) {
+        let oc = blk.oc0 + o;
+        let v = acc[o] + layer[p.bias_offset + oc];
+        let row = ((blk.b * p.out_channels + oc) * p.height + blk.y0) * p.width + blk.x0;
+        dx[row] = v.x;
+        dx[row + 1u] = v.y;
+        dx[row + p.width] = v.z;
+        dx[row + p.width + 1u] = v.w;
+    }
+}
+
 @group(0) @binding(7) var<storage, read_write> wt_fwd: array<f32>;
 @group(0) @binding(8) var<storage, read_write> wt_dx: array<f32>;
 

@@ -26,7 +26,9 @@ struct WgradParams {
     chunks: u32,
     // image rows per chunk
     chunk_rows: u32,
-    _pad: u32,
+    // 0 for a convolution without bias (batch norm follows): its bias slots, zero from
+    // the start, get a zero gradient and so never move
+    has_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: WgradParams;
@@ -272,5 +274,6 @@ fn conv_wgrad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     for (var c = 0u; c < p.chunks; c++) {
         sum += partial[c * stride + i];
     }
-    grad[i] = sum;
+    let is_bias = i >= p.out_channels * p.in_channels * 9u;
+    grad[i] = select(sum, 0.0, is_bias && p.has_bias == 0u);
 }

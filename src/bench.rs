@@ -5,13 +5,13 @@ use crate::data::{self, Dataset};
 use crate::gpu::{AdapterOptions, Result};
 use crate::kernels::Kernels;
 use crate::layers::optim::OptimizerConfig;
-use crate::model::MODEL_NAME;
 use crate::profile::{self, KernelProfile};
 use crate::train::{TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::time::Instant;
 
 pub struct BenchConfig {
+    pub model: crate::model_spec::ModelDef,
     pub batch_size: usize,
     /// Timed training steps (after warm-up), exactly; evaluation times the same number.
     pub steps: usize,
@@ -91,6 +91,7 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
     let pipelines_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let train_cfg = TrainConfig {
+        model: cfg.model.clone(),
         epochs: 1,
         batch_size: cfg.batch_size,
         seed: 0,
@@ -114,8 +115,7 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
     let train = spread(time_steps(&mut trainer, true, steps)?);
     let eval = spread(time_steps(&mut trainer, false, steps)?);
 
-    let shape = trainer.model.shape;
-    let forward_flops = 2 * shape.forward_macs();
+    let forward_flops = trainer.model.forward_flops();
     let train_flops = 3 * forward_flops;
     let b = cfg.batch_size as f64;
     let train_ips = b * 1e3 / train.median;
@@ -144,7 +144,7 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
             ),
         };
         let out = serde_json::json!({
-            "model": MODEL_NAME,
+            "model": cfg.model.name, "model_layers": cfg.model.text,
             "adapter": gpu.describe(),
             "software_adapter": gpu.is_software(),
             "kernel_variant": format!("{:?}", kernels.variant),
@@ -175,7 +175,9 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
         return Ok(());
     }
     println!(
-        "model: {MODEL_NAME}, batch {}, kernels {:?}, data {}",
+        "model: {} ({}), batch {}, kernels {:?}, data {}",
+        cfg.model.name,
+        cfg.model.text,
         cfg.batch_size,
         kernels.variant,
         dataset.dir.display()

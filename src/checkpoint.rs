@@ -1,29 +1,39 @@
 //! Checkpoints: one safetensors file holding a run's weights, optimiser state and position.
 //!
-//! Tensors, all f32 little-endian, named as PyTorch names ref-cnn's state:
-//! - `conv1.weight` (32, 1, 3, 3), `conv1.bias` (32), `conv2.*` (64, 32, 3, 3), `fc1.weight`
-//!   (128, 64 * S/4 * S/4) over NCHW-flattened inputs, `fc2.*` (classes, 128);
+//! Tensors, f32 little-endian, named as the equivalent PyTorch nn.Sequential names its
+//! state_dict (network::torch_indices), so that `load_state_dict` takes them:
+//! - `<i>.weight`, `<i>.bias` of each conv (CO, CI, K, K), fc (O, I) over NCHW-flattened
+//!   inputs and batch norm (gamma, beta); batch norm's `<i>.running_mean`, `<i>.running_var`
+//!   and `<i>.num_batches_tracked` (an i64 scalar: the optimiser steps);
 //! - Adam: `optimizer.exp_avg.<tensor>` and `optimizer.exp_avg_sq.<tensor>`; SGD:
 //!   `optimizer.momentum_buffer.<tensor>`;
 //! - a run stopped inside an epoch: `train_metrics.partial` (samples done, 2), each trained
 //!   sample's loss and correctness (0 or 1) in the epoch's order, so the resumed epoch
 //!   reports what an unbroken one would.
 //!
-//! The metadata (string to string) carries the model, shapes, position (epochs done,
+//! The metadata (string to string) carries the model (`model`: its name; `model_layers`:
+//! the layer string the network is rebuilt from), shapes, position (epochs done,
 //! batches done, optimiser steps), seed, batch size, optimiser hyper-parameters, the
 //! dataset's shape and class names, and the best test accuracy so far. Checkpoints written
 //! by training add the run's plan (`RunPlan`: target epochs, sample limits), which a plain
 //! `--resume` continues with.
+//!
+//! Format version 1 (the release that trained ref-cnn only) named ref-cnn's tensors
+//! `conv1`, `conv2`, `fc1`, `fc2`; such files still load, as ref-cnn.
 
 use crate::layers::optim::{OptimizerConfig, OptimizerKind};
-use crate::model::{MODEL_NAME, ModelShape, ParamLayout};
+use crate::model::ModelShape;
+use crate::model_spec::ModelDef;
+use crate::network::{Node, Op, ParamLayout, plan};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "gpu-train checkpoint";
-const VERSION: &str = "1";
+const VERSION: &str = "2";
+/// ref-cnn's tensor names in version 1 files, and the nn.Sequential names they now have.
+const LEGACY_NAMES: [(&str, &str); 4] = [("conv1.", "0."), ("conv2.", "3."), ("fc1.", "7."), ("fc2.", "9.")];
 /// Larger images or class counts are refused before anything is allocated.
 const MAX_SIDE: usize = 256;
 const MAX_CLASSES: usize = 256;
@@ -74,6 +84,7 @@ struct TensorSlot {
 
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
+    pub model: ModelDef,
     pub dataset: DatasetShape,
     pub class_names: Vec<String>,
     pub batch_size: usize,
@@ -85,6 +96,21 @@ pub struct Checkpoint {
     pub params: Vec<f32>,
     pub m: Vec<f32>,
     pub v: Vec<f32>,
+    /// Batch norm's running statistics by name (`3.running_mean`), in model order.
+    pub state: Vec<(String, Vec<f32>)>,
+}
+
+/// The running statistics of each batch-norm node: (name, values).
+pub fn state_slots(nodes: &[Node]) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for n in nodes {
+        if n.op == Op::BatchNorm {
+            let c = crate::network::channels_of(n.input);
+            out.push((format!("{}.running_mean", n.torch_index), c));
+            out.push((format!("{}.running_var", n.torch_index), c));
+        }
+    }
+    out
 }
 
 impl Checkpoint {
@@ -92,22 +118,21 @@ impl Checkpoint {
         ModelShape { side: self.dataset.side, classes: self.dataset.classes, batch: self.batch_size }
     }
 
-    /// Each tensor's place in the flat layout, in parameter order.
-    fn tensor_slots(&self, align_words: usize) -> (ParamLayout, Vec<TensorSlot>) {
-        let shape = self.shape();
-        let layout = ParamLayout::new(&shape, align_words);
-        let mut slots = Vec::new();
-        for ((name, dims, len), &offset) in shape.blocks().into_iter().zip(&layout.offsets) {
-            let bias = dims[0];
-            slots.push(TensorSlot { name: format!("{name}.weight"), dims, offset, len: len - bias });
-            slots.push(TensorSlot {
-                name: format!("{name}.bias"),
-                dims: vec![bias],
-                offset: offset + len - bias,
-                len: bias,
-            });
-        }
-        (layout, slots)
+    /// The model's nodes for the checkpoint's data.
+    pub fn nodes(&self) -> Result<Vec<Node>, String> {
+        plan(&self.model.layers, 1, self.dataset.side, self.dataset.classes)
+    }
+
+    /// Each exported tensor's place in the flat layout, in parameter order.
+    fn tensor_slots(&self, align_words: usize) -> Result<(ParamLayout, Vec<TensorSlot>), String> {
+        let layout = ParamLayout::new(&self.nodes()?, align_words);
+        let slots = layout
+            .tensors
+            .iter()
+            .filter(|t| t.exported)
+            .map(|t| TensorSlot { name: t.name.clone(), dims: t.dims.clone(), offset: t.offset, len: t.len() })
+            .collect();
+        Ok((layout, slots))
     }
 
     fn state_prefixes(&self) -> Vec<&'static str> {
@@ -125,8 +150,8 @@ impl Checkpoint {
     /// The safetensors bytes, with the run's plan (what `--resume` defaults to) in the
     /// metadata when given.
     pub fn to_bytes_with(&self, align_words: usize, plan: Option<&RunPlan>) -> Result<Vec<u8>, String> {
-        let (_, slots) = self.tensor_slots(align_words);
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let (_, slots) = self.tensor_slots(align_words)?;
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = Vec::new();
         let sources: Vec<(&str, &Vec<f32>)> = std::iter::once(("", &self.params))
             .chain(self.state_prefixes().into_iter().zip([&self.m, &self.v]))
             .collect();
@@ -134,17 +159,25 @@ impl Checkpoint {
             for t in &slots {
                 let values =
                     flat.get(t.offset..t.offset + t.len).ok_or("checkpoint: parameter buffer too short")?;
-                tensors.push((format!("{prefix}{}", t.name), t.dims.clone(), le_bytes(values)));
+                tensors.push((format!("{prefix}{}", t.name), t.dims.clone(), le_bytes(values), Dtype::F32));
+            }
+        }
+        for (name, values) in &self.state {
+            tensors.push((name.clone(), vec![values.len()], le_bytes(values), Dtype::F32));
+            if let Some(layer) = name.strip_suffix(".running_var") {
+                // PyTorch counts the batches its statistics saw: one per optimiser step
+                let count = self.position.updates as i64;
+                tensors.push((format!("{layer}.num_batches_tracked"), vec![], count.to_le_bytes().to_vec(), Dtype::I64));
             }
         }
         let partial = &self.position.partial_metrics;
         if !partial.is_empty() {
-            tensors.push(("train_metrics.partial".into(), vec![partial.len() / 2, 2], le_bytes(partial)));
+            tensors.push(("train_metrics.partial".into(), vec![partial.len() / 2, 2], le_bytes(partial), Dtype::F32));
         }
         let views = tensors
             .iter()
-            .map(|(name, dims, bytes)| {
-                TensorView::new(Dtype::F32, dims.clone(), bytes).map(|v| (name.clone(), v))
+            .map(|(name, dims, bytes, dtype)| {
+                TensorView::new(*dtype, dims.clone(), bytes).map(|v| (name.clone(), v))
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("checkpoint: {e}"))?;
@@ -159,15 +192,18 @@ impl Checkpoint {
         let o = &self.optimizer;
         let p = &self.position;
         let shapes: BTreeMap<String, Vec<usize>> = self
-            .shape()
-            .blocks()
+            .nodes()
+            .map(|nodes| ParamLayout::new(&nodes, 4).tensors)
+            .unwrap_or_default()
             .into_iter()
-            .map(|(name, dims, _)| (format!("{name}.weight"), dims))
+            .filter(|t| t.exported)
+            .map(|t| (t.name, t.dims))
             .collect();
         let mut m: HashMap<String, String> = [
             ("format", FORMAT.to_string()),
             ("format_version", VERSION.to_string()),
-            ("model", MODEL_NAME.to_string()),
+            ("model", self.model.name.clone()),
+            ("model_layers", self.model.text.clone()),
             ("shapes", serde_json::to_string(&shapes).unwrap_or_default()),
             ("epoch", p.epochs_done.to_string()),
             ("batches_done", p.batches_done.to_string()),
@@ -206,12 +242,15 @@ impl Checkpoint {
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(fail("not a gpu-train checkpoint (no 'format' metadata)".into()));
         }
-        if meta.get("format_version").map(String::as_str) != Some(VERSION) {
-            return Err(fail(format!(
-                "checkpoint format version {:?} is not supported (this build reads {VERSION})",
-                meta.get("format_version")
-            )));
-        }
+        let legacy = match meta.get("format_version").map(String::as_str) {
+            Some(VERSION) => false,
+            Some("1") => true,
+            other => {
+                return Err(fail(format!(
+                    "checkpoint format version {other:?} is not supported (this build reads 1 and {VERSION})"
+                )));
+            }
+        };
         let text = |key: &str| meta.get(key).ok_or_else(|| fail(format!("metadata lacks '{key}'")));
         let number = |key: &str| -> Result<u64, String> {
             text(key)?.parse::<u64>().map_err(|_| fail(format!("metadata '{key}' is not a whole number")))
@@ -222,14 +261,20 @@ impl Checkpoint {
                 _ => Err(fail(format!("metadata '{key}' is not a finite number"))),
             }
         };
-        let model = text("model")?;
-        if model != MODEL_NAME {
-            return Err(fail(format!("model '{model}' is not supported (this build trains {MODEL_NAME})")));
+        let name = text("model")?;
+        let model = if legacy {
+            if name != "ref-cnn" {
+                return Err(fail(format!("model '{name}' is not one a version 1 checkpoint can hold")));
+            }
+            crate::model_spec::resolve_text("ref-cnn", crate::model_spec::preset("ref-cnn").unwrap_or_default())
+        } else {
+            crate::model_spec::resolve_text(name, text("model_layers")?)
         }
+        .map_err(|e| fail(format!("metadata 'model_layers': {e}")))?;
         let side = number("dataset_side")? as usize;
         let classes = number("dataset_classes")? as usize;
-        if side == 0 || !side.is_multiple_of(4) || side > MAX_SIDE {
-            return Err(fail(format!("image side {side} is invalid (a multiple of 4, at most {MAX_SIDE})")));
+        if side == 0 || side > MAX_SIDE {
+            return Err(fail(format!("image side {side} is invalid (1 to {MAX_SIDE})")));
         }
         if !(2..=MAX_CLASSES).contains(&classes) {
             return Err(fail(format!("class count {classes} is invalid (2 to {MAX_CLASSES})")));
@@ -271,6 +316,7 @@ impl Checkpoint {
             return Err(fail(format!("batches_done {batches_done} exceeds the batches in an epoch")));
         }
         let mut ckpt = Checkpoint {
+            model,
             dataset,
             class_names,
             batch_size,
@@ -286,12 +332,24 @@ impl Checkpoint {
             params: Vec::new(),
             m: Vec::new(),
             v: Vec::new(),
+            state: Vec::new(),
         };
 
         let tensors = SafeTensors::deserialize(bytes).map_err(|e| {
             fail(format!("not a readable safetensors file ({e}); is it truncated or corrupt?"))
         })?;
+        let stored_name = |name: &str| -> String {
+            if legacy {
+                for (old, new) in LEGACY_NAMES {
+                    if let Some(i) = name.find(new).filter(|&i| i == 0 || name[..i].ends_with('.')) {
+                        return format!("{}{old}{}", &name[..i], &name[i + new.len()..]);
+                    }
+                }
+            }
+            name.to_string()
+        };
         let read = |name: &str, dims: &[usize]| -> Result<Vec<f32>, String> {
+            let name = &stored_name(name);
             let t = tensors.tensor(name).map_err(|_| fail(format!("tensor '{name}' is missing")))?;
             if t.dtype() != Dtype::F32 || t.shape() != dims {
                 return Err(fail(format!(
@@ -302,10 +360,14 @@ impl Checkpoint {
             }
             Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         };
-        let (layout, slots) = ckpt.tensor_slots(align_words);
+        let nodes = ckpt.nodes().map_err(|e| fail(format!("model '{}': {e}", ckpt.model.text)))?;
+        let (layout, slots) = ckpt.tensor_slots(align_words).map_err(&fail)?;
+        let states = state_slots(&nodes);
         let prefixes: Vec<&str> = std::iter::once("").chain(ckpt.state_prefixes()).collect();
         // The header's shapes decide the allocations below: check that the file can hold them.
-        let needed = slots.iter().map(|t| t.len).sum::<usize>() * prefixes.len() * 4;
+        let needed = (slots.iter().map(|t| t.len).sum::<usize>() * prefixes.len()
+            + states.iter().map(|s| s.1).sum::<usize>())
+            * 4;
         if needed > bytes.len() {
             return Err(fail(format!(
                 "a {side}x{side} {classes}-class model needs {needed} bytes of tensors; the file has {}",
@@ -320,6 +382,9 @@ impl Checkpoint {
                 flat[t.offset..t.offset + t.len].copy_from_slice(&values);
             }
             flats.push(flat);
+        }
+        for (name, len) in &states {
+            ckpt.state.push((name.clone(), read(name, &[*len])?));
         }
         let mut flats = flats.into_iter();
         ckpt.params = flats.next().unwrap_or_default();
@@ -355,7 +420,8 @@ impl Checkpoint {
 
     /// Whether every weight and optimiser value is a finite number.
     pub fn is_finite(&self) -> bool {
-        self.params.iter().chain(&self.m).chain(&self.v).all(|x| x.is_finite())
+        let state = self.state.iter().flat_map(|(_, v)| v);
+        self.params.iter().chain(&self.m).chain(&self.v).chain(state).all(|x| x.is_finite())
     }
 
     pub fn load(path: &Path, align_words: usize) -> Result<Checkpoint, String> {

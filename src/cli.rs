@@ -21,6 +21,13 @@ pub fn usage_error(message: &str) -> u8 {
     2
 }
 
+/// Prints a usage error in one line and gives its exit code, 2: for a model string or file
+/// that does not parse or does not fit the data, where the message already says what to fix.
+pub fn one_line_usage_error(message: &str) -> u8 {
+    eprintln!("error: {message}");
+    2
+}
+
 /// A sample count for --limit-train / --limit-test.
 fn sample_count(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
@@ -69,6 +76,15 @@ pub enum Command {
     Eval(EvalArgs),
     /// Classify PNG images with a checkpoint and print each one's top 3 classes
     Predict(PredictArgs),
+    /// List the preset models with their layers, parameters and forward FLOPs
+    Models(ModelsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    /// Also print each preset's per-layer summary (for 28x28 images and 10 classes)
+    #[arg(long)]
+    pub summary: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,12 +155,20 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
+    /// Model to measure: a preset name (see `gpu-train models`), a layer string or a model file
+    #[arg(long, default_value = "ref-cnn")]
+    pub model: String,
     #[command(flatten)]
     pub adapter: AdapterArgs,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Model: a preset name (`gpu-train models` lists them), a layer string such as
+    /// "c32,bn,relu,pool,fc128,relu,fc", or a TOML file with [model] layers = "..."
+    /// [default: ref-cnn, or the resumed run's]
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
     /// Number of passes over the training set, in all [default: 20, or the resumed run's]
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub epochs: Option<u32>,
@@ -212,7 +236,15 @@ pub struct Args {
 /// Runs the command line; Ok gives the exit code (0, or 130 after Ctrl-C).
 pub fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
+        Some(Command::Models(m)) => {
+            print!("{}", crate::model_spec::presets_listing(m.summary));
+            Ok(0)
+        }
         Some(Command::Bench(b)) => crate::bench::run(crate::bench::BenchConfig {
+            model: match crate::model_spec::resolve(&b.model) {
+                Ok(m) => m,
+                Err(e) => return Ok(one_line_usage_error(&e)),
+            },
             batch_size: b.batch_size as usize,
             steps: b.steps as usize,
             data: b.data,

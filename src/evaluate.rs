@@ -29,6 +29,7 @@ fn run_model(
     // a batch beyond the images to evaluate would only hold padding
     let used = batch.min(split.count).max(1);
     let cfg = TrainConfig {
+        model: ckpt.model.clone(),
         epochs: 0,
         batch_size: used,
         seed: ckpt.seed,
@@ -42,7 +43,7 @@ fn run_model(
             e
         }
     })?;
-    trainer.set_params(&ckpt.params)?;
+    trainer.set_params(&ckpt.params, &ckpt.state)?;
     trainer.test_logits()
 }
 

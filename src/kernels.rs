@@ -26,6 +26,7 @@ pub struct Kernels {
     /// kept, with their modules, for every later layer of the same kind.
     on_demand: std::sync::Mutex<OnDemand>,
     pub conv_fwd: Kernel,
+    pub conv_fwd_plain: Kernel,
     pub conv_dx: Kernel,
     pub conv_weight_layout: Kernel,
     pub conv_wgrad: Kernel,
@@ -144,6 +145,7 @@ impl Kernels {
             workgroup_size,
             on_demand: Default::default(),
             conv_fwd: Kernel::new(gpu, conv, "conv_fwd", workgroup_size),
+            conv_fwd_plain: Kernel::new(gpu, conv, "conv_fwd_plain", workgroup_size),
             conv_dx: Kernel::new(gpu, conv, "conv_dx", workgroup_size),
             conv_weight_layout: Kernel::new(gpu, conv, "conv_weight_layout", workgroup_size),
             conv_wgrad: Kernel::new(gpu, wgrad, "conv_wgrad", workgroup_size),

@@ -15,6 +15,7 @@ pub mod layers;
 pub mod loop_budget;
 pub mod model;
 pub mod model_spec;
+pub mod network;
 pub mod profile;
 pub mod run;
 pub mod train;

@@ -268,6 +268,32 @@ pub fn preset_summary(name: &str, side: usize, classes: usize) -> Result<String,
     Ok(summary(Shape::Image { channels: 1, side }, &info))
 }
 
+/// What `gpu-train models` prints: each preset's name, layer string, parameters and
+/// forward MFLOP per image for Fashion-MNIST's 28x28 images and 10 classes, and with
+/// `summary` its per-layer table.
+pub fn presets_listing(summary: bool) -> String {
+    let mut out = String::from("presets (parameters and forward MFLOP per image for 28x28 images, 10 classes):\n");
+    for (name, text, about) in PRESETS {
+        let info = parse(text).map_err(|e| e.to_string()).and_then(|layers| infer(&layers, 1, 28, 10));
+        match info {
+            Ok(info) => {
+                let params: usize = info.iter().map(|l| l.params).sum();
+                let flops: u64 = info.iter().map(|l| l.flops).sum();
+                out += &format!("  {name:<8} {params:>9} params  {:>7.2} MFLOP  {about}\n", flops as f64 / 1e6);
+                out += &format!("           {text}\n");
+                if summary {
+                    for line in self::summary(Shape::Image { channels: 1, side: 28 }, &info).lines() {
+                        out += &format!("           {line}\n");
+                    }
+                }
+            }
+            Err(e) => out += &format!("  {name}: {e}\n"),
+        }
+    }
+    out += "use one with --model NAME, or write your own: --model \"c32,bn,relu,pool,fc128,relu,fc\"\n";
+    out
+}
+
 /// The table printed before training: one row per layer (output shape, parameters,
 /// forward FLOPs per image) and the totals.
 pub fn summary(input: Shape, layers: &[LayerInfo]) -> String {
@@ -328,6 +354,20 @@ pub fn resolve(arg: &str) -> Result<ModelDef, String> {
     }
     let layers = parse(arg).map_err(|e| format!("--model: {e}"))?;
     Ok(ModelDef { name: "custom".into(), text: arg.to_string(), layers })
+}
+
+impl Default for ModelDef {
+    /// ref-cnn, the default model.
+    fn default() -> ModelDef {
+        let (name, text, _) = PRESETS[0];
+        ModelDef { name: name.to_string(), text: text.to_string(), layers: parse(text).unwrap_or_default() }
+    }
+}
+
+/// A model from its name and layer string, as a checkpoint records them.
+pub fn resolve_text(name: &str, text: &str) -> Result<ModelDef, String> {
+    let layers = parse(text).map_err(|e| e.to_string())?;
+    Ok(ModelDef { name: name.to_string(), text: text.to_string(), layers })
 }
 
 fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {

@@ -5,14 +5,15 @@
 //! from the checkpoint's seed, batch size and optimiser, so it continues bit for bit.
 
 use crate::checkpoint::{Checkpoint, DatasetShape, RunPlan, class_names_for};
-use crate::cli::{Args, readable, usage_error};
+use crate::cli::{Args, one_line_usage_error, readable, usage_error};
 use crate::data::{self, ClassCount, Dataset};
 use crate::gpu;
 use crate::gpu::open_gpu;
 use crate::interrupt;
 use crate::kernels::Kernels;
 use crate::layers::optim::{OptimizerConfig, OptimizerKind};
-use crate::model::{MODEL_NAME, param_align_words};
+use crate::model::param_align_words;
+use crate::model_spec::{self, ModelDef};
 use crate::train::{EpochMetrics, TrainConfig, Trainer, progress_wanted};
 use clap::ValueEnum;
 use std::io::Write;
@@ -34,6 +35,11 @@ pub fn train_command(args: Args) -> Result<u8, String> {
             "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': Adam has no momentum setting",
         ));
     }
+    // A model that does not parse is a usage error before anything is opened.
+    let model = match args.model.as_deref().map(model_spec::resolve).transpose() {
+        Ok(m) => m,
+        Err(e) => return Ok(one_line_usage_error(&e)),
+    };
     let save_dir = planned_save_dir(&args)?;
     check_metrics_file(&args)?;
 
@@ -75,8 +81,8 @@ pub fn train_command(args: Args) -> Result<u8, String> {
         ),
     };
     let cfg = match &resumed {
-        Some((path, ckpt, plan)) => resumed_config(&args, path, ckpt, plan)?,
-        None => fresh_config(&args),
+        Some((path, ckpt, plan)) => resumed_config(&args, model.as_ref(), path, ckpt, plan)?,
+        None => fresh_config(&args, model.unwrap_or_default()),
     };
 
     let dir = data::locate(args.data.as_deref())?;
@@ -106,6 +112,11 @@ pub fn train_command(args: Args) -> Result<u8, String> {
     };
     let align = param_align_words(&gpu);
     let shape = dataset_shape(&dataset);
+    // A model that does not fit the data (a pool on an odd side, no final fc) is a usage error.
+    let layer_info = match model_spec::infer(&cfg.model.layers, 1, shape.side, shape.classes) {
+        Ok(info) => info,
+        Err(e) => return Ok(one_line_usage_error(&format!("--model {}: {e}", cfg.model.text))),
+    };
     if let Some((path, ckpt, _)) = &resumed {
         ckpt.check_dataset(path, &shape, true)?;
         if ckpt.position.epochs_done >= cfg.epochs {
@@ -138,13 +149,12 @@ pub fn train_command(args: Args) -> Result<u8, String> {
         );
     }
     let lr = cfg.optimizer.lr;
-    print!(
-        "{}",
-        crate::model_spec::preset_summary(MODEL_NAME, trainer.model.shape.side, trainer.model.shape.classes)?
-    );
+    print!("{}", model_spec::summary(model_spec::Shape::Image { channels: 1, side: shape.side }, &layer_info));
     println!(
-        "model: {MODEL_NAME}, {} parameters, batch {}, {:?} lr {}; start-up {:.2} s",
-        trainer.model.shape.blocks().iter().map(|b| b.2).sum::<usize>(),
+        "model: {} ({}), {} parameters, batch {}, {:?} lr {}; start-up {:.2} s",
+        cfg.model.name,
+        cfg.model.text,
+        trainer.model.network.layout.count(),
         cfg.batch_size,
         cfg.optimizer.kind,
         readable(lr),
@@ -233,8 +243,9 @@ fn dataset_shape(d: &Dataset) -> DatasetShape {
     DatasetShape { side: d.train.side, classes: d.classes, train: d.train.count, test: d.test.count }
 }
 
-fn fresh_config(args: &Args) -> TrainConfig {
+fn fresh_config(args: &Args, model: ModelDef) -> TrainConfig {
     TrainConfig {
+        model,
         epochs: args.epochs.unwrap_or(20) as usize,
         batch_size: args.batch_size.unwrap_or(128) as usize,
         seed: args.seed.unwrap_or(0),
@@ -253,6 +264,7 @@ fn fresh_config(args: &Args) -> TrainConfig {
 /// run's target (the caller has checked that one of the two exists).
 fn resumed_config(
     args: &Args,
+    model: Option<&ModelDef>,
     path: &Path,
     ckpt: &Checkpoint,
     plan: &RunPlan,
@@ -275,6 +287,11 @@ fn resumed_config(
         clash("--momentum", args.momentum.map(readable), readable(o.momentum));
     }
     clash("--classes", args.classes.map(|v| v.to_string()), ckpt.dataset.classes.to_string());
+    if let Some(m) = model
+        && m.layers != ckpt.model.layers
+    {
+        clashes.push(format!("--model {} (the checkpoint has {})", m.text, ckpt.model.text));
+    }
     if !clashes.is_empty() {
         return Err(format!(
             "{}: cannot resume with {}; leave these flags out to continue with the checkpoint's settings",
@@ -283,6 +300,7 @@ fn resumed_config(
         ));
     }
     Ok(TrainConfig {
+        model: ckpt.model.clone(),
         epochs: args.epochs.map(|e| e as usize).or(plan.epochs).unwrap_or(0),
         batch_size: ckpt.batch_size,
         seed: ckpt.seed,

@@ -25,6 +25,7 @@ pub const GROUP_IMAGES: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
+    pub model: crate::model_spec::ModelDef,
     pub epochs: usize,
     pub batch_size: usize,
     pub seed: u64,
@@ -103,12 +104,24 @@ impl<'a> Trainer<'a> {
         cfg: TrainConfig,
         training: bool,
     ) -> Result<Trainer<'a>> {
-        let train = ResidentSplit::upload(gpu, "train", &data.train)?;
         let test = ResidentSplit::upload(gpu, "test", &data.test)?;
+        // Evaluation never reads the training split: it shares the test split's buffers
+        // instead of uploading a second copy.
+        let train = if training { ResidentSplit::upload(gpu, "train", &data.train)? } else { test.clone() };
         let slots = StepSlots::new(gpu, GROUP);
         let shape = ModelShape { side: data.train.side, classes: data.classes, batch: cfg.batch_size };
-        let model =
-            Model::new(gpu, kernels, shape, &cfg.optimizer, cfg.seed, &train, &test, &slots, training)?;
+        let model = Model::new(
+            gpu,
+            kernels,
+            &cfg.model,
+            shape,
+            &cfg.optimizer,
+            cfg.seed,
+            &train,
+            &test,
+            &slots,
+            training,
+        )?;
         gpu.wait()?;
         let shuffle_rng = shuffle_stream(cfg.seed);
         let position =
@@ -120,13 +133,14 @@ impl<'a> Trainer<'a> {
     /// have been built with the checkpoint's seed, batch size, optimiser and dataset shape.
     /// The shuffle stream is replayed, so the coming epochs see the orders they would have.
     pub fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
-        let total = self.model.layout.total;
+        let total = self.model.network.layout.total;
         if ckpt.params.len() != total || ckpt.m.len() != total || ckpt.v.len() != total {
             return Err("checkpoint: parameter layout differs from this model's".into());
         }
         let optimizer = self.optimizer()?;
         let queue = &self.gpu.queue;
-        queue.write_buffer(&self.model.params, 0, bytemuck::cast_slice(&ckpt.params));
+        queue.write_buffer(&self.model.network.params, 0, bytemuck::cast_slice(&ckpt.params));
+        self.model.network.write_state(self.gpu, &ckpt.state)?;
         queue.write_buffer(&optimizer.m, 0, bytemuck::cast_slice(&ckpt.m));
         queue.write_buffer(&optimizer.v, 0, bytemuck::cast_slice(&ckpt.v));
         self.position = ckpt.position.clone();
@@ -149,12 +163,14 @@ impl<'a> Trainer<'a> {
         self.model.optimizer.as_ref().ok_or_else(|| "internal error: this trainer only evaluates".to_string())
     }
 
-    /// Replaces the weights (flat layout), e.g. with a checkpoint's for evaluation.
-    pub fn set_params(&self, params: &[f32]) -> Result<()> {
-        if params.len() != self.model.layout.total {
+    /// Replaces the weights (flat layout) and batch norm's running statistics, e.g. with a
+    /// checkpoint's for evaluation.
+    pub fn set_params(&self, params: &[f32], state: &[(String, Vec<f32>)]) -> Result<()> {
+        if params.len() != self.model.network.layout.total {
             return Err("checkpoint: parameter layout differs from this model's".into());
         }
-        self.gpu.queue.write_buffer(&self.model.params, 0, bytemuck::cast_slice(params));
+        self.gpu.queue.write_buffer(&self.model.network.params, 0, bytemuck::cast_slice(params));
+        self.model.network.write_state(self.gpu, state)?;
         self.gpu.wait()
     }
 
@@ -172,7 +188,7 @@ impl<'a> Trainer<'a> {
                 self.model.record_step(&mut pass, false, 0);
             }
             self.gpu.queue.submit([encoder.finish()]);
-            logits.extend(self.gpu.read_words::<f32>(&self.model.logits, 0, count as usize * classes)?);
+            logits.extend(self.gpu.read_words::<f32>(&self.model.network.logits, 0, count as usize * classes)?);
         }
         let metrics = self.read_metrics(&self.model.test_metrics, self.test.count)?;
         Ok((logits, metrics))
@@ -183,15 +199,17 @@ impl<'a> Trainer<'a> {
         let mut position = self.position.clone();
         position.partial_metrics = self.gpu.read_words(&self.model.train_metrics, 0, 2 * self.rows_done())?;
         Ok(Checkpoint {
+            model: self.cfg.model.clone(),
             dataset,
             class_names,
             batch_size: self.cfg.batch_size,
             seed: self.cfg.seed,
             optimizer: self.cfg.optimizer,
             position,
-            params: self.gpu.read_f32(&self.model.params)?,
+            params: self.gpu.read_f32(&self.model.network.params)?,
             m: self.gpu.read_f32(&self.optimizer()?.m)?,
             v: self.gpu.read_f32(&self.optimizer()?.v)?,
+            state: self.model.network.read_state(self.gpu)?,
         })
     }
 

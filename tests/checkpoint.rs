@@ -18,7 +18,7 @@ use std::path::Path;
 fn config(optimizer: OptimizerKind) -> TrainConfig {
     let optimizer = OptimizerConfig { kind: optimizer, ..OptimizerConfig::default() };
     // 250 samples at batch 8: 32 batches, two groups of 16, the last batch short (2).
-    TrainConfig { epochs: 4, batch_size: 8, seed: 5, optimizer, progress: false }
+    TrainConfig { model: Default::default(), epochs: 4, batch_size: 8, seed: 5, optimizer, progress: false }
 }
 
 fn dataset() -> data::Dataset {
@@ -124,24 +124,56 @@ fn a_checkpoint_round_trips_and_names_its_tensors_like_pytorch() {
     names.sort();
     println!("{names:?}");
     for (name, shape) in [
-        ("conv1.weight", vec![32, 1, 3, 3]),
-        ("conv1.bias", vec![32]),
-        ("conv2.weight", vec![64, 32, 3, 3]),
-        ("fc1.weight", vec![128, 64 * 2 * 2]),
-        ("fc2.weight", vec![3, 128]),
-        ("fc2.bias", vec![3]),
-        ("optimizer.exp_avg.fc1.weight", vec![128, 256]),
-        ("optimizer.exp_avg_sq.conv2.bias", vec![64]),
+        // nn.Sequential(Conv2d, ReLU, MaxPool2d, Conv2d, ReLU, MaxPool2d, Flatten, Linear, ReLU, Linear)
+        ("0.weight", vec![32, 1, 3, 3]),
+        ("0.bias", vec![32]),
+        ("3.weight", vec![64, 32, 3, 3]),
+        ("7.weight", vec![128, 64 * 2 * 2]),
+        ("9.weight", vec![3, 128]),
+        ("9.bias", vec![3]),
+        ("optimizer.exp_avg.7.weight", vec![128, 256]),
+        ("optimizer.exp_avg_sq.3.bias", vec![64]),
     ] {
         assert_eq!(st.tensor(name).unwrap().shape(), &shape[..], "{name}");
     }
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta = header.metadata().clone().unwrap();
     for (key, value) in
-        [("model", "ref-cnn"), ("epoch", "1"), ("step", "32"), ("seed", "5"), ("optimizer", "adam")]
+        [("model", "ref-cnn"), ("model_layers", "c32,relu,pool,c64,relu,pool,fc128,relu,fc"), ("epoch", "1"), ("step", "32"), ("seed", "5"), ("optimizer", "adam")]
     {
         assert_eq!(meta[key], value, "metadata {key}");
     }
+}
+
+#[test]
+fn a_version_1_checkpoint_with_ref_cnn_names_still_loads() {
+    // The release before models as data wrote format version 1 with conv1/conv2/fc1/fc2.
+    let (bytes, align) = sample_checkpoint();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    meta.insert("format_version".into(), "1".into());
+    meta.remove("model_layers");
+    let rename = |n: &str| {
+        let mut n = n.to_string();
+        for (new, old) in [("0.", "conv1."), ("3.", "conv2."), ("7.", "fc1."), ("9.", "fc2.")] {
+            if let Some(rest) = n.strip_prefix(new) {
+                n = format!("{old}{rest}");
+            } else if let Some(i) = n.find(&format!(".{new}")) {
+                n = format!("{}.{old}{}", &n[..i], &n[i + 1 + new.len()..]);
+            }
+        }
+        n
+    };
+    let renamed: Vec<(String, _)> = st.tensors().into_iter().map(|(n, v)| (rename(&n), v)).collect();
+    assert!(renamed.iter().any(|(n, _)| n == "optimizer.exp_avg.fc1.weight"));
+    let old = safetensors::tensor::serialize(renamed, Some(meta)).unwrap();
+    let legacy = Checkpoint::from_bytes(Path::new("old"), &old, align).unwrap();
+    let current = Checkpoint::from_bytes(Path::new("new"), &bytes, align).unwrap();
+    assert_eq!(legacy.model.text, "c32,relu,pool,c64,relu,pool,fc128,relu,fc");
+    assert_eq!(bits(&legacy.params), bits(&current.params));
+    assert_eq!(bits(&legacy.m), bits(&current.m));
+    assert_eq!(bits(&legacy.v), bits(&current.v));
 }
 
 #[test]
@@ -199,15 +231,21 @@ fn damaged_checkpoints_are_clear_errors() {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta = header.metadata().clone();
-    let without: Vec<_> = st.tensors().into_iter().filter(|(n, _)| n != "fc1.bias").collect();
-    check(&safetensors::tensor::serialize(without, meta.clone()).unwrap(), "'fc1.bias' is missing");
+    let without: Vec<_> = st.tensors().into_iter().filter(|(n, _)| n != "7.bias").collect();
+    check(&safetensors::tensor::serialize(without, meta.clone()).unwrap(), "'7.bias' is missing");
     let mut bad_meta = meta.clone().unwrap();
     bad_meta.insert("dataset_classes".into(), "4".into());
     let all = st.tensors();
     let err =
         Checkpoint::from_bytes(origin, &safetensors::tensor::serialize(all, Some(bad_meta)).unwrap(), align)
             .unwrap_err();
-    assert!(err.contains("class names") || err.contains("fc2"), "{err}");
+    assert!(err.contains("class names") || err.contains("9."), "{err}");
+    // A layer string that does not parse, or does not fit the data, names the key.
+    for (layers, needle) in [("c32,bogus,fc", "bogus"), ("c32,pool,pool,pool,pool,fc", "even side")] {
+        let mut m = meta.clone().unwrap();
+        m.insert("model_layers".into(), layers.into());
+        check(&safetensors::tensor::serialize(st.tensors(), Some(m)).unwrap(), needle);
+    }
     // NaN weights are refused rather than resumed from.
     let mut nan = bytes.clone();
     let header_len = u64::from_le_bytes(nan[..8].try_into().unwrap()) as usize;
@@ -275,12 +313,12 @@ try:
     from safetensors.torch import load_file
     state = load_file(sys.argv[1])
     conv = torch.nn.Conv2d(1, 32, 3, padding=1)
-    conv.load_state_dict({"weight": state["conv1.weight"], "bias": state["conv1.bias"]})
+    conv.load_state_dict({"weight": state["0.weight"], "bias": state["0.bias"]})
     via = "torch"
 except ImportError:
     via = "numpy"
-print(json.dumps({"via": via, "model": meta["model"], "conv1.weight": list(t["conv1.weight"].shape),
-                  "fc2.bias": [float(x) for x in t["fc2.bias"]]}))
+print(json.dumps({"via": via, "model": meta["model"], "0.weight": list(t["0.weight"].shape),
+                  "9.bias": [float(x) for x in t["9.bias"]]}))
 "#;
     let out =
         std::process::Command::new(&python).args(["-c", script, path.to_str().unwrap()]).output().unwrap();
@@ -289,13 +327,12 @@ print(json.dumps({"via": via, "model": meta["model"], "conv1.weight": list(t["co
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["model"], "ref-cnn");
-    assert_eq!(v["conv1.weight"], serde_json::json!([32, 1, 3, 3]));
-    let offsets = ckpt.shape().blocks();
-    assert_eq!(offsets[3].0, "fc2");
-    let layout = gpu_train::model::ParamLayout::new(&ckpt.shape(), align);
-    let fc2_bias = &ckpt.params[layout.offsets[3] + 3 * 128..layout.offsets[3] + 3 * 128 + 3];
+    assert_eq!(v["0.weight"], serde_json::json!([32, 1, 3, 3]));
+    let layout = gpu_train::network::ParamLayout::new(&ckpt.nodes().unwrap(), align);
+    let fc2 = layout.tensors.iter().find(|t| t.name == "9.bias").unwrap();
+    let fc2_bias = &ckpt.params[fc2.offset..fc2.offset + 3];
     let from_python: Vec<f32> =
-        v["fc2.bias"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        v["9.bias"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
     assert_eq!(bits(fc2_bias), bits(&from_python));
 }
 

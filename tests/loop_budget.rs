@@ -12,7 +12,7 @@ use gpu_train::train::{TrainConfig, Trainer};
 
 fn config(batch_size: usize, lr: f64) -> TrainConfig {
     let optimizer = OptimizerConfig { lr, ..OptimizerConfig::default() };
-    TrainConfig { epochs: 1, batch_size, seed: 3, optimizer, progress: false }
+    TrainConfig { model: Default::default(), epochs: 1, batch_size, seed: 3, optimizer, progress: false }
 }
 
 #[test]
@@ -100,17 +100,18 @@ fn training_at_a_large_batch_starts_from_ln_classes() {
 fn evaluation_accepts_batches_that_only_training_buffers_would_refuse() {
     let gpu = common::gpu();
     let k = Kernels::new(&gpu).unwrap();
-    let shape = |batch| ModelShape { side: 28, classes: 10, batch };
+    let nodes = ModelShape { side: 28, classes: 10, batch: 1 }.plan(&Default::default()).unwrap();
+    let shape = |batch| batch;
     // the smallest batch training refuses
     let (mut fits, mut fails) = (1usize, 1usize << 20);
     while fails - fits > 1 {
         let mid = (fits + fails) / 2;
-        if check_batch_fits(&gpu, &k, &shape(mid), true).is_ok() { fits = mid } else { fails = mid }
+        if check_batch_fits(&gpu, &k, &nodes, shape(mid), true).is_ok() { fits = mid } else { fails = mid }
     }
-    let err = check_batch_fits(&gpu, &k, &shape(fails), true).unwrap_err();
+    let err = check_batch_fits(&gpu, &k, &nodes, shape(fails), true).unwrap_err();
     println!("training refuses batch {fails}: {err}");
     assert!(err.contains(&format!("the largest batch that fits is {fits}")), "{err}");
-    check_batch_fits(&gpu, &k, &shape(fails), false).unwrap();
+    check_batch_fits(&gpu, &k, &nodes, shape(fails), false).unwrap();
 }
 
 #[test]
@@ -119,9 +120,9 @@ fn every_ref_cnn_dispatch_stays_inside_the_budget_up_to_the_largest_batch() {
     // batch and at the largest batch this adapter accepts for training.
     let gpu = common::gpu();
     let k = Kernels::new(&gpu).unwrap();
-    let shape = |batch| ModelShape { side: 28, classes: 10, batch };
+    let nodes = ModelShape { side: 28, classes: 10, batch: 1 }.plan(&Default::default()).unwrap();
     // 65,536 is the largest batch the command line accepts; the error names the largest that fits
-    let largest = match check_batch_fits(&gpu, &k, &shape(65_536), true) {
+    let largest = match check_batch_fits(&gpu, &k, &nodes, 65_536, true) {
         Ok(()) => 65_536,
         Err(e) => e
             .split("the largest batch that fits is ")

@@ -2,7 +2,7 @@
 //! position), presets, and shape inference against the data (output shapes, parameters,
 //! FLOPs; a pool on an odd side, a conv after an fc, no final fc refused by name).
 
-use gpu_train::model::ModelShape;
+use gpu_train::network::{ParamLayout, plan};
 use gpu_train::model_spec::{LayerSpec, PRESETS, Shape, infer, parse, preset, summary};
 use rand::{Rng, SeedableRng};
 
@@ -10,12 +10,14 @@ use rand::{Rng, SeedableRng};
 fn ref_cnn_as_a_string_matches_the_built_in_network() {
     let layers = parse(preset("ref-cnn").unwrap()).unwrap();
     let info = infer(&layers, 1, 28, 10).unwrap();
-    let shape = ModelShape { side: 28, classes: 10, batch: 1 };
     let params: usize = info.iter().map(|l| l.params).sum();
     let flops: u64 = info.iter().map(|l| l.flops).sum();
-    assert_eq!(params, shape.blocks().iter().map(|b| b.2).sum::<usize>());
+    // the built network's parameter layout holds exactly the inferred parameters
+    assert_eq!(params, ParamLayout::new(&plan(&layers, 1, 28, 10).unwrap(), 4).count());
     assert_eq!(params, 421_642);
-    assert_eq!(flops, 2 * shape.forward_macs());
+    // conv1 + conv2 + fc1 + fc2 multiply-adds, times 2
+    let macs = 28 * 28 * 32 * 9 + 14 * 14 * 64 * 32 * 9 + 7 * 7 * 64 * 128 + 128 * 10;
+    assert_eq!(flops, 2 * macs as u64);
     assert_eq!(info.last().unwrap().output, Shape::Flat { features: 10 });
     let table = summary(Shape::Image { channels: 1, side: 28 }, &info);
     println!("{table}");

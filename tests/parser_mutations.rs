@@ -9,7 +9,7 @@ mod small_checkpoint;
 use gpu_train::checkpoint::Checkpoint;
 use gpu_train::data;
 use gpu_train::idx::parse_idx;
-use gpu_train::model::ParamLayout;
+use gpu_train::network::ParamLayout;
 use rand::{Rng, SeedableRng};
 use small_checkpoint::small_checkpoint;
 use std::path::Path;
@@ -126,7 +126,7 @@ fn mutated_checkpoints_never_panic() {
         match Checkpoint::from_bytes(path, &bytes, 4) {
             Ok(c) => {
                 ok += 1;
-                assert_eq!(c.params.len(), ParamLayout::new(&c.shape(), 4).total);
+                assert_eq!(c.params.len(), ParamLayout::new(&c.nodes().unwrap(), 4).total);
                 assert!(c.params.iter().all(|v| v.is_finite()));
                 assert_eq!(c.class_names.len(), c.dataset.classes);
             }

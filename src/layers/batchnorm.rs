@@ -86,7 +86,8 @@ pub struct BatchNorm {
     /// The normalisation with the running statistics.
     pub eval_forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
-    _owned: Vec<wgpu::Buffer>,
+    /// Uniform and scratch, kept alive with the layer.
+    pub owned: Vec<wgpu::Buffer>,
 }
 
 impl BatchNorm {
@@ -167,6 +168,6 @@ impl BatchNorm {
                 )?);
             }
         }
-        Ok(BatchNorm { shape, train_forward, eval_forward, backward, _owned: vec![uniform, partial] })
+        Ok(BatchNorm { shape, train_forward, eval_forward, backward, owned: vec![uniform, partial] })
     }
 }

@@ -1,10 +1,13 @@
-//! Conv 3x3 (pad 1) + bias + ReLU + 2x2 max-pool, forward and backward, NCHW.
+//! Conv 3x3 (pad 1) + bias, forward and backward, NCHW, in two modes: fused with ReLU and
+//! 2x2 max-pool (the fusion pass picks it for conv,relu,pool), or plain.
 //!
-//! Forward:  x (B, CI, S, S) -> pooled (B, CO, S/2, S/2) and a pool code per pooled value.
-//! Backward: d_pooled -> d_pre (B, CO, S, S) through the pool/ReLU mask, then weight and
-//! bias gradients (per-chunk partials reduced in a fixed order) and, unless this is the
-//! first layer, dx (B, CI, S, S).
-//! Weights are (CO, CI, 3, 3) followed by the bias (CO), contiguous in one parameter block.
+//! Fused forward: x (B, CI, S, S) -> pooled (B, CO, S/2, S/2) and a pool code per pooled
+//! value; backward: d_pooled -> d_pre (B, CO, S, S) through the pool/ReLU mask.
+//! Plain forward: x -> y (B, CO, S, S) (held in `pooled`); backward reads dy (in `d_pre`).
+//! Then weight and bias gradients (per-chunk partials reduced in a fixed order) and,
+//! unless this is the first layer, dx (B, CI, S, S).
+//! Weights are (CO, CI, 3, 3) followed by the bias (CO), contiguous in one parameter block;
+//! a layer without bias keeps zeros there and gives them a zero gradient.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, whole, words};
@@ -162,7 +165,7 @@ pub(crate) struct WgradParams {
     width: u32,
     chunks: u32,
     chunk_rows: u32,
-    _pad: u32,
+    has_bias: u32,
 }
 
 #[repr(C)]
@@ -203,9 +206,9 @@ fn wgrad_dispatch(
     chunks: usize,
     uniform: &wgpu::Buffer,
     b: &ConvBuffers,
+    fused: bool,
 ) -> Result<Dispatch> {
     // Fused with the pool backward, the kernel reads d_pooled and the codes instead of dy.
-    let fused = shape.fuses_unpool(b.dx.is_some(), k);
     let dy = if fused { b.d_pooled } else { b.d_pre };
     let entries = [
         (0, whole(uniform)),
@@ -226,6 +229,17 @@ fn wgrad_dispatch(
     }
 }
 
+/// Whether the layer's ReLU and pool are fused into it, and whether it has a bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvMode {
+    pub relu_pool: bool,
+    pub bias: bool,
+}
+
+impl ConvMode {
+    pub const FUSED: ConvMode = ConvMode { relu_pool: true, bias: true };
+}
+
 /// Buffers a conv layer reads and writes. `params`/`grads` are the flat parameter buffers
 /// and `offset` is this layer's block in them.
 pub struct ConvBuffers<'a> {
@@ -233,9 +247,12 @@ pub struct ConvBuffers<'a> {
     pub params: &'a wgpu::Buffer,
     pub grads: &'a wgpu::Buffer,
     pub offset: usize,
+    /// The output: pooled (B, CO, S/2, S/2) when fused, else y (B, CO, S, S).
     pub pooled: &'a wgpu::Buffer,
     pub code: &'a wgpu::Buffer,
+    /// The output's gradient when fused (unused when plain).
     pub d_pooled: &'a wgpu::Buffer,
+    /// The gradient before the pool (fused), or the output's gradient (plain).
     pub d_pre: &'a wgpu::Buffer,
     pub partial: &'a wgpu::Buffer,
     /// Gradient with respect to x; None for the first layer.
@@ -244,6 +261,7 @@ pub struct ConvBuffers<'a> {
 
 pub struct Conv3x3ReluPool {
     pub shape: ConvShape,
+    pub mode: ConvMode,
     pub forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
     /// Uniforms and scratch buffers the dispatches bind; kept alive with the layer.
@@ -257,6 +275,17 @@ impl Conv3x3ReluPool {
         gpu: &Gpu,
         k: &Kernels,
         shape: ConvShape,
+        b: &ConvBuffers,
+        with_backward: bool,
+    ) -> Result<Self> {
+        Conv3x3ReluPool::with_mode(gpu, k, shape, ConvMode::FUSED, b, with_backward)
+    }
+
+    pub fn with_mode(
+        gpu: &Gpu,
+        k: &Kernels,
+        shape: ConvShape,
+        mode: ConvMode,
         b: &ConvBuffers,
         with_backward: bool,
     ) -> Result<Self> {
@@ -291,25 +320,35 @@ impl Conv3x3ReluPool {
                 ],
             )?
             .with_loops(LoopBound::none()),
-            block_dispatch(
-                gpu,
-                &k.conv_fwd,
-                fwd_params,
-                vec![
-                    (1, whole(b.x)),
-                    (2, whole(&wt_fwd)),
-                    (3, layer_params.clone()),
-                    (4, whole(b.pooled)),
-                    (5, whole(b.code)),
-                ],
-                &fwd_uniform,
-            )?
+            if mode.relu_pool {
+                block_dispatch(
+                    gpu,
+                    &k.conv_fwd,
+                    fwd_params,
+                    vec![
+                        (1, whole(b.x)),
+                        (2, whole(&wt_fwd)),
+                        (3, layer_params.clone()),
+                        (4, whole(b.pooled)),
+                        (5, whole(b.code)),
+                    ],
+                    &fwd_uniform,
+                )?
+            } else {
+                block_dispatch(
+                    gpu,
+                    &k.conv_fwd_plain,
+                    fwd_params,
+                    vec![(1, whole(b.x)), (2, whole(&wt_fwd)), (3, layer_params.clone()), (6, whole(b.pooled))],
+                    &fwd_uniform,
+                )?
+            }
             .with_flops(shape.flops()),
         ];
 
         if !with_backward {
             let uniforms = vec![fwd_uniform, wt_fwd, wt_dx];
-            return Ok(Conv3x3ReluPool { shape, forward, backward: Vec::new(), uniforms });
+            return Ok(Conv3x3ReluPool { shape, mode, forward, backward: Vec::new(), uniforms });
         }
         let pool_params = PoolParams {
             pooled_count: shape.pooled_len() as u32,
@@ -318,7 +357,8 @@ impl Conv3x3ReluPool {
             channels: shape.out_channels as u32,
         };
         let pool_uniform = gpu.uniform_init("maxpool params", &[pool_params]);
-        let plan = shape.wgrad_plan(shape.fuses_unpool(b.dx.is_some(), k), gpu.loop_budget)?;
+        let fused_unpool = mode.relu_pool && shape.fuses_unpool(b.dx.is_some(), k);
+        let plan = shape.wgrad_plan(fused_unpool, gpu.loop_budget)?;
         let chunks = plan.chunks;
         let wgrad_params = WgradParams {
             batch: shape.batch as u32,
@@ -328,11 +368,11 @@ impl Conv3x3ReluPool {
             width: s,
             chunks: chunks as u32,
             chunk_rows: plan.chunk_rows as u32,
-            _pad: 0,
+            has_bias: mode.bias as u32,
         };
         let wgrad_uniform = gpu.uniform_init("conv_wgrad params", &[wgrad_params]);
         let mut backward = Vec::new();
-        if !shape.fuses_unpool(b.dx.is_some(), k) {
+        if mode.relu_pool && !fused_unpool {
             backward.push(
                 Dispatch::new(
                     gpu,
@@ -349,7 +389,7 @@ impl Conv3x3ReluPool {
             );
         }
         backward.extend([
-            wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b)?
+            wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b, fused_unpool)?
                 .with_flops(shape.flops())
                 .with_loops(plan.loops()),
             Dispatch::new(
@@ -392,6 +432,6 @@ impl Conv3x3ReluPool {
             uniforms.push(dx_uniform);
         }
         uniforms.push(wt_dx);
-        Ok(Conv3x3ReluPool { shape, forward, backward, uniforms })
+        Ok(Conv3x3ReluPool { shape, mode, forward, backward, uniforms })
     }
 }

@@ -42,7 +42,8 @@ pub fn keeps(seed: u32, update: u32, i: u32, p: f64) -> bool {
 pub struct Dropout {
     pub forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
-    _uniform: wgpu::Buffer,
+    /// Kept alive with the layer.
+    pub uniform: wgpu::Buffer,
 }
 
 impl Dropout {
@@ -82,6 +83,6 @@ impl Dropout {
             Some((dy, dx)) => vec![apply(dy, dx)?],
             None => Vec::new(),
         };
-        Ok(Dropout { forward, backward, _uniform: uniform })
+        Ok(Dropout { forward, backward, uniform: uniform })
     }
 }

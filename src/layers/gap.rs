@@ -37,7 +37,8 @@ pub struct GlobalAvgPool {
     pub shape: GapShape,
     pub forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
-    _uniform: wgpu::Buffer,
+    /// Kept alive with the layer.
+    pub uniform: wgpu::Buffer,
 }
 
 impl GlobalAvgPool {
@@ -72,6 +73,6 @@ impl GlobalAvgPool {
                 .with_loops(LoopBound::none()),
             );
         }
-        Ok(GlobalAvgPool { shape, forward, backward, _uniform: uniform })
+        Ok(GlobalAvgPool { shape, forward, backward, uniform: uniform })
     }
 }

@@ -19,6 +19,7 @@ pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+#[derive(Clone)]
 pub struct ResidentSplit {
     pub count: usize,
     pub side: usize,

@@ -3,7 +3,7 @@
 
 use gpu_train::checkpoint::{Checkpoint, DatasetShape, Position};
 use gpu_train::layers::optim::OptimizerConfig;
-use gpu_train::model::ParamLayout;
+use gpu_train::network::ParamLayout;
 
 pub fn small_checkpoint() -> Vec<u8> {
     // one batch of 4 samples done: (loss, correct) each
@@ -14,6 +14,7 @@ pub fn small_checkpoint() -> Vec<u8> {
 #[allow(dead_code)]
 pub fn small_checkpoint_with(partial: Vec<f32>) -> Vec<u8> {
     let mut ckpt = Checkpoint {
+        model: gpu_train::model_spec::ModelDef::default(),
         dataset: DatasetShape { side: 4, classes: 2, train: 10, test: 4 },
         class_names: vec!["no".into(), "yes".into()],
         batch_size: 4,
@@ -29,8 +30,9 @@ pub fn small_checkpoint_with(partial: Vec<f32>) -> Vec<u8> {
         params: Vec::new(),
         m: Vec::new(),
         v: Vec::new(),
+        state: Vec::new(),
     };
-    let total = ParamLayout::new(&ckpt.shape(), 4).total;
+    let total = ParamLayout::new(&ckpt.nodes().unwrap(), 4).total;
     ckpt.params = (0..total).map(|i| (i as f32 * 0.37).sin()).collect();
     ckpt.m = (0..total).map(|i| (i as f32 * 0.11).cos() * 1e-3).collect();
     ckpt.v = (0..total).map(|i| (i as f32 * 0.05).sin().abs() * 1e-6).collect();
