@@ -7,4 +7,6 @@ pub mod dropout;
 pub mod gap;
 pub mod input;
 pub mod loss;
+pub mod maxpool;
 pub mod optim;
+pub mod relu;
