@@ -55,8 +55,8 @@ pub const PRESETS: [(&str, &str, &str); 3] = [
 /// The largest channel or output count a token may ask for.
 pub const MAX_WIDTH: usize = 65_536;
 
-/// A token that does not parse: its 1-based position among the tokens, its character
-/// offset in the string, the token and what was wrong.
+/// A token that does not parse: its 1-based position among the tokens, its 0-based
+/// character offset in the string (shown 1-based), the token and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     pub position: usize,
@@ -70,7 +70,10 @@ impl fmt::Display for ParseError {
         write!(
             f,
             "layer {} ('{}', at character {}): {}",
-            self.position, self.token, self.offset, self.problem
+            self.position,
+            self.token,
+            self.offset + 1,
+            self.problem
         )
     }
 }

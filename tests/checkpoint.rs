@@ -16,9 +16,14 @@ use gpu_train::train::{EpochMetrics, TrainConfig, Trainer};
 use std::path::Path;
 
 fn config(optimizer: OptimizerKind) -> TrainConfig {
+    config_for(optimizer, "ref-cnn")
+}
+
+fn config_for(optimizer: OptimizerKind, model: &str) -> TrainConfig {
     let optimizer = OptimizerConfig { kind: optimizer, ..OptimizerConfig::default() };
+    let model = gpu_train::model_spec::resolve(model).unwrap();
     // 250 samples at batch 8: 32 batches, two groups of 16, the last batch short (2).
-    TrainConfig { model: Default::default(), epochs: 4, batch_size: 8, seed: 5, optimizer, progress: false }
+    TrainConfig { model, epochs: 4, batch_size: 8, seed: 5, optimizer, progress: false }
 }
 
 fn dataset() -> data::Dataset {
@@ -46,6 +51,11 @@ fn losses(ms: &[EpochMetrics]) -> Vec<(f64, f64, f64, f64)> {
 /// 4 epochs straight versus stops after epoch 2 and inside epoch 3, each through a
 /// checkpoint's bytes into a fresh trainer.
 fn check_exact_resume(kind: OptimizerKind) {
+    check_exact_resume_of(kind, "ref-cnn");
+}
+
+fn check_exact_resume_of(kind: OptimizerKind, model: &str) {
+    let config = |kind| config_for(kind, model);
     let data = dataset();
     let gpu = common::gpu();
     let kernels = Kernels::new(&gpu).unwrap();
@@ -54,6 +64,7 @@ fn check_exact_resume(kind: OptimizerKind) {
     let mut straight = Trainer::new(&gpu, &kernels, &data, config(kind)).unwrap();
     let want: Vec<EpochMetrics> = (1..=4).map(|e| straight.train_epoch(e).unwrap()).collect();
     let want_params = straight.model.read_params(&gpu).unwrap();
+    let want_state = straight.model.network.read_state(&gpu).unwrap();
 
     let mut first = Trainer::new(&gpu, &kernels, &data, config(kind)).unwrap();
     let mut got: Vec<EpochMetrics> = (1..=2).map(|e| first.train_epoch(e).unwrap()).collect();
@@ -79,6 +90,11 @@ fn check_exact_resume(kind: OptimizerKind) {
     got.push(third.train_epoch(3).unwrap());
     got.push(third.train_epoch(4).unwrap());
     let got_params = third.model.read_params(&gpu).unwrap();
+    let got_state = third.model.network.read_state(&gpu).unwrap();
+    for ((name, want), (_, got)) in want_state.iter().zip(&got_state) {
+        assert_eq!(bits(want), bits(got), "{name} differs after resuming");
+    }
+    assert_eq!(want_state.len(), got_state.len());
 
     println!("{kind:?} straight: {:?}\n{kind:?} resumed:  {:?}", losses(&want), losses(&got));
     assert_eq!(losses(&want), losses(&got), "per-epoch metrics differ after resuming");
@@ -94,6 +110,34 @@ fn resuming_adam_is_bit_identical_to_an_unbroken_run() {
 #[test]
 fn resuming_sgd_is_bit_identical_to_an_unbroken_run() {
     check_exact_resume(OptimizerKind::Sgd);
+}
+
+#[test]
+fn resuming_a_model_with_batch_norm_and_dropout_is_bit_identical() {
+    // Dropout masks hash (seed, step, index) and batch norm's running statistics travel
+    // in the checkpoint, so a resumed run continues exactly.
+    check_exact_resume_of(OptimizerKind::Adam, "c16,bn,relu,pool,drop0.3,fc16,bn,relu,drop0.2,fc");
+}
+
+#[test]
+fn a_model_with_batch_norm_and_dropout_trains_the_same_twice_and_differs_by_seed() {
+    let data = dataset();
+    let gpu = common::gpu();
+    let kernels = Kernels::new(&gpu).unwrap();
+    let model = "c16,bn,relu,c16k5,relu,pool,drop0.25,fc16,bn,relu,drop0.5,fc";
+    let run = |seed: u64| {
+        let cfg = TrainConfig { seed, epochs: 1, ..config_for(OptimizerKind::Adam, model) };
+        let mut t = Trainer::new(&gpu, &kernels, &data, cfg).unwrap();
+        let m = t.train_epoch(1).unwrap();
+        (bits(&t.model.read_params(&gpu).unwrap()), m.train_loss)
+    };
+    let (a, loss_a) = run(5);
+    let (b, loss_b) = run(5);
+    let (c, _) = run(6);
+    assert_eq!(a, b, "the same seed must give bit-identical weights");
+    assert_eq!(loss_a.to_bits(), loss_b.to_bits());
+    assert_ne!(a, c, "another seed must give other weights");
+    assert!(loss_a.is_finite());
 }
 
 /// A checkpoint after one epoch, as bytes.

@@ -41,7 +41,7 @@ pub struct MaxPool {
     pub forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
     /// The uniform and the winner codes, bound by the dispatches.
-    _owned: Vec<wgpu::Buffer>,
+    pub owned: Vec<wgpu::Buffer>,
 }
 
 impl MaxPool {
@@ -93,6 +93,6 @@ impl MaxPool {
                 .with_loops(LoopBound::none()),
             );
         }
-        Ok(MaxPool { shape, forward, backward, _owned: vec![uniform, codes] })
+        Ok(MaxPool { shape, forward, backward, owned: vec![uniform, codes] })
     }
 }

@@ -26,7 +26,7 @@ fn params(gpu: &Gpu, n: usize) -> Result<wgpu::Buffer> {
 pub struct Relu {
     pub forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
-    _uniform: wgpu::Buffer,
+    pub uniform: wgpu::Buffer,
 }
 
 impl Relu {
@@ -58,7 +58,7 @@ impl Relu {
                 .with_loops(LoopBound::none()),
             );
         }
-        Ok(Relu { forward, backward, _uniform: uniform })
+        Ok(Relu { forward, backward, uniform: uniform })
     }
 }
 

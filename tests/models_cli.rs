@@ -1,0 +1,108 @@
+//! Models from the command line: `gpu-train models`, `--model` as a preset, a layer string
+//! or a file; malformed strings and files, and models that do not fit the data, as one-line
+//! usage errors (exit 2); a model using every token trains, saves, resumes bit-identically
+//! and evaluates from its checkpoint alone.
+
+#[path = "common/idx_files.rs"]
+mod idx_files;
+#[path = "common/run_cli.rs"]
+mod run_cli;
+use run_cli::gpu_train;
+use std::path::Path;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn assert_usage_error(args: &[&str], needles: &[&str]) {
+    let (code, _, stderr) = gpu_train(args);
+    println!("{args:?} -> {code}: {stderr}");
+    assert_eq!(code, 2, "exit code for {args:?}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one-line error expected: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "'{stderr}' should mention '{needle}'");
+    }
+}
+
+#[test]
+fn models_lists_the_presets_with_their_sizes() {
+    let (code, stdout, stderr) = gpu_train(&["models", "--summary"]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0);
+    for needle in ["ref-cnn", "421642", "c32,relu,pool,c64,relu,pool,fc128,relu,fc", "mlp", "bn-cnn", "total"] {
+        assert!(stdout.contains(needle), "missing {needle}");
+    }
+}
+
+#[test]
+fn malformed_models_are_one_line_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 20, 10, false);
+    let data = s(dir.path());
+    assert_usage_error(&["--model", "c32,bogus,fc", "--data", data], &["layer 2", "'bogus'", "character 5"]);
+    assert_usage_error(&["--model", "c32,,fc", "--data", data], &["empty layer"]);
+    assert_usage_error(&["--model", "c0,fc", "--data", data], &["at least one"]);
+    assert_usage_error(&["--model", "drop1.5,fc", "--data", data], &["probability"]);
+    assert_usage_error(&["--model", "c32k7,fc", "--data", data], &["kernel size"]);
+    // parses, but does not fit 8x8 images or the classes
+    assert_usage_error(&["--model", "c16,pool,pool,pool,pool,fc", "--data", data], &["layer 5 (pool)", "even side"]);
+    assert_usage_error(&["--model", "fc16,c16,fc", "--data", data], &["layer 2 (c16)", "image input"]);
+    assert_usage_error(&["--model", "c16,relu", "--data", data], &["must end with a dense layer"]);
+    assert_usage_error(&["--model", "c16,fc,fc", "--data", data], &["bare fc"]);
+    let file = dir.path().join("model.toml");
+    for (text, needle) in [
+        ("[model]\nlayers = 3\n", "must be a string"),
+        ("[model\nlayers = \"fc\"\n", "model.toml"),
+        ("[model]\nlayer = \"fc\"\n", "unknown key 'layer'"),
+        ("[model]\nlayers = \"c16,relu,nope,fc\"\n", "'nope'"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        assert_usage_error(&["--model", s(&file), "--data", data], &[needle]);
+    }
+    assert_usage_error(&["bench", "--model", "c16,relu,huh,fc"], &["'huh'"]);
+}
+
+fn train(args: &[&str]) -> String {
+    let (code, stdout, stderr) = gpu_train(args);
+    println!("{args:?} -> {code}\n{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, t)| (n, t.data().to_vec())).collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_model_using_every_token_trains_saves_resumes_exactly_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 12, 4, 150, 40, false);
+    let data = s(dir.path());
+    // every token: c<N>, c<N>k5, bn (after conv and after fc), relu, pool, gap, drop<P>, fc<N>, fc
+    let model = "C16, bn, relu, c24k5, relu, pool, c16, relu, pool, drop0.2, c16, gap, fc20, bn, relu, drop0.1, fc";
+    let common = ["--data", data, "--batch-size", "16", "--seed", "3"];
+    let straight = dir.path().join("straight");
+    let out = train(&[&common[..], &["--model", model, "--epochs", "3", "--save", s(&straight)]].concat());
+    assert!(out.contains("gap") && out.contains("c24k5") && out.contains("total"), "summary table");
+    let broken = dir.path().join("broken");
+    train(&[&common[..], &["--model", model, "--epochs", "1", "--save", s(&broken)]].concat());
+    // --resume rebuilds the network from the checkpoint alone; --epochs is the total
+    let last = broken.join("last.safetensors");
+    train(&["--data", data, "--resume", s(&last), "--epochs", "3"]);
+    assert_eq!(tensors(&straight.join("last.safetensors")), tensors(&last), "resumed run differs");
+    // a contradicting --model on resume is refused
+    let (code, _, stderr) = gpu_train(&["--data", data, "--resume", s(&last), "--epochs", "4", "--model", "mlp"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--model"), "{stderr}");
+    // eval and predict from the checkpoint alone
+    let (code, stdout, stderr) = gpu_train(&["eval", "--checkpoint", s(&last), "--data", data]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("accuracy"), "{stdout}");
+}
