@@ -87,6 +87,7 @@ fn on_demand_sources() -> Vec<(&'static str, String)> {
         ("gap.wgsl", crate::layers::gap::GAP_WGSL.to_string()),
         ("batchnorm.wgsl", crate::layers::batchnorm::BATCHNORM_WGSL.to_string()),
         ("dropout.wgsl", format!("{STEP_WGSL}\n{}", crate::layers::dropout::DROPOUT_WGSL)),
+        ("conv_generic.wgsl", crate::layers::conv_generic::CONV_GENERIC_WGSL.to_string()),
     ]
 }
 
@@ -168,7 +169,7 @@ impl Kernels {
 
 impl Kernels {
     /// Entry point `entry` of on-demand module `label` (gap.wgsl, batchnorm.wgsl,
-    /// dropout.wgsl), compiled once per device however many layers use it.
+    /// dropout.wgsl, conv_generic.wgsl), compiled once per device however many layers use it.
     pub fn on_demand(&self, gpu: &Gpu, label: &'static str, entry: &'static str) -> Result<Kernel> {
         let mut cache =
             self.on_demand.lock().map_err(|_| "internal error: kernel cache poisoned".to_string())?;
@@ -353,6 +354,7 @@ pub fn uniform_struct_sizes() -> Vec<(&'static str, usize)> {
         ("BnParams", size_of::<batchnorm::BnParams>()),
         ("DropParams", size_of::<dropout::DropParams>()),
         ("GapParams", size_of::<gap::GapParams>()),
+        ("ConvGenericParams", size_of::<conv_generic::ConvGenericParams>()),
         // loop_budget::measure uploads [limit, seed, stop, 0]
         ("ProbeParams", size_of::<[u32; 4]>()),
     ]
