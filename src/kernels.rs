@@ -90,6 +90,7 @@ fn on_demand_sources() -> Vec<(&'static str, String)> {
         ("dropout.wgsl", format!("{STEP_WGSL}\n{}", crate::layers::dropout::DROPOUT_WGSL)),
         ("relu.wgsl", crate::layers::relu::RELU_WGSL.to_string()),
         ("maxpool.wgsl", crate::layers::maxpool::MAXPOOL_WGSL.to_string()),
+        ("conv_generic.wgsl", crate::layers::conv_generic::CONV_GENERIC_WGSL.to_string()),
     ]
 }
 
@@ -172,7 +173,8 @@ impl Kernels {
 
 impl Kernels {
     /// Entry point `entry` of on-demand module `label` (gap.wgsl, batchnorm.wgsl,
-    /// dropout.wgsl, relu.wgsl, maxpool.wgsl), compiled once per device however many layers use it.
+    /// dropout.wgsl, relu.wgsl, maxpool.wgsl, conv_generic.wgsl), compiled once per device
+    /// however many layers use it.
     pub fn on_demand(&self, gpu: &Gpu, label: &'static str, entry: &'static str) -> Result<Kernel> {
         let mut cache =
             self.on_demand.lock().map_err(|_| "internal error: kernel cache poisoned".to_string())?;
@@ -359,6 +361,7 @@ pub fn uniform_struct_sizes() -> Vec<(&'static str, usize)> {
         ("GapParams", size_of::<gap::GapParams>()),
         ("ReluParams", size_of::<relu::ReluParams>()),
         ("MaxPoolParams", size_of::<maxpool::MaxPoolParams>()),
+        ("ConvGenericParams", size_of::<conv_generic::ConvGenericParams>()),
         // loop_budget::measure uploads [limit, seed, stop, 0]
         ("ProbeParams", size_of::<[u32; 4]>()),
     ]

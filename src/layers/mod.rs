@@ -2,6 +2,7 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_generic;
 pub mod dense;
 pub mod dropout;
 pub mod gap;
