@@ -130,7 +130,12 @@ impl Checkpoint {
             .tensors
             .iter()
             .filter(|t| t.exported)
-            .map(|t| TensorSlot { name: t.name.clone(), dims: t.dims.clone(), offset: t.offset, len: t.len() })
+            .map(|t| TensorSlot {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                offset: t.offset,
+                len: t.len(),
+            })
             .collect();
         Ok((layout, slots))
     }
@@ -167,12 +172,22 @@ impl Checkpoint {
             if let Some(layer) = name.strip_suffix(".running_var") {
                 // PyTorch counts the batches its statistics saw: one per optimiser step
                 let count = self.position.updates as i64;
-                tensors.push((format!("{layer}.num_batches_tracked"), vec![], count.to_le_bytes().to_vec(), Dtype::I64));
+                tensors.push((
+                    format!("{layer}.num_batches_tracked"),
+                    vec![],
+                    count.to_le_bytes().to_vec(),
+                    Dtype::I64,
+                ));
             }
         }
         let partial = &self.position.partial_metrics;
         if !partial.is_empty() {
-            tensors.push(("train_metrics.partial".into(), vec![partial.len() / 2, 2], le_bytes(partial), Dtype::F32));
+            tensors.push((
+                "train_metrics.partial".into(),
+                vec![partial.len() / 2, 2],
+                le_bytes(partial),
+                Dtype::F32,
+            ));
         }
         let views = tensors
             .iter()
@@ -266,7 +281,10 @@ impl Checkpoint {
             if name != "ref-cnn" {
                 return Err(fail(format!("model '{name}' is not one a version 1 checkpoint can hold")));
             }
-            crate::model_spec::resolve_text("ref-cnn", crate::model_spec::preset("ref-cnn").unwrap_or_default())
+            crate::model_spec::resolve_text(
+                "ref-cnn",
+                crate::model_spec::preset("ref-cnn").unwrap_or_default(),
+            )
         } else {
             crate::model_spec::resolve_text(name, text("model_layers")?)
         }

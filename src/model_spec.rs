@@ -275,14 +275,16 @@ pub fn preset_summary(name: &str, side: usize, classes: usize) -> Result<String,
 /// forward MFLOP per image for Fashion-MNIST's 28x28 images and 10 classes, and with
 /// `summary` its per-layer table.
 pub fn presets_listing(summary: bool) -> String {
-    let mut out = String::from("presets (parameters and forward MFLOP per image for 28x28 images, 10 classes):\n");
+    let mut out =
+        String::from("presets (parameters and forward MFLOP per image for 28x28 images, 10 classes):\n");
     for (name, text, about) in PRESETS {
         let info = parse(text).map_err(|e| e.to_string()).and_then(|layers| infer(&layers, 1, 28, 10));
         match info {
             Ok(info) => {
                 let params: usize = info.iter().map(|l| l.params).sum();
                 let flops: u64 = info.iter().map(|l| l.flops).sum();
-                out += &format!("  {name:<8} {params:>9} params  {:>7.2} MFLOP  {about}\n", flops as f64 / 1e6);
+                out +=
+                    &format!("  {name:<8} {params:>9} params  {:>7.2} MFLOP  {about}\n", flops as f64 / 1e6);
                 out += &format!("           {text}\n");
                 if summary {
                     for line in self::summary(Shape::Image { channels: 1, side: 28 }, &info).lines() {

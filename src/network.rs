@@ -26,14 +26,25 @@ use rand::{Rng, SeedableRng};
 pub enum Op {
     /// `fast`: the 3x3 tiled kernels (conv.rs); else the generic ones (conv_generic.rs).
     /// `relu_pool`: conv,relu,pool fused into one forward kernel (fast only).
-    Conv { out_channels: usize, kernel: usize, bias: bool, relu_pool: bool, fast: bool },
+    Conv {
+        out_channels: usize,
+        kernel: usize,
+        bias: bool,
+        relu_pool: bool,
+        fast: bool,
+    },
     /// `relu`: fc,relu fused (the ReLU in the matmul's epilogue).
-    Dense { outputs: usize, relu: bool },
+    Dense {
+        outputs: usize,
+        relu: bool,
+    },
     Relu,
     Pool,
     Gap,
     BatchNorm,
-    Dropout { p: f64 },
+    Dropout {
+        p: f64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,10 +115,8 @@ pub fn plan(layers: &[LayerSpec], channels: usize, side: usize, classes: usize) 
             LayerSpec::Conv { out_channels, kernel } => {
                 let bias = next(1) != Some(&LayerSpec::BatchNorm);
                 let fast = fast_conv(*kernel, input, *out_channels, i == 0);
-                let relu_pool = fast
-                    && bias
-                    && next(1) == Some(&LayerSpec::Relu)
-                    && next(2) == Some(&LayerSpec::MaxPool);
+                let relu_pool =
+                    fast && bias && next(1) == Some(&LayerSpec::Relu) && next(2) == Some(&LayerSpec::MaxPool);
                 let op = Op::Conv { out_channels: *out_channels, kernel: *kernel, bias, relu_pool, fast };
                 (op, if relu_pool { 3 } else { 1 })
             }
@@ -192,7 +201,13 @@ impl ParamLayout {
             match (&node.op, node.input) {
                 (Op::Conv { out_channels, kernel, bias, .. }, Shape::Image { channels, .. }) => {
                     let bound = 1.0 / ((channels * kernel * kernel) as f64).sqrt();
-                    add("weight", vec![*out_channels, channels, *kernel, *kernel], Init::Uniform(bound), true, true);
+                    add(
+                        "weight",
+                        vec![*out_channels, channels, *kernel, *kernel],
+                        Init::Uniform(bound),
+                        true,
+                        true,
+                    );
                     // the fast kernels read a bias slot either way; a bias-free one stays zero
                     if *bias {
                         add("bias", vec![*out_channels], Init::Uniform(bound), true, false);
@@ -227,7 +242,9 @@ impl ParamLayout {
         for t in &self.tensors {
             let slot = &mut out[t.offset..t.offset + t.len()];
             match t.init {
-                Init::Uniform(bound) => slot.iter_mut().for_each(|v| *v = rng.random_range(-bound..bound) as f32),
+                Init::Uniform(bound) => {
+                    slot.iter_mut().for_each(|v| *v = rng.random_range(-bound..bound) as f32)
+                }
                 Init::Ones => slot.fill(1.0),
                 Init::Zeros => slot.fill(0.0),
             }
@@ -291,6 +308,20 @@ pub fn batch_buffers(
             }
             let plan = shape.wgrad_plan(unpool, loop_budget)?;
             out.push((format!("{name} weight-gradient partials"), shape.partial_len(&plan)));
+        }
+        if let (Op::Conv { out_channels, kernel, bias, fast: false, .. }, Shape::Image { channels, side }) =
+            (&node.op, node.input)
+        {
+            let shape = ConvGenericShape {
+                batch,
+                in_channels: channels,
+                out_channels: *out_channels,
+                side,
+                kernel: *kernel,
+                bias: *bias,
+            };
+            let plan = shape.wgrad_plan(loop_budget, crate::layers::conv_generic::WGRAD_FILL_THREADS)?;
+            out.push((format!("{name} weight-gradient partials"), plan.chunks * shape.param_len()));
         }
     }
     Ok(out)
@@ -376,7 +407,8 @@ impl Network {
             for (i, node) in nodes.iter().enumerate() {
                 if let Op::Conv { out_channels, fast: true, relu_pool, .. } = node.op {
                     let shape = conv_shape(node, batch, out_channels);
-                    let plan = shape.wgrad_plan(relu_pool && shape.fuses_unpool(i > 0, k), gpu.loop_budget)?;
+                    let plan =
+                        shape.wgrad_plan(relu_pool && shape.fuses_unpool(i > 0, k), gpu.loop_budget)?;
                     partial_len = partial_len.max(shape.partial_len(&plan));
                 }
             }
@@ -455,7 +487,10 @@ impl Network {
                     let code_len = if relu_pool { shape.code_len() } else { 1 };
                     let code = gpu.storage(&format!("{} pool codes", node.label()), code_len)?;
                     let d_pre = match (relu_pool, training && !unpool) {
-                        (true, true) => gpu.storage(&format!("{} gradient before the pool", node.label()), shape.pre_len())?,
+                        (true, true) => gpu.storage(
+                            &format!("{} gradient before the pool", node.label()),
+                            shape.pre_len(),
+                        )?,
                         _ => gpu.storage("unused", 1)?,
                     };
                     let conv = Conv3x3ReluPool::with_mode(
@@ -481,7 +516,8 @@ impl Network {
                     owned.extend([code, d_pre]);
                     Built::same(conv.forward, conv.backward, owned)
                 } else {
-                    let shape = ConvGenericShape { batch, in_channels: channels, out_channels, side, kernel, bias };
+                    let shape =
+                        ConvGenericShape { batch, in_channels: channels, out_channels, side, kernel, bias };
                     let conv = ConvGeneric::new(
                         gpu,
                         k,
@@ -543,7 +579,8 @@ impl Network {
                     return Err(format!("internal error: {} has no image input", node.label()));
                 };
                 let shape = PoolShape { batch, channels, side };
-                let pool = MaxPool::new(gpu, k, shape, x, y, grads.and_then(|(dy, dx)| dx.map(|dx| (dy, dx))))?;
+                let pool =
+                    MaxPool::new(gpu, k, shape, x, y, grads.and_then(|(dy, dx)| dx.map(|dx| (dy, dx))))?;
                 Built::same(pool.forward, pool.backward, pool.owned)
             }
             Op::Gap => {
@@ -551,13 +588,20 @@ impl Network {
                     return Err(format!("internal error: {} has no image input", node.label()));
                 };
                 let shape = GapShape { batch, channels, side };
-                let gap =
-                    GlobalAvgPool::new(gpu, k, shape, x, y, grads.and_then(|(dy, dx)| dx.map(|dx| (dy, dx))))?;
+                let gap = GlobalAvgPool::new(
+                    gpu,
+                    k,
+                    shape,
+                    x,
+                    y,
+                    grads.and_then(|(dy, dx)| dx.map(|dx| (dy, dx))),
+                )?;
                 Built::same(gap.forward, gap.backward, vec![gap.uniform])
             }
             Op::BatchNorm => {
                 let shape = BnShape { batch, channels: channels_of(node.input), plane: plane_of(node.input) };
-                let stats = gpu.storage_init(&format!("{} statistics", node.label()), &shape.initial_stats())?;
+                let stats =
+                    gpu.storage_init(&format!("{} statistics", node.label()), &shape.initial_stats())?;
                 let bn = BatchNorm::new(
                     gpu,
                     k,
@@ -590,7 +634,8 @@ impl Network {
             }
             Op::Dropout { p } => {
                 // each dropout layer draws its own masks
-                let layer_seed = crate::layers::dropout::mix(seed as u32 ^ (i as u32).wrapping_mul(0x9e37_79b9));
+                let layer_seed =
+                    crate::layers::dropout::mix(seed as u32 ^ (i as u32).wrapping_mul(0x9e37_79b9));
                 let drop = Dropout::new(
                     gpu,
                     k,
@@ -605,7 +650,12 @@ impl Network {
                 // Off in evaluation: p = 0 keeps every value and scales by 1, a plain copy.
                 let identity = Dropout::new(gpu, k, n, 0.0, 0, x, y, None, slots)?;
                 let owned = vec![drop.uniform, identity.uniform];
-                Built { train_forward: drop.forward, eval_forward: identity.forward, backward: drop.backward, owned }
+                Built {
+                    train_forward: drop.forward,
+                    eval_forward: identity.forward,
+                    backward: drop.backward,
+                    owned,
+                }
             }
         })
     }
@@ -613,7 +663,8 @@ impl Network {
     /// GPU bytes of the values, their gradients and the layers' scratch.
     pub fn activation_bytes(&self) -> u64 {
         let stats: u64 = self.stats.iter().flatten().map(|b| b.size()).sum();
-        self.values.iter().chain(&self.value_grads).chain(&self.scratch).map(|b| b.size()).sum::<u64>() + stats
+        self.values.iter().chain(&self.value_grads).chain(&self.scratch).map(|b| b.size()).sum::<u64>()
+            + stats
     }
 
     /// Batch norm's running statistics, by PyTorch name, read back from the GPU.
@@ -635,7 +686,11 @@ impl Network {
                 .find(|s| &s.name == name)
                 .ok_or_else(|| format!("checkpoint: this model has no state tensor '{name}'"))?;
             if data.len() != s.len {
-                return Err(format!("checkpoint: '{name}' has {} values, the model needs {}", data.len(), s.len));
+                return Err(format!(
+                    "checkpoint: '{name}' has {} values, the model needs {}",
+                    data.len(),
+                    s.len
+                ));
             }
             let buffer = self.stats[s.node].as_ref().ok_or("internal error: no statistics buffer")?;
             gpu.queue.write_buffer(buffer, (s.offset * 4) as u64, bytemuck::cast_slice(data));

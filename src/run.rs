@@ -149,7 +149,10 @@ pub fn train_command(args: Args) -> Result<u8, String> {
         );
     }
     let lr = cfg.optimizer.lr;
-    print!("{}", model_spec::summary(model_spec::Shape::Image { channels: 1, side: shape.side }, &layer_info));
+    print!(
+        "{}",
+        model_spec::summary(model_spec::Shape::Image { channels: 1, side: shape.side }, &layer_info)
+    );
     println!(
         "model: {} ({}), {} parameters, batch {}, {:?} lr {}; start-up {:.2} s",
         cfg.model.name,

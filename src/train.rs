@@ -188,7 +188,11 @@ impl<'a> Trainer<'a> {
                 self.model.record_step(&mut pass, false, 0);
             }
             self.gpu.queue.submit([encoder.finish()]);
-            logits.extend(self.gpu.read_words::<f32>(&self.model.network.logits, 0, count as usize * classes)?);
+            logits.extend(self.gpu.read_words::<f32>(
+                &self.model.network.logits,
+                0,
+                count as usize * classes,
+            )?);
         }
         let metrics = self.read_metrics(&self.model.test_metrics, self.test.count)?;
         Ok((logits, metrics))

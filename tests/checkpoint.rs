@@ -182,9 +182,14 @@ fn a_checkpoint_round_trips_and_names_its_tensors_like_pytorch() {
     }
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta = header.metadata().clone().unwrap();
-    for (key, value) in
-        [("model", "ref-cnn"), ("model_layers", "c32,relu,pool,c64,relu,pool,fc128,relu,fc"), ("epoch", "1"), ("step", "32"), ("seed", "5"), ("optimizer", "adam")]
-    {
+    for (key, value) in [
+        ("model", "ref-cnn"),
+        ("model_layers", "c32,relu,pool,c64,relu,pool,fc128,relu,fc"),
+        ("epoch", "1"),
+        ("step", "32"),
+        ("seed", "5"),
+        ("optimizer", "adam"),
+    ] {
         assert_eq!(meta[key], value, "metadata {key}");
     }
 }

@@ -2,8 +2,8 @@
 //! position), presets, and shape inference against the data (output shapes, parameters,
 //! FLOPs; a pool on an odd side, a conv after an fc, no final fc refused by name).
 
-use gpu_train::network::{ParamLayout, plan};
 use gpu_train::model_spec::{LayerSpec, PRESETS, Shape, infer, parse, preset, summary};
+use gpu_train::network::{ParamLayout, plan};
 use rand::{Rng, SeedableRng};
 
 #[test]

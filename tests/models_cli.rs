@@ -30,7 +30,8 @@ fn models_lists_the_presets_with_their_sizes() {
     let (code, stdout, stderr) = gpu_train(&["models", "--summary"]);
     println!("{stdout}{stderr}");
     assert_eq!(code, 0);
-    for needle in ["ref-cnn", "421642", "c32,relu,pool,c64,relu,pool,fc128,relu,fc", "mlp", "bn-cnn", "total"] {
+    for needle in ["ref-cnn", "421642", "c32,relu,pool,c64,relu,pool,fc128,relu,fc", "mlp", "bn-cnn", "total"]
+    {
         assert!(stdout.contains(needle), "missing {needle}");
     }
 }
@@ -46,7 +47,10 @@ fn malformed_models_are_one_line_usage_errors() {
     assert_usage_error(&["--model", "drop1.5,fc", "--data", data], &["probability"]);
     assert_usage_error(&["--model", "c32k7,fc", "--data", data], &["kernel size"]);
     // parses, but does not fit 8x8 images or the classes
-    assert_usage_error(&["--model", "c16,pool,pool,pool,pool,fc", "--data", data], &["layer 5 (pool)", "even side"]);
+    assert_usage_error(
+        &["--model", "c16,pool,pool,pool,pool,fc", "--data", data],
+        &["layer 5 (pool)", "even side"],
+    );
     assert_usage_error(&["--model", "fc16,c16,fc", "--data", data], &["layer 2 (c16)", "image input"]);
     assert_usage_error(&["--model", "c16,relu", "--data", data], &["must end with a dense layer"]);
     assert_usage_error(&["--model", "c16,fc,fc", "--data", data], &["bare fc"]);
@@ -85,7 +89,8 @@ fn a_model_using_every_token_trains_saves_resumes_exactly_and_evaluates() {
     idx_files::write_dataset(dir.path(), 12, 4, 150, 40, false);
     let data = s(dir.path());
     // every token: c<N>, c<N>k5, bn (after conv and after fc), relu, pool, gap, drop<P>, fc<N>, fc
-    let model = "C16, bn, relu, c24k5, relu, pool, c16, relu, pool, drop0.2, c16, gap, fc20, bn, relu, drop0.1, fc";
+    let model =
+        "C16, bn, relu, c24k5, relu, pool, c16, relu, pool, drop0.2, c16, gap, fc20, bn, relu, drop0.1, fc";
     let common = ["--data", data, "--batch-size", "16", "--seed", "3"];
     let straight = dir.path().join("straight");
     let out = train(&[&common[..], &["--model", model, "--epochs", "3", "--save", s(&straight)]].concat());
@@ -97,7 +102,8 @@ fn a_model_using_every_token_trains_saves_resumes_exactly_and_evaluates() {
     train(&["--data", data, "--resume", s(&last), "--epochs", "3"]);
     assert_eq!(tensors(&straight.join("last.safetensors")), tensors(&last), "resumed run differs");
     // a contradicting --model on resume is refused
-    let (code, _, stderr) = gpu_train(&["--data", data, "--resume", s(&last), "--epochs", "4", "--model", "mlp"]);
+    let (code, _, stderr) =
+        gpu_train(&["--data", data, "--resume", s(&last), "--epochs", "4", "--model", "mlp"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--model"), "{stderr}");
     // eval and predict from the checkpoint alone

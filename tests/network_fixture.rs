@@ -82,7 +82,8 @@ fn whole_networks_match_pytorch_for_one_training_step() {
                 let want_after = floats(&st, &format!("{p}after.{}", t.name));
                 let step = |p0: f32, g: f32| p0 as f64 - 1e-3 * g as f64 / ((g as f64).abs() + 1e-8);
                 let ours: Vec<f32> = init.iter().zip(got_grad).map(|(&p0, &g)| step(p0, g) as f32).collect();
-                let theirs: Vec<f32> = init.iter().zip(&want_grad).map(|(&p0, &g)| step(p0, g) as f32).collect();
+                let theirs: Vec<f32> =
+                    init.iter().zip(&want_grad).map(|(&p0, &g)| step(p0, g) as f32).collect();
                 errors.insert(format!("adam {}", t.name), error(&t.name, &after[range.clone()], &ours));
                 errors.insert(format!("torch adam {}", t.name), error(&t.name, &want_after, &theirs));
                 let sure: Vec<usize> = (0..want_grad.len()).filter(|&i| want_grad[i].abs() >= 1e-5).collect();

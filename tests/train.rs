@@ -10,7 +10,14 @@ use gpu_train::layers::optim::OptimizerConfig;
 use gpu_train::train::{TrainConfig, Trainer};
 
 fn config(batch_size: usize, seed: u64) -> TrainConfig {
-    TrainConfig { model: Default::default(), epochs: 1, batch_size, seed, optimizer: OptimizerConfig::default(), progress: false }
+    TrainConfig {
+        model: Default::default(),
+        epochs: 1,
+        batch_size,
+        seed,
+        optimizer: OptimizerConfig::default(),
+        progress: false,
+    }
 }
 
 #[test]

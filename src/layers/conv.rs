@@ -339,7 +339,12 @@ impl Conv3x3ReluPool {
                     gpu,
                     &k.conv_fwd_plain,
                     fwd_params,
-                    vec![(1, whole(b.x)), (2, whole(&wt_fwd)), (3, layer_params.clone()), (6, whole(b.pooled))],
+                    vec![
+                        (1, whole(b.x)),
+                        (2, whole(&wt_fwd)),
+                        (3, layer_params.clone()),
+                        (6, whole(b.pooled)),
+                    ],
                     &fwd_uniform,
                 )?
             }
