@@ -1,5 +1,7 @@
 // Batch normalisation over channels, f32. Values are (B, C, P): NCHW images with P = H * W
-// per plane, or (B, F) features with P = 1. Each channel's N = B * P values are taken in
+// per plane, or (B, F) features with P = 1. Only the step's valid rows (Step.count of B:
+// the last batch of an epoch may be short, its other rows padding) enter the statistics
+// and get a gradient. Each channel's N = count * P values are taken in
 // order j = b * P + i and cut into `chunks` chunks of `chunk_len`, so that no invocation's
 // loop passes the adapter's loop budget and every sum has a fixed order (partial sums per
 // chunk, then the chunks in order).
@@ -34,6 +36,12 @@ struct BnParams {
 @group(0) @binding(5) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grads: array<f32>;
+@group(1) @binding(0) var<uniform> step: Step;
+
+// The batch's valid rows.
+fn rows() -> u32 {
+    return min(step.count, p.batch);
+}
 
 fn index_of(c: u32, j: u32) -> u32 {
     return ((j / p.plane) * p.channels + c) * p.plane + j % p.plane;
@@ -44,7 +52,7 @@ fn thread_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 fn count() -> f32 {
-    return f32(p.batch * p.plane);
+    return f32(rows() * p.plane);
 }
 
 const SUM: u32 = 0u;
@@ -58,7 +66,7 @@ fn stat_partial(t: u32, what: u32) {
     let chunk = t / p.channels;
     let c = t % p.channels;
     let mean = stats[c];
-    let end = min(p.batch * p.plane, (chunk + 1u) * p.chunk_len);
+    let end = min(rows() * p.plane, (chunk + 1u) * p.chunk_len);
     var sum = 0.0;
     for (var j = chunk * p.chunk_len; j < end; j++) {
         let v = x[index_of(c, j)];
@@ -167,7 +175,7 @@ fn bn_grad_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let c = t % p.channels;
     let mean = stats[c];
     let inv_std = stats[p.channels + c];
-    let end = min(p.batch * p.plane, (chunk + 1u) * p.chunk_len);
+    let end = min(rows() * p.plane, (chunk + 1u) * p.chunk_len);
     var sum_dy = 0.0;
     var sum_dy_xhat = 0.0;
     for (var j = chunk * p.chunk_len; j < end; j++) {
@@ -192,7 +200,8 @@ fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     grads[p.param_offset + p.channels + c] = chunk_sum(c, 2u * p.channels, 2u * c);
 }
 
-// dx = gamma inv_std (dy - (dbeta + xhat dgamma) / N).
+// dx = gamma inv_std (dy - (dbeta + xhat dgamma) / N); zero on padding rows, which took
+// no part in the statistics.
 @compute @workgroup_size(WG)
 fn bn_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
@@ -205,5 +214,6 @@ fn bn_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let xhat = (x[i] - stats[c]) * inv_std;
     let dgamma = grads[p.param_offset + c];
     let dbeta = grads[p.param_offset + p.channels + c];
-    dst[i] = gamma(c) * inv_std * (dy[i] - (dbeta + xhat * dgamma) / count());
+    let valid = i / (p.channels * p.plane) < rows();
+    dst[i] = select(0.0, gamma(c) * inv_std * (dy[i] - (dbeta + xhat * dgamma) / count()), valid);
 }

@@ -1,5 +1,5 @@
 //! `gpu-train bench`: steady-state training and evaluation throughput, start-up time, a
-//! per-kernel profile and memory use, for ref-cnn at one batch size.
+//! per-kernel profile and memory use, for a model (default ref-cnn) at one batch size.
 
 use crate::data::{self, Dataset};
 use crate::gpu::{AdapterOptions, Result};
@@ -64,7 +64,7 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-pub fn run(cfg: BenchConfig) -> Result<()> {
+pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError> {
     let t0 = Instant::now();
     let gpu = crate::gpu::open_gpu(&cfg.adapter, !cfg.json)?;
     let adapter_s = t0.elapsed().as_secs_f64();
@@ -81,11 +81,15 @@ pub fn run(cfg: BenchConfig) -> Result<()> {
                 }
                 data::synthetic(60_000, 10_000, 28, 10, 0)
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     };
     let data_s = t.elapsed().as_secs_f64();
 
+    // A model that does not fit the data is a usage error, as for training.
+    if let Err(e) = crate::model_spec::infer(&cfg.model.layers, 1, dataset.train.side, dataset.classes) {
+        return Err(crate::error::CommandError::usage_line(format!("--model {}: {e}", cfg.model.text)));
+    }
     let t = Instant::now();
     let kernels = Kernels::new(&gpu)?;
     let pipelines_s = t.elapsed().as_secs_f64();

@@ -402,7 +402,11 @@ impl Checkpoint {
             flats.push(flat);
         }
         for (name, len) in &states {
-            ckpt.state.push((name.clone(), read(name, &[*len])?));
+            let values = read(name, &[*len])?;
+            if name.ends_with(".running_var") && values.iter().any(|&v| v < 0.0) {
+                return Err(fail(format!("tensor '{name}' holds a negative variance")));
+            }
+            ckpt.state.push((name.clone(), values));
         }
         let mut flats = flats.into_iter();
         ckpt.params = flats.next().unwrap_or_default();

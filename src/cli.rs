@@ -1,8 +1,9 @@
 //! Command-line interface: argument definitions, adapter opening and dispatch.
 
+use crate::error::CommandError;
 use crate::gpu::{AdapterOptions, BackendChoice};
 use crate::layers::optim::OptimizerKind;
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use std::path::PathBuf;
 
 /// A float as the user reads it: plain between 1e-4 and 1e6 in magnitude (and 0), else
@@ -13,19 +14,6 @@ pub fn readable(v: f64) -> String {
     } else {
         format!("{v:e}")
     }
-}
-
-/// Prints a usage error as clap does (message, usage, hint) and gives its exit code, 2.
-pub fn usage_error(message: &str) -> u8 {
-    let _ = Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).print();
-    2
-}
-
-/// Prints a usage error in one line and gives its exit code, 2: for a model string or file
-/// that does not parse or does not fit the data, where the message already says what to fix.
-pub fn one_line_usage_error(message: &str) -> u8 {
-    eprintln!("error: {message}");
-    2
 }
 
 /// A sample count for --limit-train / --limit-test.
@@ -233,8 +221,9 @@ pub struct Args {
     pub list_adapters: bool,
 }
 
-/// Runs the command line; Ok gives the exit code (0, or 130 after Ctrl-C).
-pub fn run(cli: Cli) -> Result<u8, String> {
+/// Runs the command line; Ok gives the exit code (0, or 130 after Ctrl-C; predict: 1 when
+/// some image failed).
+pub fn run(cli: Cli) -> Result<u8, CommandError> {
     match cli.command {
         Some(Command::Models(m)) => {
             print!("{}", crate::model_spec::presets_listing(m.summary));
@@ -243,7 +232,7 @@ pub fn run(cli: Cli) -> Result<u8, String> {
         Some(Command::Bench(b)) => crate::bench::run(crate::bench::BenchConfig {
             model: match crate::model_spec::resolve(&b.model) {
                 Ok(m) => m,
-                Err(e) => return Ok(one_line_usage_error(&e)),
+                Err(e) => return Err(CommandError::usage_line(e)),
             },
             batch_size: b.batch_size as usize,
             steps: b.steps as usize,
@@ -253,8 +242,59 @@ pub fn run(cli: Cli) -> Result<u8, String> {
             json: b.json,
         })
         .map(|_| 0),
-        Some(Command::Eval(e)) => crate::evaluate::eval_command(&e).map(|_| 0),
-        Some(Command::Predict(p)) => crate::evaluate::predict_command(&p),
-        None => crate::run::train_command(cli.train),
+        Some(Command::Eval(e)) => {
+            crate::evaluate::eval_command(&e.into()).map(|_| 0).map_err(CommandError::from)
+        }
+        Some(Command::Predict(p)) => crate::evaluate::predict_command(&p.into()).map_err(CommandError::from),
+        None => crate::run::train_command(cli.train.into()),
+    }
+}
+
+impl From<Args> for crate::run::TrainCommand {
+    fn from(a: Args) -> Self {
+        crate::run::TrainCommand {
+            model: a.model,
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            lr: a.lr,
+            optimizer: a.optimizer,
+            momentum: a.momentum,
+            seed: a.seed,
+            data: a.data,
+            limit_train: a.limit_train,
+            limit_test: a.limit_test,
+            classes: a.classes,
+            metrics: a.metrics,
+            profile: a.profile,
+            save: a.save,
+            overwrite: a.overwrite,
+            no_save: a.no_save,
+            resume: a.resume,
+            adapter: a.adapter.options(),
+            list_adapters: a.list_adapters,
+        }
+    }
+}
+
+impl From<EvalArgs> for crate::evaluate::EvalCommand {
+    fn from(a: EvalArgs) -> Self {
+        crate::evaluate::EvalCommand {
+            checkpoint: a.checkpoint,
+            data: a.data,
+            limit_test: a.limit_test,
+            batch_size: a.batch_size,
+            adapter: a.adapter.options(),
+        }
+    }
+}
+
+impl From<PredictArgs> for crate::evaluate::PredictCommand {
+    fn from(a: PredictArgs) -> Self {
+        crate::evaluate::PredictCommand {
+            checkpoint: a.checkpoint,
+            images: a.images,
+            invert: a.invert,
+            adapter: a.adapter.options(),
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! test set or over PNG files, with the logits (N, classes) read back for the report.
 
 use crate::checkpoint::{Checkpoint, DatasetShape};
-use crate::cli::{EvalArgs, PredictArgs};
 use crate::data::{self, Dataset, Split};
 use crate::gpu::{Gpu, open_gpu};
 use crate::kernels::Kernels;
@@ -129,10 +128,29 @@ pub fn evaluate_split(
     Ok(EvalReport { loss, accuracy, confusion })
 }
 
-pub fn eval_command(args: &EvalArgs) -> Result<(), String> {
+/// The eval command's settings.
+#[derive(Debug, Clone)]
+pub struct EvalCommand {
+    pub checkpoint: PathBuf,
+    pub data: Option<PathBuf>,
+    pub limit_test: Option<u64>,
+    pub batch_size: u32,
+    pub adapter: crate::gpu::AdapterOptions,
+}
+
+/// The predict command's settings.
+#[derive(Debug, Clone)]
+pub struct PredictCommand {
+    pub checkpoint: PathBuf,
+    pub images: Vec<PathBuf>,
+    pub invert: bool,
+    pub adapter: crate::gpu::AdapterOptions,
+}
+
+pub fn eval_command(args: &EvalCommand) -> Result<(), String> {
     // The checkpoint first: its class count applies to the data (it may have been trained
     // with --classes, beyond the largest label).
-    let gpu = open_gpu(&args.adapter.options(), true)?;
+    let gpu = open_gpu(&args.adapter.clone(), true)?;
     let ckpt = Checkpoint::load(&args.checkpoint, param_align_words(&gpu))?;
     let dir = data::locate_test(args.data.as_deref())?;
     let test = data::load_test(&dir, ckpt.dataset.classes)?.truncated(args.limit_test.map(|n| n as usize));
@@ -168,8 +186,8 @@ pub fn top_classes(logits: &[f32], k: usize) -> Vec<(usize, f64)> {
 }
 
 /// Prints each image's top 3; returns exit code 1 if any image could not be read.
-pub fn predict_command(args: &PredictArgs) -> Result<u8, String> {
-    let gpu = open_gpu(&args.adapter.options(), false)?;
+pub fn predict_command(args: &PredictCommand) -> Result<u8, String> {
+    let gpu = open_gpu(&args.adapter.clone(), false)?;
     let ckpt = Checkpoint::load(&args.checkpoint, param_align_words(&gpu))?;
     let side = ckpt.dataset.side;
     let mut ok: Vec<&Path> = Vec::new();

@@ -86,7 +86,7 @@ struct OnDemand {
 fn on_demand_sources() -> Vec<(&'static str, String)> {
     vec![
         ("gap.wgsl", crate::layers::gap::GAP_WGSL.to_string()),
-        ("batchnorm.wgsl", crate::layers::batchnorm::BATCHNORM_WGSL.to_string()),
+        ("batchnorm.wgsl", format!("{STEP_WGSL}\n{}", crate::layers::batchnorm::BATCHNORM_WGSL)),
         ("dropout.wgsl", format!("{STEP_WGSL}\n{}", crate::layers::dropout::DROPOUT_WGSL)),
         ("relu.wgsl", crate::layers::relu::RELU_WGSL.to_string()),
         ("maxpool.wgsl", crate::layers::maxpool::MAXPOOL_WGSL.to_string()),

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod error;
 pub mod evaluate;
 pub mod gpu;
 pub mod idx;

@@ -15,9 +15,9 @@ fn main() -> ExitCode {
     let args = gpu_train::cli::Cli::parse();
     match gpu_train::cli::run(args) {
         Ok(code) => ExitCode::from(code),
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(1)
+        Err(error) => {
+            error.print();
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -44,6 +44,19 @@ pub fn param_align_words(gpu: &Gpu) -> usize {
     (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(4)
 }
 
+/// Refuses parameters that would not fit one buffer, before the host builds them.
+pub fn check_params_fit(gpu: &Gpu, layout: &crate::network::ParamLayout) -> Result<()> {
+    let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+    let bytes = layout.total as u64 * 4;
+    if bytes > limit {
+        return Err(format!(
+            "the model's {} parameters need {bytes} bytes in one buffer, over this adapter's limit of {limit} bytes (max_storage_buffer_binding_size, max_buffer_size); use fewer or narrower layers",
+            layout.count()
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a batch whose buffers would not fit the adapter's binding limit, naming the
 /// limit and the largest batch that does fit, before anything is allocated. Evaluation
 /// (`training` false) checks only the buffers it allocates.

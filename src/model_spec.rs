@@ -127,17 +127,35 @@ fn parse_token(token: &str) -> Result<LayerSpec, String> {
     Err("unknown layer; expected c<N>, c<N>k5, bn, relu, pool, gap, drop<P>, fc<N> or fc".into())
 }
 
+/// The most layers a model may have: far beyond any useful stack, and a bound on what a
+/// string (or a checkpoint's metadata) can make the program build.
+pub const MAX_LAYERS: usize = 256;
+
 /// Parses a layer string. Empty tokens (",,", a trailing comma) are errors.
 pub fn parse(text: &str) -> Result<Vec<LayerSpec>, ParseError> {
     let mut layers = Vec::new();
     let mut offset = 0;
     for (i, raw) in text.split(',').enumerate() {
+        if i == MAX_LAYERS {
+            return Err(ParseError {
+                position: i + 1,
+                offset,
+                token: raw.trim().chars().take(20).collect(),
+                problem: format!("a model has at most {MAX_LAYERS} layers"),
+            });
+        }
         let lead = raw.len() - raw.trim_start().len();
         let token = raw.trim();
+        // a long token is shown by its start, so that an error stays one readable line
+        let shown: String = if token.chars().count() > 40 {
+            token.chars().take(40).chain("...".chars()).collect()
+        } else {
+            token.to_string()
+        };
         let fail = |problem: String| ParseError {
             position: i + 1,
             offset: offset + lead,
-            token: token.to_string(),
+            token: shown.clone(),
             problem,
         };
         if token.is_empty() {
@@ -343,6 +361,9 @@ pub struct ModelDef {
     /// The layer string it stands for.
     pub text: String,
     pub layers: Vec<LayerSpec>,
+    /// A model file's `[train]` table, kept for the training settings it will hold; today
+    /// nothing reads it and the run says so.
+    pub train: Option<toml::Table>,
 }
 
 /// Resolves a `--model` value: a preset name, else an existing file (TOML with
@@ -351,28 +372,33 @@ pub struct ModelDef {
 pub fn resolve(arg: &str) -> Result<ModelDef, String> {
     if let Some(text) = preset(arg) {
         let layers = parse(text).map_err(|e| format!("preset '{arg}': {e}"))?;
-        return Ok(ModelDef { name: arg.trim().to_lowercase(), text: text.to_string(), layers });
+        return Ok(ModelDef { name: arg.trim().to_lowercase(), text: text.to_string(), layers, train: None });
     }
     let path = std::path::Path::new(arg);
     if path.is_file() || arg.ends_with(".toml") {
         return model_file(path);
     }
     let layers = parse(arg).map_err(|e| format!("--model: {e}"))?;
-    Ok(ModelDef { name: "custom".into(), text: arg.to_string(), layers })
+    Ok(ModelDef { name: "custom".into(), text: arg.to_string(), layers, train: None })
 }
 
 impl Default for ModelDef {
     /// ref-cnn, the default model.
     fn default() -> ModelDef {
         let (name, text, _) = PRESETS[0];
-        ModelDef { name: name.to_string(), text: text.to_string(), layers: parse(text).unwrap_or_default() }
+        ModelDef {
+            name: name.to_string(),
+            text: text.to_string(),
+            layers: parse(text).unwrap_or_default(),
+            train: None,
+        }
     }
 }
 
 /// A model from its name and layer string, as a checkpoint records them.
 pub fn resolve_text(name: &str, text: &str) -> Result<ModelDef, String> {
     let layers = parse(text).map_err(|e| e.to_string())?;
-    Ok(ModelDef { name: name.to_string(), text: text.to_string(), layers })
+    Ok(ModelDef { name: name.to_string(), text: text.to_string(), layers, train: None })
 }
 
 fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
@@ -412,5 +438,6 @@ fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
     };
     let layers = parse(&text).map_err(|e| fail(format!("[model] layers: {e}")))?;
     let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    Ok(ModelDef { name, text, layers })
+    let train = table.get("train").and_then(|t| t.as_table()).cloned();
+    Ok(ModelDef { name, text, layers, train })
 }

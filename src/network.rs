@@ -292,7 +292,8 @@ pub fn batch_buffers(
     loop_budget: u64,
     training: bool,
 ) -> Result<Vec<(String, usize)>> {
-    let mut out = vec![("input batch".to_string(), batch * nodes[0].input.len())];
+    let input = nodes.first().map_or(0, |n| n.input.len());
+    let mut out = vec![("input batch".to_string(), batch * input)];
     for (i, node) in nodes.iter().enumerate() {
         let name = node.label();
         out.push((format!("{name} output"), batch * node.output.len()));
@@ -390,15 +391,20 @@ impl Network {
         slots: &StepSlots,
         training: bool,
     ) -> Result<Network> {
+        let Some(first) = nodes.first() else {
+            return Err("a model needs at least one layer".into());
+        };
         let layout = ParamLayout::new(&nodes, crate::model::param_align_words(gpu));
+        crate::model::check_params_fit(gpu, &layout)?;
         let params = gpu.storage_init("params", &layout.init(seed))?;
         let grads = gpu.storage("grads", if training { layout.total } else { 1 })?;
-        let mut values = vec![gpu.storage("input batch", batch * nodes[0].input.len())?];
+        let mut values = vec![gpu.storage("input batch", batch * first.input.len())?];
         let mut value_grads = vec![gpu.storage("input gradient (unused)", 1)?];
-        for node in &nodes {
+        for (i, node) in nodes.iter().enumerate() {
             let len = batch * node.output.len();
             values.push(gpu.storage(&format!("{} output", node.label()), len)?);
-            let grad_len = if training { len } else { 1 };
+            // the loss writes the logits' gradient even when evaluating
+            let grad_len = if training || i + 1 == nodes.len() { len } else { 1 };
             value_grads.push(gpu.storage(&format!("{} output gradient", node.label()), grad_len)?);
         }
         // The fast convolutions' weight-gradient partials share one buffer, sized for the largest.
@@ -617,6 +623,7 @@ impl Network {
                         dx,
                     },
                     training,
+                    slots,
                 )?;
                 let c = shape.channels;
                 for (suffix, at) in [("running_mean", 2 * c), ("running_var", 3 * c)] {

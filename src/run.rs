@@ -5,9 +5,11 @@
 //! from the checkpoint's seed, batch size and optimiser, so it continues bit for bit.
 
 use crate::checkpoint::{Checkpoint, DatasetShape, RunPlan, class_names_for};
-use crate::cli::{Args, one_line_usage_error, readable, usage_error};
+use crate::cli::readable;
 use crate::data::{self, ClassCount, Dataset};
+use crate::error::CommandError;
 use crate::gpu;
+use crate::gpu::AdapterOptions;
 use crate::gpu::open_gpu;
 use crate::interrupt;
 use crate::kernels::Kernels;
@@ -20,9 +22,34 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub fn train_command(args: Args) -> Result<u8, String> {
+/// The train command's settings, as the command line gives them (None: not given, so the
+/// default or, when resuming, the checkpoint's).
+#[derive(Debug, Clone, Default)]
+pub struct TrainCommand {
+    pub model: Option<String>,
+    pub epochs: Option<u32>,
+    pub batch_size: Option<u32>,
+    pub lr: Option<f64>,
+    pub optimizer: Option<OptimizerKind>,
+    pub momentum: Option<f64>,
+    pub seed: Option<u64>,
+    pub data: Option<PathBuf>,
+    pub limit_train: Option<u64>,
+    pub limit_test: Option<u64>,
+    pub classes: Option<u32>,
+    pub metrics: Option<PathBuf>,
+    pub profile: bool,
+    pub save: Option<PathBuf>,
+    pub overwrite: bool,
+    pub no_save: bool,
+    pub resume: Option<PathBuf>,
+    pub adapter: AdapterOptions,
+    pub list_adapters: bool,
+}
+
+pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     if args.list_adapters {
-        let lines = gpu::list_adapters(&args.adapter.options())?;
+        let lines = gpu::list_adapters(&args.adapter.clone())?;
         println!("adapters (* = chosen; GL adapters are chosen only with --backend gl):");
         for line in lines {
             println!("{line}");
@@ -31,14 +58,14 @@ pub fn train_command(args: Args) -> Result<u8, String> {
     }
     let started = Instant::now();
     if args.resume.is_none() && args.momentum.is_some() && args.optimizer != Some(OptimizerKind::Sgd) {
-        return Ok(usage_error(
+        return Err(CommandError::usage(
             "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': Adam has no momentum setting",
         ));
     }
     // A model that does not parse is a usage error before anything is opened.
     let model = match args.model.as_deref().map(model_spec::resolve).transpose() {
         Ok(m) => m,
-        Err(e) => return Ok(one_line_usage_error(&e)),
+        Err(e) => return Err(CommandError::usage_line(e)),
     };
     let save_dir = planned_save_dir(&args)?;
     check_metrics_file(&args)?;
@@ -47,20 +74,20 @@ pub fn train_command(args: Args) -> Result<u8, String> {
     let mut opened = None;
     let mut resumed = None;
     if let Some(path) = &args.resume {
-        let gpu = open_gpu(&args.adapter.options(), true)?;
+        let gpu = open_gpu(&args.adapter.clone(), true)?;
         let (ckpt, plan) = Checkpoint::load_with_plan(path, param_align_words(&gpu))?;
         // (--optimizer sgd on an Adam checkpoint is a clash, reported below.)
         if args.momentum.is_some()
             && ckpt.optimizer.kind == OptimizerKind::Adam
             && args.optimizer != Some(OptimizerKind::Sgd)
         {
-            return Ok(usage_error(&format!(
+            return Err(CommandError::usage(&format!(
                 "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': {} trained with Adam, which has no momentum setting",
                 path.display()
             )));
         }
         if args.epochs.is_none() && plan.epochs.is_none() {
-            return Ok(usage_error(&format!(
+            return Err(CommandError::usage(&format!(
                 "the argument '--epochs <EPOCHS>' is required to resume {}: the checkpoint predates recording the run's --epochs; pass the total number of epochs",
                 path.display()
             )));
@@ -108,15 +135,10 @@ pub fn train_command(args: Args) -> Result<u8, String> {
     );
     let gpu = match opened {
         Some(gpu) => gpu,
-        None => open_gpu(&args.adapter.options(), true)?,
+        None => open_gpu(&args.adapter.clone(), true)?,
     };
     let align = param_align_words(&gpu);
     let shape = dataset_shape(&dataset);
-    // A model that does not fit the data (a pool on an odd side, no final fc) is a usage error.
-    let layer_info = match model_spec::infer(&cfg.model.layers, 1, shape.side, shape.classes) {
-        Ok(info) => info,
-        Err(e) => return Ok(one_line_usage_error(&format!("--model {}: {e}", cfg.model.text))),
-    };
     if let Some((path, ckpt, _)) = &resumed {
         ckpt.check_dataset(path, &shape, true)?;
         if ckpt.position.epochs_done >= cfg.epochs {
@@ -125,8 +147,20 @@ pub fn train_command(args: Args) -> Result<u8, String> {
                 path.display(),
                 ckpt.position.epochs_done,
                 ckpt.position.epochs_done
-            ));
+            )
+            .into());
         }
+    }
+    // A model that does not fit the data (a pool on an odd side, no final fc) is a usage
+    // error. (A resumed model fits its checkpoint's data, which was checked above.)
+    let layer_info = match model_spec::infer(&cfg.model.layers, 1, shape.side, shape.classes) {
+        Ok(info) => info,
+        Err(e) => return Err(CommandError::usage_line(format!("--model {}: {e}", cfg.model.text))),
+    };
+    if cfg.model.train.is_some() {
+        eprintln!(
+            "note: the model file's [train] table is not read yet: training settings come from the command line"
+        );
     }
     // Build everything that can still refuse the run before touching the save directory
     // (--overwrite removes the old run's files) or truncating the metrics file.
@@ -202,11 +236,13 @@ pub fn train_command(args: Args) -> Result<u8, String> {
             m.train_images_per_sec
         );
         if !m.test_loss.is_finite() {
-            return Err(saver.keeping(format!(
-                "training diverged in epoch {epoch}: the test loss is {}; try a lower --lr (now {})",
-                m.test_loss,
-                readable(lr)
-            )));
+            return Err(saver
+                .keeping(format!(
+                    "training diverged in epoch {epoch}: the test loss is {}; try a lower --lr (now {})",
+                    m.test_loss,
+                    readable(lr)
+                ))
+                .into());
         }
         if let (Some(file), Some(path)) = (metrics_file.as_mut(), args.metrics.as_ref()) {
             writeln!(file, "{}", m.json())
@@ -246,7 +282,7 @@ fn dataset_shape(d: &Dataset) -> DatasetShape {
     DatasetShape { side: d.train.side, classes: d.classes, train: d.train.count, test: d.test.count }
 }
 
-fn fresh_config(args: &Args, model: ModelDef) -> TrainConfig {
+fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
     TrainConfig {
         model,
         epochs: args.epochs.unwrap_or(20) as usize,
@@ -266,7 +302,7 @@ fn fresh_config(args: &Args, model: ModelDef) -> TrainConfig {
 /// any would make the resumed run differ from an unbroken one. --epochs defaults to the
 /// run's target (the caller has checked that one of the two exists).
 fn resumed_config(
-    args: &Args,
+    args: &TrainCommand,
     model: Option<&ModelDef>,
     path: &Path,
     ckpt: &Checkpoint,
@@ -326,7 +362,7 @@ struct SaveDir {
 
 /// The checkpoint directory this run will write, refusing one that holds another run's
 /// checkpoints unless --overwrite allows replacing them. Nothing is created yet.
-fn planned_save_dir(args: &Args) -> Result<Option<SaveDir>, String> {
+fn planned_save_dir(args: &TrainCommand) -> Result<Option<SaveDir>, String> {
     if args.no_save {
         return Ok(None);
     }
@@ -421,7 +457,7 @@ fn claim_stamped_dir(parent: &Path) -> Result<PathBuf, String> {
 /// The flags a resume needs besides --resume: where the data and metrics are, and which
 /// adapter ran (a resumed run is bit-identical only on the same adapter). Everything else
 /// comes from the checkpoint.
-fn resume_flags(args: &Args) -> Vec<String> {
+fn resume_flags(args: &TrainCommand) -> Vec<String> {
     let mut flags = Vec::new();
     let mut push = |flag: &str, value: String| {
         flags.push(flag.to_string());
@@ -436,7 +472,7 @@ fn resume_flags(args: &Args) -> Vec<String> {
     if let Some(b) = args.adapter.backend.and_then(|b| b.to_possible_value()) {
         push("--backend", b.get_name().to_string());
     }
-    if let Some(a) = &args.adapter.adapter {
+    if let Some(a) = &args.adapter.name_filter {
         push("--adapter", a.clone());
     }
     flags
@@ -454,7 +490,7 @@ pub fn shell_quote(s: &str) -> String {
 
 /// A fresh run would truncate --metrics FILE: refuse one that holds lines unless
 /// --overwrite (a resume appends to it).
-fn check_metrics_file(args: &Args) -> Result<(), String> {
+fn check_metrics_file(args: &TrainCommand) -> Result<(), String> {
     let Some(path) = &args.metrics else { return Ok(()) };
     if path.is_dir() {
         return Err(format!("{}: --metrics needs a file, and this is a directory", path.display()));

@@ -23,6 +23,18 @@ fn run_bn(
     pg: &[f32],
     dy: &[f32],
 ) -> Run {
+    run_bn_rows(dev, s, x, pg, dy, s.batch)
+}
+
+/// `run_bn` with only the first `rows` of the batch valid (a short last batch).
+fn run_bn_rows(
+    dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    s: BnShape,
+    x: &[f32],
+    pg: &[f32],
+    dy: &[f32],
+    rows: usize,
+) -> Run {
     let (gpu, k) = dev;
     // the layer's block sits at an offset in a larger parameter buffer
     let offset = 4;
@@ -37,7 +49,8 @@ fn run_bn(
     let dxb = gpu.storage("dx", s.len()).unwrap();
     let b =
         BnBuffers { x: &xb, y: &yb, params: &pb, grads: &gb, offset, stats: &sb, dy: &dyb, dx: Some(&dxb) };
-    let layer = BatchNorm::new(&gpu, &k, s, &b, true).unwrap();
+    let slots = slots_with(&gpu, gpu_train::kernels::Step { count: rows as u32, ..Default::default() });
+    let layer = BatchNorm::new(&gpu, &k, s, &b, true, &slots).unwrap();
     for step in [&layer.train_forward, &layer.eval_forward, &layer.backward] {
         gpu_train::loop_budget::check(&gpu, step).unwrap();
     }
@@ -145,4 +158,32 @@ fn batchnorm_dx_matches_finite_differences() {
     }
     println!("bn dx vs finite differences: max error {worst:.3e}");
     assert!(worst < 1e-2, "finite-difference mismatch {worst:.3e}");
+}
+
+#[test]
+fn a_short_batch_normalises_over_its_valid_rows_only() {
+    // The last batch of an epoch holds `count` samples and padding: the statistics, the
+    // running estimates and the gradients must be those of the valid rows alone, and the
+    // padding rows get no gradient.
+    for (s, valid) in
+        [(BnShape { batch: 7, channels: 3, plane: 10 }, 4), (BnShape { batch: 6, channels: 5, plane: 1 }, 2)]
+    {
+        let mut r = rng(90 + valid as u64);
+        let per_row = s.channels * s.plane;
+        let x = random(&mut r, s.len());
+        let mut dy = random(&mut r, s.len());
+        // the loss gives padding rows a zero gradient
+        dy[valid * per_row..].fill(0.0);
+        let pg: Vec<f32> = (0..2 * s.channels).map(|i| 0.5 + 0.1 * i as f32).collect();
+        let short = BnShape { batch: valid, ..s };
+        let want = reference(short, &x[..valid * per_row], &pg, &dy[..valid * per_row]);
+        for dev in variants() {
+            let got = run_bn_rows(dev, s, &x, &pg, &dy, valid);
+            assert_close("short batch y", &got.y[..valid * per_row], &want.y, 1e-5);
+            assert_close("short batch statistics", &got.stats, &want.stats, 1e-5);
+            assert_close("short batch dgamma, dbeta", &got.grads, &want.grads, 1e-5);
+            assert_close("short batch dx", &got.dx[..valid * per_row], &want.dx, 1e-5);
+            assert!(got.dx[valid * per_row..].iter().all(|&v| v == 0.0), "padding rows get no gradient");
+        }
+    }
 }

@@ -283,7 +283,10 @@ fn a_batch_too_large_for_the_adapter_names_the_limit() {
     println!("{stderr}");
     assert_eq!(code, 1, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("max_storage_buffer_binding_size") || stderr.contains("max_buffer_size"), "{stderr}");
+    assert!(
+        stderr.contains("max_storage_buffer_binding_size") || stderr.contains("max_buffer_size"),
+        "{stderr}"
+    );
     assert!(stderr.contains("'layer 1 (c4096) output"), "names the buffer: {stderr}");
     // 1 MiB per image for that value
     let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);

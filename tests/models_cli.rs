@@ -65,6 +65,45 @@ fn malformed_models_are_one_line_usage_errors() {
         assert_usage_error(&["--model", s(&file), "--data", data], &[needle]);
     }
     assert_usage_error(&["bench", "--model", "c16,relu,huh,fc"], &["'huh'"]);
+    assert_usage_error(
+        &["bench", "--model", "c16,pool,pool,pool,pool,pool,fc", "--data", data],
+        &["layer 5 (pool)"],
+    );
+    // more than 256 layers, and a token too long to print whole
+    let deep = vec!["relu"; 300].join(",") + ",fc";
+    assert_usage_error(&["--model", &deep, "--data", data], &["layer 257", "at most 256 layers"]);
+    let long = format!("c{}", "9".repeat(5000));
+    let (_, _, stderr) = gpu_train(&["--model", &long, "--data", data]);
+    assert!(stderr.len() < 300 && stderr.contains("..."), "a long token is shortened: {stderr}");
+}
+
+#[test]
+fn a_model_too_big_for_the_adapter_is_refused_before_it_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 20, 10, false);
+    // 64x64 inputs... 8x8 here: fc65536 twice is 4.3e9 weights, far past any binding limit
+    let (code, _, stderr) = gpu_train(&["--model", "fc65536,fc65536,fc", "--data", s(dir.path())]);
+    println!("{stderr}");
+    assert_eq!(code, 1);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("parameters need") && stderr.contains("max_storage_buffer_binding_size"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_model_files_train_table_is_kept_and_said_to_be_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 40, 10, false);
+    let file = dir.path().join("m.toml");
+    std::fs::write(&file, "[model]\nlayers = \"c16,relu,pool,fc\"\n[train]\nepochs = 3\n").unwrap();
+    let (code, stdout, stderr) =
+        gpu_train(&["--model", s(&file), "--data", s(dir.path()), "--epochs", "1", "--no-save"]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("[train] table is not read yet"), "{stderr}");
+    assert!(stdout.contains("model: m (c16,relu,pool,fc)"), "{stdout}");
 }
 
 fn train(args: &[&str]) -> String {

@@ -28,7 +28,8 @@ fn torch_python() -> Option<String> {
 /// The README's Python block that loads a checkpoint into PyTorch.
 fn readme_block() -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let blocks: Vec<&str> = readme.split("```python\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    let blocks: Vec<&str> =
+        readme.split("```python\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
     blocks
         .into_iter()
         .find(|b| b.contains("# gpu-train checkpoint -> PyTorch"))
@@ -41,7 +42,9 @@ fn the_readmes_python_loads_a_checkpoint_into_pytorch_and_gets_the_same_logits()
     let block = readme_block();
     assert!(block.contains("runs/my-run/best.safetensors"), "the block names the example path");
     let Some(python) = torch_python() else {
-        common::skip::skip("no Python with torch and safetensors (CI does not install the 5 GB PyTorch wheel)");
+        common::skip::skip(
+            "no Python with torch and safetensors (CI does not install the 5 GB PyTorch wheel)",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +55,14 @@ fn the_readmes_python_loads_a_checkpoint_into_pytorch_and_gets_the_same_logits()
     // every kind of tensor: conv with and without bias, batch norm 2-d and 1-d with running
     // statistics, dense; dropout and pooling in between
     let model = gpu_train::model_spec::resolve("c16,bn,relu,c8k5,relu,pool,drop0.2,fc12,bn,relu,fc").unwrap();
-    let cfg = TrainConfig { model, epochs: 2, batch_size: 16, seed: 4, optimizer: Default::default(), progress: false };
+    let cfg = TrainConfig {
+        model,
+        epochs: 2,
+        batch_size: 16,
+        seed: 4,
+        optimizer: Default::default(),
+        progress: false,
+    };
     let mut trainer = Trainer::new(&gpu, &k, &data, cfg).unwrap();
     trainer.train_epoch(1).unwrap();
     trainer.train_epoch(2).unwrap();

@@ -1,5 +1,7 @@
 //! Batch normalisation over channels (shaders/batchnorm.wgsl): values (B, C, P), NCHW
-//! images with P = H * W or features (B, F) with P = 1. Training uses the batch's mean and
+//! images with P = H * W or features (B, F) with P = 1. The statistics and the gradient
+//! cover the step's valid rows only (`Step::count`): a short last batch's padding rows
+//! change nothing. Training uses the batch's mean and
 //! biased variance (two passes over the data, never E[x^2] - E[x]^2) and updates running
 //! statistics with momentum 0.1 and the unbiased variance, as PyTorch does; evaluation uses
 //! the running statistics. gamma and beta (C each) sit in the flat parameter buffer; the
@@ -8,7 +10,7 @@
 //! B * P values, then over the chunks in order: deterministic, and within the loop budget.
 
 use crate::gpu::{Gpu, Result};
-use crate::kernels::{Dispatch, Kernels, whole};
+use crate::kernels::{Dispatch, Kernels, StepSlots, whole};
 use crate::loop_budget::{LoopBound, loop_ticks};
 
 pub const BATCHNORM_WGSL: &str = include_str!("../../shaders/batchnorm.wgsl");
@@ -97,6 +99,7 @@ impl BatchNorm {
         shape: BnShape,
         b: &BnBuffers,
         with_backward: bool,
+        slots: &StepSlots,
     ) -> Result<BatchNorm> {
         let kernel = |entry: &'static str| k.on_demand(gpu, "batchnorm.wgsl", entry);
         let (chunks, chunk_len) = shape.plan(gpu.loop_budget);
@@ -123,8 +126,12 @@ impl BatchNorm {
         let u = || (0, whole(&uniform));
         let per_chunk = (chunks * c) as u32;
         let elements = shape.len() as u32;
+        // Kernels that read the step's valid row count bind the per-step uniform.
         let stat = |entry, threads, entries: &[(u32, wgpu::BindingResource)], loops| -> Result<Dispatch> {
-            Ok(Dispatch::new(gpu, &kernel(entry)?, threads, entries)?.with_loops(loops))
+            let kernel = kernel(entry)?;
+            let d = Dispatch::new(gpu, &kernel, threads, entries)?.with_loops(loops);
+            let per_step = !matches!(entry, "bn_forward_train" | "bn_forward_eval" | "bn_grad_reduce");
+            Ok(if per_step { d.with_steps(gpu, &kernel, slots) } else { d })
         };
         let stats_entries = [u(), (1, whole(b.x)), (4, whole(b.stats)), (5, whole(&partial))];
         let reduce_entries = [u(), (4, whole(b.stats)), (5, whole(&partial))];
