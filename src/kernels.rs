@@ -10,7 +10,7 @@ pub const CONV_ACCUMULATE_SUBGROUP_WGSL: &str = include_str!("../shaders/conv_ac
 pub const CONV_WGRAD_WGSL: &str = include_str!("../shaders/conv_wgrad.wgsl");
 pub const CONV_WGRAD_GRADS_WGSL: &str = include_str!("../shaders/conv_wgrad_grads.wgsl");
 pub const CONV_WGRAD_GRADS_SUBGROUP_WGSL: &str = include_str!("../shaders/conv_wgrad_grads_subgroup.wgsl");
-pub const POOL_WGSL: &str = include_str!("../shaders/pool.wgsl");
+pub const POOL_WGSL: &str = include_str!("../shaders/conv_pool.wgsl");
 pub const DENSE_WGSL: &str = include_str!("../shaders/dense.wgsl");
 pub const DENSE_ROWS_WGSL: &str = include_str!("../shaders/dense_rows.wgsl");
 pub const DENSE_ROWS_SUBGROUP_WGSL: &str = include_str!("../shaders/dense_rows_subgroup.wgsl");
@@ -115,7 +115,7 @@ fn kernel_sources(variant: Variant) -> Vec<(&'static str, String)> {
     vec![
         ("conv.wgsl", format!("{CONV_WGSL}\n{conv_part}")),
         ("conv_wgrad.wgsl", format!("{CONV_WGRAD_WGSL}\n{wgrad_part}")),
-        ("pool.wgsl", POOL_WGSL.to_string()),
+        ("conv_pool.wgsl", POOL_WGSL.to_string()),
         ("dense.wgsl", format!("{DENSE_WGSL}\n{dense_part}")),
         ("gather.wgsl", format!("{STEP_WGSL}\n{GATHER_WGSL}")),
         ("softmax_xent.wgsl", format!("{STEP_WGSL}\n{XENT_WGSL}")),
