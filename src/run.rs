@@ -81,13 +81,13 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
             && ckpt.optimizer.kind == OptimizerKind::Adam
             && args.optimizer != Some(OptimizerKind::Sgd)
         {
-            return Err(CommandError::usage(&format!(
+            return Err(CommandError::usage(format!(
                 "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': {} trained with Adam, which has no momentum setting",
                 path.display()
             )));
         }
         if args.epochs.is_none() && plan.epochs.is_none() {
-            return Err(CommandError::usage(&format!(
+            return Err(CommandError::usage(format!(
                 "the argument '--epochs <EPOCHS>' is required to resume {}: the checkpoint predates recording the run's --epochs; pass the total number of epochs",
                 path.display()
             )));

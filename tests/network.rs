@@ -99,7 +99,7 @@ fn the_parameter_layout_names_shapes_and_aligns_every_tensor() {
         assert!(offset >= end);
         end = offset + len;
     }
-    assert!(layout.total >= end && layout.total % 64 == 0);
+    assert!(layout.total >= end && layout.total.is_multiple_of(64));
     assert_eq!(layout.count(), 16 * 9 + 32 + 32 * 256 + 32 + 64 + 3 * 32 + 3);
     // the same seed gives the same parameters; uniform ones stay in their bounds
     let (a, b) = (layout.init(7), layout.init(7));

@@ -301,6 +301,6 @@ impl ConvGeneric {
             owned.push(partial);
         }
         owned.push(uniform);
-        Ok(ConvGeneric { shape, plan, forward, backward, owned: owned })
+        Ok(ConvGeneric { shape, plan, forward, backward, owned })
     }
 }

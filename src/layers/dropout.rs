@@ -83,6 +83,6 @@ impl Dropout {
             Some((dy, dx)) => vec![apply(dy, dx)?],
             None => Vec::new(),
         };
-        Ok(Dropout { forward, backward, uniform: uniform })
+        Ok(Dropout { forward, backward, uniform })
     }
 }

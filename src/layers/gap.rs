@@ -73,6 +73,6 @@ impl GlobalAvgPool {
                 .with_loops(LoopBound::none()),
             );
         }
-        Ok(GlobalAvgPool { shape, forward, backward, uniform: uniform })
+        Ok(GlobalAvgPool { shape, forward, backward, uniform })
     }
 }

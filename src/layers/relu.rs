@@ -58,7 +58,7 @@ impl Relu {
                 .with_loops(LoopBound::none()),
             );
         }
-        Ok(Relu { forward, backward, uniform: uniform })
+        Ok(Relu { forward, backward, uniform })
     }
 }
 
