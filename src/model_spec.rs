@@ -318,35 +318,51 @@ pub fn presets_listing(summary: bool) -> String {
 }
 
 /// The table printed before training: one row per layer (output shape, parameters,
-/// forward FLOPs per image) and the totals.
+/// forward FLOPs per image, bytes of its output per image) and the totals.
 pub fn summary(input: Shape, layers: &[LayerInfo]) -> String {
-    let mut rows: Vec<[String; 4]> =
-        vec![["layer".into(), "output".into(), "params".into(), "MFLOP/image".into()]];
-    rows.push(["input".into(), input.to_string(), String::new(), String::new()]);
+    let kib = |shape: Shape| format!("{:.1}", (shape.len() * 4) as f64 / 1024.0);
+    let mut rows: Vec<[String; 5]> = vec![[
+        "layer".into(),
+        "output".into(),
+        "params".into(),
+        "MFLOP/image".into(),
+        "KiB/image".into(),
+    ]];
+    rows.push(["input".into(), input.to_string(), String::new(), String::new(), kib(input)]);
     for l in layers {
         rows.push([
             l.spec.to_string(),
             l.output.to_string(),
             l.params.to_string(),
             format!("{:.3}", l.flops as f64 / 1e6),
+            kib(l.output),
         ]);
     }
     let params: usize = layers.iter().map(|l| l.params).sum();
     let flops: u64 = layers.iter().map(|l| l.flops).sum();
-    rows.push(["total".into(), String::new(), params.to_string(), format!("{:.3}", flops as f64 / 1e6)]);
-    let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let bytes: usize = input.len() * 4 + layers.iter().map(|l| l.output.len() * 4).sum::<usize>();
+    rows.push([
+        "total".into(),
+        String::new(),
+        params.to_string(),
+        format!("{:.3}", flops as f64 / 1e6),
+        format!("{:.1}", bytes as f64 / 1024.0),
+    ]);
+    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     rows.iter()
         .map(|r| {
             let line = format!(
-                "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}",
+                "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}",
                 r[0],
                 r[1],
                 r[2],
                 r[3],
+                r[4],
                 w0 = widths[0],
                 w1 = widths[1],
                 w2 = widths[2],
-                w3 = widths[3]
+                w3 = widths[3],
+                w4 = widths[4]
             );
             format!("{}\n", line.trim_end())
         })
