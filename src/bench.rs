@@ -88,7 +88,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
 
     // A model that does not fit the data is a usage error, as for training.
     if let Err(e) = crate::model_spec::infer(&cfg.model.layers, 1, dataset.train.side, dataset.classes) {
-        return Err(crate::error::CommandError::usage_line(format!("--model {}: {e}", cfg.model.text)));
+        return Err(crate::error::CommandError::usage_line(format!("--model {}: {e}", cfg.model.label())));
     }
     let t = Instant::now();
     let kernels = Kernels::new(&gpu)?;

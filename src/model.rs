@@ -81,13 +81,16 @@ pub fn check_batch_fits(gpu: &Gpu, k: &Kernels, nodes: &[Node], batch: usize, tr
         let mid = (fits + fails) / 2;
         if too_big(mid)?.is_none() { fits = mid } else { fails = mid }
     }
-    let advice = if fits == 0 {
-        "no batch fits this image size".to_string()
-    } else {
-        format!("the largest batch that fits is {fits}; pass --batch-size {fits} or less")
-    };
+    if fits == 0 {
+        // Not even one image fits: name what blocks a batch of one, which is what to shrink.
+        let (name, words) = too_big(1)?.unwrap_or((name, words));
+        return Err(format!(
+            "even a batch of 1 needs {} bytes for buffer '{name}', over this adapter's {limit_name} of {limit} bytes: the model is too large for this adapter; use fewer channels or features",
+            words as u64 * 4
+        ));
+    }
     Err(format!(
-        "batch size {batch} needs {} bytes for buffer '{name}', over this adapter's {limit_name} of {limit} bytes; {advice}",
+        "batch size {batch} needs {} bytes for buffer '{name}', over this adapter's {limit_name} of {limit} bytes; the largest batch that fits is {fits}; pass --batch-size {fits} or less",
         words as u64 * 4
     ))
 }
@@ -125,6 +128,18 @@ impl Model {
         training: bool,
     ) -> Result<Model> {
         let nodes = shape.plan(def)?;
+        if training && shape.batch == 1 {
+            // One value per feature has no spread to normalise by (PyTorch refuses it too).
+            if let Some(n) = nodes.iter().find(|n| {
+                n.op == crate::network::Op::BatchNorm
+                    && matches!(n.input, crate::model_spec::Shape::Flat { .. })
+            }) {
+                return Err(format!(
+                    "{}: batch norm over features needs a batch of at least 2 to train (--batch-size 1 gives each feature one value)",
+                    n.label()
+                ));
+            }
+        }
         check_batch_fits(gpu, k, &nodes, shape.batch, training)?;
         let network = Network::new(gpu, k, nodes, shape.batch, seed, slots, training)?;
         let b = shape.batch;

@@ -83,7 +83,7 @@ fn whole(digits: &str, what: &str) -> Result<usize, String> {
         return Err(format!("expected a whole number of {what} after the letters"));
     }
     match digits.parse::<usize>() {
-        Ok(0) => Err(format!("a layer needs at least one {what}")),
+        Ok(0) => Err(format!("{what} must be at least 1")),
         Ok(n) if n <= MAX_WIDTH => Ok(n),
         _ => Err(format!("{what} must be at most {MAX_WIDTH}")),
     }
@@ -104,7 +104,8 @@ fn parse_token(token: &str) -> Result<LayerSpec, String> {
     }
     if let Some(rest) = t.strip_prefix("drop") {
         return match rest.parse::<f64>() {
-            Ok(p) if (0.0..1.0).contains(&p) && !rest.is_empty() && !rest.contains(['e', 'i', 'n']) => {
+            // digits and one point only: no sign, exponent, inf or nan
+            Ok(p) if (0.0..1.0).contains(&p) && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
                 Ok(LayerSpec::Dropout { p })
             }
             _ => Err("dropout needs a probability P with 0 <= P < 1, as in drop0.3".into()),
@@ -136,6 +137,8 @@ pub fn parse(text: &str) -> Result<Vec<LayerSpec>, ParseError> {
     let mut layers = Vec::new();
     let mut offset = 0;
     for (i, raw) in text.split(',').enumerate() {
+        // offsets count characters, as a user counts them
+        let lead = raw.chars().count() - raw.trim_start().chars().count();
         if i == MAX_LAYERS {
             return Err(ParseError {
                 position: i + 1,
@@ -144,7 +147,6 @@ pub fn parse(text: &str) -> Result<Vec<LayerSpec>, ParseError> {
                 problem: format!("a model has at most {MAX_LAYERS} layers"),
             });
         }
-        let lead = raw.len() - raw.trim_start().len();
         let token = raw.trim();
         // a long token is shown by its start, so that an error stays one readable line
         let shown: String = if token.chars().count() > 40 {
@@ -162,7 +164,7 @@ pub fn parse(text: &str) -> Result<Vec<LayerSpec>, ParseError> {
             return Err(fail("empty layer (two commas in a row, or a comma at an end)".into()));
         }
         layers.push(parse_token(token).map_err(fail)?);
-        offset += raw.len() + 1;
+        offset += raw.chars().count() + 1;
     }
     Ok(layers)
 }
@@ -249,7 +251,7 @@ pub fn infer(
             }
             (LayerSpec::Conv { .. } | LayerSpec::MaxPool | LayerSpec::GlobalAvgPool, Shape::Flat { .. }) => {
                 return Err(at(format!(
-                    "needs an image input, but the input is {shape} flat features (after an fc or gap)"
+                    "needs an image input, but its input is flat ({shape} features, after an fc or gap)"
                 )));
             }
             (LayerSpec::BatchNorm, _) => {
@@ -321,13 +323,8 @@ pub fn presets_listing(summary: bool) -> String {
 /// forward FLOPs per image, bytes of its output per image) and the totals.
 pub fn summary(input: Shape, layers: &[LayerInfo]) -> String {
     let kib = |shape: Shape| format!("{:.1}", (shape.len() * 4) as f64 / 1024.0);
-    let mut rows: Vec<[String; 5]> = vec![[
-        "layer".into(),
-        "output".into(),
-        "params".into(),
-        "MFLOP/image".into(),
-        "KiB/image".into(),
-    ]];
+    let mut rows: Vec<[String; 5]> =
+        vec![["layer".into(), "output".into(), "params".into(), "MFLOP/image".into(), "KiB/image".into()]];
     rows.push(["input".into(), input.to_string(), String::new(), String::new(), kib(input)]);
     for l in layers {
         rows.push([
@@ -391,11 +388,45 @@ pub fn resolve(arg: &str) -> Result<ModelDef, String> {
         return Ok(ModelDef { name: arg.trim().to_lowercase(), text: text.to_string(), layers, train: None });
     }
     let path = std::path::Path::new(arg);
-    if path.is_file() || arg.ends_with(".toml") {
+    let looks_like_path = arg.contains(['/', '\\']) || arg.to_lowercase().ends_with(".toml");
+    if path.is_file() || (looks_like_path && !arg.contains(',')) {
         return model_file(path);
     }
-    let layers = parse(arg).map_err(|e| format!("--model: {e}"))?;
-    Ok(ModelDef { name: "custom".into(), text: arg.to_string(), layers, train: None })
+    let layers = parse(arg).map_err(|e| {
+        if arg.contains(',') {
+            format!("--model: {e}")
+        } else {
+            // one word that is no layer: most likely a mistyped preset or file name
+            let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+            format!(
+                "--model '{}' is not a preset ({}), a model file or a layer string: {e}",
+                shorten(arg.trim()),
+                names.join(", ")
+            )
+        }
+    })?;
+    Ok(ModelDef { name: "custom".into(), text: canonical(&layers), layers, train: None })
+}
+
+/// The layer string as the program writes it back: canonical tokens, no spaces.
+pub fn canonical(layers: &[LayerSpec]) -> String {
+    layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// A user's text shortened for an error line.
+pub fn shorten(text: &str) -> String {
+    if text.chars().count() > 60 {
+        text.chars().take(60).chain("...".chars()).collect()
+    } else {
+        text.to_string()
+    }
+}
+
+impl ModelDef {
+    /// How errors name the model: its preset or file name, or its (shortened) string.
+    pub fn label(&self) -> String {
+        if self.name == "custom" { shorten(&self.text) } else { self.name.clone() }
+    }
 }
 
 impl Default for ModelDef {
@@ -455,5 +486,5 @@ fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
     let layers = parse(&text).map_err(|e| fail(format!("[model] layers: {e}")))?;
     let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
     let train = table.get("train").and_then(|t| t.as_table()).cloned();
-    Ok(ModelDef { name, text, layers, train })
+    Ok(ModelDef { name, text: canonical(&layers), layers, train })
 }

@@ -118,8 +118,10 @@ pub fn profile(gpu: &Gpu, dispatches: &[Dispatch], steps: usize) -> Result<Optio
 
 /// The kernel table, with each kernel's share of `step_ms` (the measured step time).
 pub fn format_table(profile: &KernelProfile, step_ms: f64) -> String {
+    // layer names come from the model ("layer 4 (c64,relu,pool) backward"): size the column
+    let lw = profile.kernels.iter().map(|k| k.layer.len()).max().unwrap_or(0).max(5);
     let mut out = format!(
-        "{:<18} {:<24} {:>5} {:>10} {:>7} {:>9} {:>8}\n",
+        "{:<lw$} {:<24} {:>5} {:>10} {:>7} {:>9} {:>8}\n",
         "layer", "kernel", "calls", "ms/step", "share", "MFLOP", "GFLOP/s"
     );
     for k in &profile.kernels {
@@ -127,7 +129,7 @@ pub fn format_table(profile: &KernelProfile, step_ms: f64) -> String {
         let mflop =
             if k.flops_per_step > 0 { format!("{:.1}", k.flops_per_step as f64 / 1e6) } else { "-".into() };
         out += &format!(
-            "{:<18} {:<24} {:>5} {:>10.3} {:>6.1}% {:>9} {:>8}\n",
+            "{:<lw$} {:<24} {:>5} {:>10.3} {:>6.1}% {:>9} {:>8}\n",
             k.layer,
             k.kernel,
             k.calls_per_step,

@@ -155,7 +155,7 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     // error. (A resumed model fits its checkpoint's data, which was checked above.)
     let layer_info = match model_spec::infer(&cfg.model.layers, 1, shape.side, shape.classes) {
         Ok(info) => info,
-        Err(e) => return Err(CommandError::usage_line(format!("--model {}: {e}", cfg.model.text))),
+        Err(e) => return Err(CommandError::usage_line(format!("--model {}: {e}", cfg.model.label()))),
     };
     if cfg.model.train.is_some() {
         eprintln!(
@@ -329,7 +329,7 @@ fn resumed_config(
     if let Some(m) = model
         && m.layers != ckpt.model.layers
     {
-        clashes.push(format!("--model {} (the checkpoint has {})", m.text, ckpt.model.text));
+        clashes.push(format!("--model {} (the checkpoint has {})", m.label(), ckpt.model.label()));
     }
     if !clashes.is_empty() {
         return Err(format!(

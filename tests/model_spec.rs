@@ -67,7 +67,7 @@ fn tokens_are_case_insensitive_and_spaces_are_allowed() {
 fn a_bad_token_is_named_with_its_position() {
     for (text, position, offset, token, needle) in [
         ("c32,relu,cx", 3, 9, "cx", "whole number"),
-        ("c32, relu ,  c0", 3, 13, "c0", "at least one"),
+        ("c32, relu ,  c0", 3, 13, "c0", "at least 1"),
         ("c32k7,fc", 1, 0, "c32k7", "kernel size '7'"),
         ("c32,,fc", 2, 4, "", "empty layer"),
         ("fc,", 2, 3, "", "empty layer"),

@@ -43,7 +43,7 @@ fn malformed_models_are_one_line_usage_errors() {
     let data = s(dir.path());
     assert_usage_error(&["--model", "c32,bogus,fc", "--data", data], &["layer 2", "'bogus'", "character 5"]);
     assert_usage_error(&["--model", "c32,,fc", "--data", data], &["empty layer"]);
-    assert_usage_error(&["--model", "c0,fc", "--data", data], &["at least one"]);
+    assert_usage_error(&["--model", "c0,fc", "--data", data], &["at least 1"]);
     assert_usage_error(&["--model", "drop1.5,fc", "--data", data], &["probability"]);
     assert_usage_error(&["--model", "c32k7,fc", "--data", data], &["kernel size"]);
     // parses, but does not fit 8x8 images or the classes
@@ -90,6 +90,46 @@ fn a_model_too_big_for_the_adapter_is_refused_before_it_is_built() {
         stderr.contains("parameters need") && stderr.contains("max_storage_buffer_binding_size"),
         "{stderr}"
     );
+    // wide convs: not even one image fits; the error names what blocks a batch of one
+    let (code, _, stderr) = gpu_train(&["--model", "c4096,c4096,fc", "--data", s(dir.path())]);
+    println!("{stderr}");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("even a batch of 1") && stderr.contains("too large for this adapter"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn names_typos_and_odd_spellings_get_clear_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 40, 10, false);
+    let data = s(dir.path());
+    // a mistyped preset or a missing file is not reported as an unknown layer only
+    assert_usage_error(&["--model", "ref_cnn", "--data", data], &["not a preset (ref-cnn, mlp, bn-cnn)"]);
+    assert_usage_error(&["--model", "models/my.TOML", "--data", data], &["models/my.TOML", "cannot read"]);
+    // signs and exponents are no probabilities; a user's offsets count characters
+    assert_usage_error(&["--model", "drop-0,fc", "--data", data], &["probability"]);
+    assert_usage_error(&["--model", "\u{3000}relu,\u{3000}bogus,fc", "--data", data], &["at character 8"]);
+    // newlines and spaces are read past, and the model is stored in canonical form
+    let save = dir.path().join("run");
+    let (code, stdout, stderr) = gpu_train(&[
+        "--model",
+        " C16 ,\n Relu,POOL ,fc",
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--save",
+        s(&save),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("model: custom (c16,relu,pool,fc)"), "{stdout}");
+    // batch norm over features cannot train on one value per feature
+    let (code, _, stderr) =
+        gpu_train(&["--model", "fc16,bn,relu,fc", "--data", data, "--batch-size", "1", "--no-save"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("batch of at least 2"), "{stderr}");
 }
 
 #[test]
