@@ -170,6 +170,15 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 
+// Writes channel oc's 2x2 block `v` (x, y: top row; z, w: bottom row) into dx.
+fn store_block(blk: Block, oc: u32, v: vec4<f32>) {
+    let row = ((blk.b * p.out_channels + oc) * p.height + blk.y0) * p.width + blk.x0;
+    dx[row] = v.x;
+    dx[row + 1u] = v.y;
+    dx[row + p.width] = v.z;
+    dx[row + p.width + 1u] = v.w;
+}
+
 @compute @workgroup_size(WG)
 fn conv_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -179,11 +188,7 @@ fn conv_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         return;
     }
     for (var o = 0u; o < OT; o++) {
-        let row = ((blk.b * p.out_channels + blk.oc0 + o) * p.height + blk.y0) * p.width + blk.x0;
-        dx[row] = acc[o].x;
-        dx[row + 1u] = acc[o].y;
-        dx[row + p.width] = acc[o].z;
-        dx[row + p.width + 1u] = acc[o].w;
+        store_block(blk, blk.oc0 + o, acc[o]);
     }
 }
 
@@ -199,12 +204,7 @@ fn conv_fwd_plain(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     }
     for (var o = 0u; o < OT; o++) {
         let oc = blk.oc0 + o;
-        let v = acc[o] + layer[p.bias_offset + oc];
-        let row = ((blk.b * p.out_channels + oc) * p.height + blk.y0) * p.width + blk.x0;
-        dx[row] = v.x;
-        dx[row + 1u] = v.y;
-        dx[row + p.width] = v.z;
-        dx[row + p.width + 1u] = v.w;
+        store_block(blk, oc, acc[o] + layer[p.bias_offset + oc]);
     }
 }
 

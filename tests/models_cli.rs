@@ -7,8 +7,11 @@
 mod idx_files;
 #[path = "common/run_cli.rs"]
 mod run_cli;
+#[path = "common/tensors.rs"]
+mod tensors;
 use run_cli::gpu_train;
 use std::path::Path;
+use tensors::tensors;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -151,15 +154,6 @@ fn train(args: &[&str]) -> String {
     println!("{args:?} -> {code}\n{stdout}{stderr}");
     assert_eq!(code, 0, "{stderr}");
     stdout
-}
-
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Vec<u8>)> =
-        st.tensors().into_iter().map(|(n, t)| (n, t.data().to_vec())).collect();
-    out.sort();
-    out
 }
 
 #[test]

@@ -10,12 +10,15 @@ mod idx_files;
 mod png_file;
 #[path = "common/run_cli.rs"]
 mod run_cli;
+#[path = "common/tensors.rs"]
+mod tensors;
 use png_file::png_bytes;
 use run_cli::gpu_train;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
+use tensors::tensors;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -37,14 +40,6 @@ fn metrics(path: &Path) -> Vec<String> {
 }
 
 /// Every tensor's bytes, by name.
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Vec<u8>)> =
-        st.tensors().into_iter().map(|(n, t)| (n, t.data().to_vec())).collect();
-    out.sort();
-    out
-}
 
 /// Rewrites a checkpoint's metadata in place (tensors unchanged).
 fn edit_metadata(path: &Path, edit: impl FnOnce(&mut HashMap<String, String>)) {
