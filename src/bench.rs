@@ -100,6 +100,8 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
         batch_size: cfg.batch_size,
         seed: 0,
         optimizer: OptimizerConfig::default(),
+        schedule: crate::schedule::Schedule::Constant,
+        warmup_epochs: 0.0,
         progress: false,
     };
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, train_cfg)?;

@@ -90,6 +90,9 @@ pub struct Checkpoint {
     pub batch_size: usize,
     pub seed: u64,
     pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule and warm-up (checkpoints without them: constant, none).
+    pub schedule: crate::schedule::Schedule,
+    pub warmup_epochs: f64,
     pub position: Position,
     /// Parameters and optimiser state in the GPU's flat layout (see model::ParamLayout for
     /// a batch of `batch_size`); `m`/`v` are Adam's moments or SGD's velocity (v unused).
@@ -231,6 +234,8 @@ impl Checkpoint {
             ("beta2", o.beta2.to_string()),
             ("eps", o.eps.to_string()),
             ("momentum", o.momentum.to_string()),
+            ("schedule", self.schedule.to_string()),
+            ("warmup_epochs", self.warmup_epochs.to_string()),
             ("dataset_side", self.dataset.side.to_string()),
             ("dataset_classes", self.dataset.classes.to_string()),
             ("dataset_train", self.dataset.train.to_string()),
@@ -333,8 +338,20 @@ impl Checkpoint {
         if batches_done > dataset.train.div_ceil(batch_size) {
             return Err(fail(format!("batches_done {batches_done} exceeds the batches in an epoch")));
         }
+        let schedule = match meta.get("schedule") {
+            None => crate::schedule::Schedule::Constant,
+            Some(s) => {
+                crate::schedule::Schedule::parse(s).map_err(|e| fail(format!("metadata 'schedule': {e}")))?
+            }
+        };
+        let warmup_epochs = match meta.get("warmup_epochs") {
+            None => 0.0,
+            Some(_) => real("warmup_epochs")?.max(0.0),
+        };
         let mut ckpt = Checkpoint {
             model,
+            schedule,
+            warmup_epochs,
             dataset,
             class_names,
             batch_size,

@@ -35,6 +35,13 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+fn warmup(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=100_000.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a number of epochs from 0 to 100000")),
+    }
+}
+
 fn unit_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
@@ -169,6 +176,13 @@ pub struct Args {
     /// Optimiser [default: adam]
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
+    /// Learning-rate schedule over the run's epochs: constant, cosine, onecycle, or
+    /// step:E1,E2,...:GAMMA (the rate times GAMMA after each listed epoch) [default: constant]
+    #[arg(long, value_name = "SCHEDULE", value_parser = crate::schedule::Schedule::parse)]
+    pub schedule: Option<crate::schedule::Schedule>,
+    /// Epochs of linear warm-up at the start (fractions allowed) [default: 0]
+    #[arg(long, value_name = "EPOCHS", allow_negative_numbers = true, value_parser = warmup)]
+    pub warmup_epochs: Option<f64>,
     /// Momentum for --optimizer sgd (refused with adam) [default: 0.9]
     #[arg(long, allow_negative_numbers = true, value_parser = unit_interval)]
     pub momentum: Option<f64>,
@@ -270,6 +284,8 @@ impl From<Args> for crate::run::TrainCommand {
             overwrite: a.overwrite,
             no_save: a.no_save,
             resume: a.resume,
+            schedule: a.schedule,
+            warmup_epochs: a.warmup_epochs,
             adapter: a.adapter.options(),
             list_adapters: a.list_adapters,
         }

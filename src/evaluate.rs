@@ -33,6 +33,8 @@ fn run_model(
         batch_size: used,
         seed: ckpt.seed,
         optimizer: ckpt.optimizer,
+        schedule: crate::schedule::Schedule::Constant,
+        warmup_epochs: 0.0,
         progress: false,
     };
     let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg).map_err(|e| {

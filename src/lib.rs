@@ -19,4 +19,5 @@ pub mod model_spec;
 pub mod network;
 pub mod profile;
 pub mod run;
+pub mod schedule;
 pub mod train;

@@ -16,6 +16,7 @@ use crate::kernels::Kernels;
 use crate::layers::optim::{OptimizerConfig, OptimizerKind};
 use crate::model::param_align_words;
 use crate::model_spec::{self, ModelDef};
+use crate::schedule::Schedule;
 use crate::train::{EpochMetrics, TrainConfig, Trainer, progress_wanted};
 use clap::ValueEnum;
 use std::io::Write;
@@ -43,6 +44,8 @@ pub struct TrainCommand {
     pub overwrite: bool,
     pub no_save: bool,
     pub resume: Option<PathBuf>,
+    pub schedule: Option<Schedule>,
+    pub warmup_epochs: Option<f64>,
     pub adapter: AdapterOptions,
     pub list_adapters: bool,
 }
@@ -294,6 +297,8 @@ fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
             momentum: args.momentum.unwrap_or(0.9),
             ..OptimizerConfig::default()
         },
+        schedule: args.schedule.clone().unwrap_or(Schedule::Constant),
+        warmup_epochs: args.warmup_epochs.unwrap_or(0.0),
         progress: progress_wanted(),
     }
 }
@@ -326,6 +331,8 @@ fn resumed_config(
         clash("--momentum", args.momentum.map(readable), readable(o.momentum));
     }
     clash("--classes", args.classes.map(|v| v.to_string()), ckpt.dataset.classes.to_string());
+    clash("--schedule", args.schedule.as_ref().map(|s| s.to_string()), ckpt.schedule.to_string());
+    clash("--warmup-epochs", args.warmup_epochs.map(readable), readable(ckpt.warmup_epochs));
     if let Some(m) = model
         && m.layers != ckpt.model.layers
     {
@@ -344,6 +351,8 @@ fn resumed_config(
         batch_size: ckpt.batch_size,
         seed: ckpt.seed,
         optimizer: *o,
+        schedule: ckpt.schedule.clone(),
+        warmup_epochs: ckpt.warmup_epochs,
         progress: progress_wanted(),
     })
 }

@@ -26,11 +26,36 @@ pub const GROUP_IMAGES: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub model: crate::model_spec::ModelDef,
+    /// The run's total epochs (a schedule spans them).
     pub epochs: usize,
     pub batch_size: usize,
     pub seed: u64,
     pub optimizer: OptimizerConfig,
+    pub schedule: crate::schedule::Schedule,
+    pub warmup_epochs: f64,
     pub progress: bool,
+}
+
+impl TrainConfig {
+    /// A constant learning rate, no warm-up, no progress line: what tests and tools start from.
+    pub fn basic(
+        model: crate::model_spec::ModelDef,
+        epochs: usize,
+        batch_size: usize,
+        seed: u64,
+        optimizer: OptimizerConfig,
+    ) -> TrainConfig {
+        TrainConfig {
+            model,
+            epochs,
+            batch_size,
+            seed,
+            optimizer,
+            schedule: crate::schedule::Schedule::Constant,
+            warmup_epochs: 0.0,
+            progress: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,19 +67,22 @@ pub struct EpochMetrics {
     pub test_acc: f64,
     pub seconds: f64,
     pub train_images_per_sec: f64,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
 }
 
 impl EpochMetrics {
     pub fn json(&self) -> String {
         format!(
-            "{{\"epoch\":{},\"train_loss\":{},\"train_acc\":{},\"test_loss\":{},\"test_acc\":{},\"seconds\":{},\"train_images_per_sec\":{}}}",
+            "{{\"epoch\":{},\"train_loss\":{},\"train_acc\":{},\"test_loss\":{},\"test_acc\":{},\"seconds\":{},\"train_images_per_sec\":{},\"lr\":{}}}",
             self.epoch,
             json_num(self.train_loss),
             json_num(self.train_acc),
             json_num(self.test_loss),
             json_num(self.test_acc),
             json_num(self.seconds),
-            json_num(self.train_images_per_sec)
+            json_num(self.train_images_per_sec),
+            json_num(self.lr)
         )
     }
 }
@@ -209,6 +237,8 @@ impl<'a> Trainer<'a> {
             batch_size: self.cfg.batch_size,
             seed: self.cfg.seed,
             optimizer: self.cfg.optimizer,
+            schedule: self.cfg.schedule.clone(),
+            warmup_epochs: self.cfg.warmup_epochs,
             position,
             params: self.gpu.read_f32(&self.model.network.params)?,
             m: self.gpu.read_f32(&self.optimizer()?.m)?,
@@ -252,7 +282,8 @@ impl<'a> Trainer<'a> {
                 if train {
                     self.position.updates += 1;
                     step.update = self.position.updates as u32;
-                    self.cfg.optimizer.fill_step(&mut step, self.position.updates);
+                    let factor = self.lr_factor(self.position.updates);
+                    self.cfg.optimizer.fill_step(&mut step, self.position.updates, factor);
                 }
                 steps.push(step);
             }
@@ -294,6 +325,12 @@ impl<'a> Trainer<'a> {
             eprint!("\r\x1b[2K");
         }
         Ok((start.elapsed().as_secs_f64(), ran))
+    }
+
+    /// The schedule's factor at optimiser step `t` of this run.
+    pub fn lr_factor(&self, t: u64) -> f64 {
+        let steps_per_epoch = self.train.count.div_ceil(self.cfg.batch_size);
+        self.cfg.schedule.factor(t, steps_per_epoch, self.cfg.epochs, self.cfg.warmup_epochs)
     }
 
     /// Steps recorded into one submit: GROUP, or fewer at batches above GROUP_IMAGES / GROUP.
@@ -387,6 +424,7 @@ impl<'a> Trainer<'a> {
             test_acc,
             seconds: epoch_start.elapsed().as_secs_f64(),
             train_images_per_sec: trained as f64 / train_seconds,
+            lr: self.cfg.optimizer.lr * self.lr_factor(self.position.updates),
         }))
     }
 }

@@ -23,7 +23,16 @@ fn config_for(optimizer: OptimizerKind, model: &str) -> TrainConfig {
     let optimizer = OptimizerConfig { kind: optimizer, ..OptimizerConfig::default() };
     let model = gpu_train::model_spec::resolve(model).unwrap();
     // 250 samples at batch 8: 32 batches, two groups of 16, the last batch short (2).
-    TrainConfig { model, epochs: 4, batch_size: 8, seed: 5, optimizer, progress: false }
+    TrainConfig {
+        model,
+        epochs: 4,
+        batch_size: 8,
+        seed: 5,
+        optimizer,
+        schedule: gpu_train::schedule::Schedule::Constant,
+        warmup_epochs: 0.0,
+        progress: false,
+    }
 }
 
 fn dataset() -> data::Dataset {
@@ -55,7 +64,10 @@ fn check_exact_resume(kind: OptimizerKind) {
 }
 
 fn check_exact_resume_of(kind: OptimizerKind, model: &str) {
-    let config = |kind| config_for(kind, model);
+    check_exact_resume_with(kind, &|kind| config_for(kind, model));
+}
+
+fn check_exact_resume_with(kind: OptimizerKind, config: &dyn Fn(OptimizerKind) -> TrainConfig) {
     let data = dataset();
     let gpu = common::gpu();
     let kernels = Kernels::new(&gpu).unwrap();
@@ -110,6 +122,17 @@ fn resuming_adam_is_bit_identical_to_an_unbroken_run() {
 #[test]
 fn resuming_sgd_is_bit_identical_to_an_unbroken_run() {
     check_exact_resume(OptimizerKind::Sgd);
+}
+
+#[test]
+fn resuming_a_cosine_schedule_with_warm_up_is_bit_identical() {
+    // The rate of every step comes from (step, steps per epoch, total epochs), so a resumed
+    // run recomputes it; the checkpoint carries the schedule.
+    check_exact_resume_with(OptimizerKind::Adam, &|kind| TrainConfig {
+        schedule: gpu_train::schedule::Schedule::Cosine,
+        warmup_epochs: 1.5,
+        ..config(kind)
+    });
 }
 
 #[test]

@@ -148,9 +148,12 @@ fn trains_a_raw_synthetic_set_and_writes_metrics() {
     for (i, line) in lines.iter().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["epoch"], i + 1);
-        for key in ["train_loss", "train_acc", "test_loss", "test_acc", "seconds", "train_images_per_sec"] {
+        for key in
+            ["train_loss", "train_acc", "test_loss", "test_acc", "seconds", "train_images_per_sec", "lr"]
+        {
             assert!(v[key].as_f64().is_some(), "{key} missing in {line}");
         }
+        assert_eq!(v["lr"].as_f64(), Some(1e-3), "a constant rate by default");
         for key in ["train_acc", "test_acc"] {
             let a = v[key].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&a), "{key} = {a} is not a fraction");
@@ -158,6 +161,65 @@ fn trains_a_raw_synthetic_set_and_writes_metrics() {
     }
     let last: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
     assert!(last["test_acc"].as_f64().unwrap() > 0.6, "the banded synthetic set is easy: {}", lines[2]);
+}
+
+#[test]
+fn a_schedule_sets_each_epochs_rate_and_a_resume_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 64, 16, false);
+    let data = dir.path().to_str().unwrap();
+    let metrics = dir.path().join("m.jsonl");
+    let save = dir.path().join("run");
+    // 4 steps an epoch, 3 epochs: one warm-up epoch, then a cosine over 8 steps
+    let (code, stdout, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--schedule",
+        "cosine",
+        "--warmup-epochs",
+        "1",
+        "--lr",
+        "0.002",
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    let lr: Vec<f64> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"].as_f64().unwrap())
+        .collect();
+    println!("{lr:?}");
+    // end of warm-up: the full rate; then the cosine: step 8 of 8 is at (1 + cos(3 pi / 8)) / 2 ... step 12
+    let cosine = |k: f64| 0.002 * 0.5 * (1.0 + (std::f64::consts::PI * k / 8.0).cos());
+    assert!((lr[0] - 0.002).abs() < 1e-15);
+    assert!((lr[1] - cosine(3.0)).abs() < 1e-15, "{lr:?}");
+    assert!((lr[2] - cosine(7.0)).abs() < 1e-15, "{lr:?}");
+    // the checkpoint holds the schedule: another on resume is refused, naming it
+    let last = save.join("last.safetensors");
+    let (code, _, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--resume",
+        last.to_str().unwrap(),
+        "--epochs",
+        "4",
+        "--schedule",
+        "constant",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--schedule constant (the checkpoint has cosine)"), "{stderr}");
+    // a bad schedule is a usage error naming it
+    let (code, _, stderr) = gpu_train(&["--data", data, "--schedule", "linear"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown schedule 'linear'"), "{stderr}");
 }
 
 /// The adapter lines of `--list-adapters` (one per adapter, on every backend).

@@ -279,7 +279,7 @@ fn optimizers_match_reference() {
         let (mut p, mut m, mut v) =
             (p0.iter().map(|&x| x as f64).collect::<Vec<_>>(), vec![0f64; n], vec![0f64; n]);
         for t in 1..=3u64 {
-            cfg.fill_step(&mut step, t);
+            cfg.fill_step(&mut step, t, 1.0);
             slots.write(&gpu, &[step]);
             run(&gpu, &[&opt.update]);
             for i in 0..n {

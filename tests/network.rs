@@ -132,6 +132,8 @@ fn ref_cnn_builds_the_same_dispatches_as_the_hand_wired_network() {
         batch_size: 128,
         seed: 0,
         optimizer: Default::default(),
+        schedule: gpu_train::schedule::Schedule::Constant,
+        warmup_epochs: 0.0,
         progress: false,
     };
     let trainer = gpu_train::train::Trainer::new(&gpu, &k, &data, cfg).unwrap();

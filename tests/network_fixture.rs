@@ -48,6 +48,8 @@ fn whole_networks_match_pytorch_for_one_training_step() {
                 batch_size: batch,
                 seed: 0,
                 optimizer: OptimizerConfig::default(),
+                schedule: gpu_train::schedule::Schedule::Constant,
+                warmup_epochs: 0.0,
                 progress: false,
             };
             let mut trainer = Trainer::new(&gpu, &k, &data, cfg).unwrap();

@@ -61,6 +61,8 @@ fn the_readmes_python_loads_a_checkpoint_into_pytorch_and_gets_the_same_logits()
         batch_size: 16,
         seed: 4,
         optimizer: Default::default(),
+        schedule: gpu_train::schedule::Schedule::Constant,
+        warmup_epochs: 0.0,
         progress: false,
     };
     let mut trainer = Trainer::new(&gpu, &k, &data, cfg).unwrap();

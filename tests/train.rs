@@ -16,6 +16,8 @@ fn config(batch_size: usize, seed: u64) -> TrainConfig {
         batch_size,
         seed,
         optimizer: OptimizerConfig::default(),
+        schedule: gpu_train::schedule::Schedule::Constant,
+        warmup_epochs: 0.0,
         progress: false,
     }
 }

@@ -34,12 +34,14 @@ impl Default for OptimizerConfig {
 }
 
 impl OptimizerConfig {
-    /// Fills the optimiser fields of `step` for update number `t` (1-based).
-    pub fn fill_step(&self, step: &mut Step, t: u64) {
-        step.lr = self.lr as f32;
+    /// Fills the optimiser fields of `step` for update number `t` (1-based), with the
+    /// learning rate scaled by the schedule's `factor` (1 for a constant rate).
+    pub fn fill_step(&self, step: &mut Step, t: u64, factor: f64) {
+        let lr = self.lr * factor;
+        step.lr = lr as f32;
         let bc1 = 1.0 - self.beta1.powf(t as f64);
         let bc2 = 1.0 - self.beta2.powf(t as f64);
-        step.step_size = (self.lr / bc1) as f32;
+        step.step_size = (lr / bc1) as f32;
         step.sqrt_bias_correction2 = bc2.sqrt() as f32;
     }
 }
