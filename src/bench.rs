@@ -102,6 +102,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
         optimizer: OptimizerConfig::default(),
         schedule: crate::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
+        label_smoothing: 0.0,
         progress: false,
     };
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, train_cfg)?;

@@ -93,6 +93,8 @@ pub struct Checkpoint {
     /// The learning-rate schedule and warm-up (checkpoints without them: constant, none).
     pub schedule: crate::schedule::Schedule,
     pub warmup_epochs: f64,
+    /// The training loss's label smoothing (checkpoints without it: 0).
+    pub label_smoothing: f64,
     pub position: Position,
     /// Parameters and optimiser state in the GPU's flat layout (see model::ParamLayout for
     /// a batch of `batch_size`); `m`/`v` are Adam's moments or SGD's velocity (v unused).
@@ -236,6 +238,7 @@ impl Checkpoint {
             ("momentum", o.momentum.to_string()),
             ("schedule", self.schedule.to_string()),
             ("warmup_epochs", self.warmup_epochs.to_string()),
+            ("label_smoothing", self.label_smoothing.to_string()),
             ("dataset_side", self.dataset.side.to_string()),
             ("dataset_classes", self.dataset.classes.to_string()),
             ("dataset_train", self.dataset.train.to_string()),
@@ -348,10 +351,18 @@ impl Checkpoint {
             None => 0.0,
             Some(_) => real("warmup_epochs")?.max(0.0),
         };
+        let label_smoothing = match meta.get("label_smoothing") {
+            None => 0.0,
+            Some(_) => match real("label_smoothing")? {
+                v if (0.0..1.0).contains(&v) => v,
+                v => return Err(fail(format!("metadata 'label_smoothing' {v} is not in [0, 1)"))),
+            },
+        };
         let mut ckpt = Checkpoint {
             model,
             schedule,
             warmup_epochs,
+            label_smoothing,
             dataset,
             class_names,
             batch_size,

@@ -183,6 +183,10 @@ pub struct Args {
     /// Epochs of linear warm-up at the start (fractions allowed) [default: 0]
     #[arg(long, value_name = "EPOCHS", allow_negative_numbers = true, value_parser = warmup)]
     pub warmup_epochs: Option<f64>,
+    /// Label smoothing of the training loss: the target is (1 - X) one-hot + X / classes
+    /// [default: 0]
+    #[arg(long, value_name = "X", allow_negative_numbers = true, value_parser = unit_interval)]
+    pub label_smoothing: Option<f64>,
     /// Momentum for --optimizer sgd (refused with adam) [default: 0.9]
     #[arg(long, allow_negative_numbers = true, value_parser = unit_interval)]
     pub momentum: Option<f64>,
@@ -286,6 +290,7 @@ impl From<Args> for crate::run::TrainCommand {
             resume: a.resume,
             schedule: a.schedule,
             warmup_epochs: a.warmup_epochs,
+            label_smoothing: a.label_smoothing,
             adapter: a.adapter.options(),
             list_adapters: a.list_adapters,
         }

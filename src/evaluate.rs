@@ -35,6 +35,7 @@ fn run_model(
         optimizer: ckpt.optimizer,
         schedule: crate::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
+        label_smoothing: 0.0,
         progress: false,
     };
     let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg).map_err(|e| {

@@ -126,6 +126,7 @@ impl Model {
         test: &ResidentSplit,
         slots: &StepSlots,
         training: bool,
+        label_smoothing: f64,
     ) -> Result<Model> {
         let nodes = shape.plan(def)?;
         if training && shape.batch == 1 {
@@ -155,7 +156,7 @@ impl Model {
         let (gather_test, u) = gather(gpu, k, test, b, x, &labels, slots)?;
         owned.push(u);
         let (loss_test, u) =
-            softmax_xent(gpu, k, b, shape.classes, logits, &labels, d_logits, &test_metrics, slots)?;
+            softmax_xent(gpu, k, b, shape.classes, logits, &labels, d_logits, &test_metrics, slots, 0.0)?;
         owned.push(u);
         let mut eval_step = vec![label(gather_test, "input")];
         eval_step.extend(network.eval_forward.iter().cloned());
@@ -167,8 +168,18 @@ impl Model {
                 Optimizer::new(gpu, k, optim, &network.params, &network.grads, network.layout.total, slots)?;
             let (gather_train, u) = gather(gpu, k, train, b, x, &labels, slots)?;
             owned.push(u);
-            let (loss_train, u) =
-                softmax_xent(gpu, k, b, shape.classes, logits, &labels, d_logits, &train_metrics, slots)?;
+            let (loss_train, u) = softmax_xent(
+                gpu,
+                k,
+                b,
+                shape.classes,
+                logits,
+                &labels,
+                d_logits,
+                &train_metrics,
+                slots,
+                label_smoothing,
+            )?;
             owned.push(u);
             train_step.push(label(gather_train, "input"));
             train_step.extend(network.train_forward.iter().cloned());

@@ -46,6 +46,7 @@ pub struct TrainCommand {
     pub resume: Option<PathBuf>,
     pub schedule: Option<Schedule>,
     pub warmup_epochs: Option<f64>,
+    pub label_smoothing: Option<f64>,
     pub adapter: AdapterOptions,
     pub list_adapters: bool,
 }
@@ -63,6 +64,11 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     if args.resume.is_none() && args.momentum.is_some() && args.optimizer != Some(OptimizerKind::Sgd) {
         return Err(CommandError::usage(
             "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': Adam has no momentum setting",
+        ));
+    }
+    if args.schedule == Some(Schedule::OneCycle) && args.warmup_epochs.is_some_and(|w| w > 0.0) {
+        return Err(CommandError::usage(
+            "the argument '--warmup-epochs' does not apply to '--schedule onecycle', which has its own warm-up (30% of the steps)",
         ));
     }
     // A model that does not parse is a usage error before anything is opened.
@@ -191,13 +197,14 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         model_spec::summary(model_spec::Shape::Image { channels: 1, side: shape.side }, &layer_info)
     );
     println!(
-        "model: {} ({}), {} parameters, batch {}, {:?} lr {}; start-up {:.2} s",
+        "model: {} ({}), {} parameters, batch {}, {:?} lr {}{}; start-up {:.2} s",
         cfg.model.name,
         cfg.model.text,
         trainer.model.network.layout.count(),
         cfg.batch_size,
         cfg.optimizer.kind,
         readable(lr),
+        recipe_note(&cfg),
         started.elapsed().as_secs_f64()
     );
     match &save_dir {
@@ -281,6 +288,21 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     Ok(0)
 }
 
+/// The schedule, warm-up and label smoothing where they are not the defaults.
+fn recipe_note(cfg: &TrainConfig) -> String {
+    let mut parts = Vec::new();
+    if cfg.schedule != Schedule::Constant {
+        parts.push(format!("{} schedule", cfg.schedule));
+    }
+    if cfg.warmup_epochs > 0.0 {
+        parts.push(format!("{} warm-up epochs", readable(cfg.warmup_epochs)));
+    }
+    if cfg.label_smoothing > 0.0 {
+        parts.push(format!("label smoothing {}", readable(cfg.label_smoothing)));
+    }
+    parts.iter().map(|p| format!(", {p}")).collect()
+}
+
 fn dataset_shape(d: &Dataset) -> DatasetShape {
     DatasetShape { side: d.train.side, classes: d.classes, train: d.train.count, test: d.test.count }
 }
@@ -299,6 +321,7 @@ fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
         },
         schedule: args.schedule.clone().unwrap_or(Schedule::Constant),
         warmup_epochs: args.warmup_epochs.unwrap_or(0.0),
+        label_smoothing: args.label_smoothing.unwrap_or(0.0),
         progress: progress_wanted(),
     }
 }
@@ -333,6 +356,7 @@ fn resumed_config(
     clash("--classes", args.classes.map(|v| v.to_string()), ckpt.dataset.classes.to_string());
     clash("--schedule", args.schedule.as_ref().map(|s| s.to_string()), ckpt.schedule.to_string());
     clash("--warmup-epochs", args.warmup_epochs.map(readable), readable(ckpt.warmup_epochs));
+    clash("--label-smoothing", args.label_smoothing.map(readable), readable(ckpt.label_smoothing));
     if let Some(m) = model
         && m.layers != ckpt.model.layers
     {
@@ -353,6 +377,7 @@ fn resumed_config(
         optimizer: *o,
         schedule: ckpt.schedule.clone(),
         warmup_epochs: ckpt.warmup_epochs,
+        label_smoothing: ckpt.label_smoothing,
         progress: progress_wanted(),
     })
 }

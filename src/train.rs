@@ -33,6 +33,8 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     pub schedule: crate::schedule::Schedule,
     pub warmup_epochs: f64,
+    /// Label smoothing eps of the training loss (0: none).
+    pub label_smoothing: f64,
     pub progress: bool,
 }
 
@@ -53,6 +55,7 @@ impl TrainConfig {
             optimizer,
             schedule: crate::schedule::Schedule::Constant,
             warmup_epochs: 0.0,
+            label_smoothing: 0.0,
             progress: false,
         }
     }
@@ -149,6 +152,7 @@ impl<'a> Trainer<'a> {
             &test,
             &slots,
             training,
+            cfg.label_smoothing,
         )?;
         gpu.wait()?;
         let shuffle_rng = shuffle_stream(cfg.seed);
@@ -239,6 +243,7 @@ impl<'a> Trainer<'a> {
             optimizer: self.cfg.optimizer,
             schedule: self.cfg.schedule.clone(),
             warmup_epochs: self.cfg.warmup_epochs,
+            label_smoothing: self.cfg.label_smoothing,
             position,
             params: self.gpu.read_f32(&self.model.network.params)?,
             m: self.gpu.read_f32(&self.optimizer()?.m)?,

@@ -31,6 +31,7 @@ fn config_for(optimizer: OptimizerKind, model: &str) -> TrainConfig {
         optimizer,
         schedule: gpu_train::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
+        label_smoothing: 0.0,
         progress: false,
     }
 }

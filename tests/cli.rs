@@ -216,10 +216,63 @@ fn a_schedule_sets_each_epochs_rate_and_a_resume_keeps_it() {
     ]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--schedule constant (the checkpoint has cosine)"), "{stderr}");
+    // onecycle has its own warm-up
+    let (code, _, stderr) = gpu_train(&["--data", data, "--schedule", "onecycle", "--warmup-epochs", "1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("has its own warm-up"), "{stderr}");
     // a bad schedule is a usage error naming it
     let (code, _, stderr) = gpu_train(&["--data", data, "--schedule", "linear"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("unknown schedule 'linear'"), "{stderr}");
+}
+
+#[test]
+fn label_smoothing_is_stored_and_kept_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 64, 16, false);
+    let data = dir.path().to_str().unwrap();
+    let metrics = |name: &str| dir.path().join(name);
+    let run = |eps: &str, m: &str, save: &str| {
+        let save = dir.path().join(save);
+        let (code, _, stderr) = gpu_train(&[
+            "--data",
+            data,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--label-smoothing",
+            eps,
+            "--metrics",
+            metrics(m).to_str().unwrap(),
+            "--save",
+            save.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let line = std::fs::read_to_string(metrics(m)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        (v["train_loss"].as_f64().unwrap(), v["test_loss"].as_f64().unwrap(), save.join("last.safetensors"))
+    };
+    let (plain_train, _, _) = run("0", "a.jsonl", "a");
+    let (smooth_train, smooth_test, last) = run("0.2", "b.jsonl", "b");
+    println!("train loss {plain_train} plain, {smooth_train} smoothed; test loss {smooth_test}");
+    assert_ne!(plain_train, smooth_train, "smoothing changes the training loss");
+    assert!(smooth_test.is_finite());
+    let (code, _, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--resume",
+        last.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--label-smoothing",
+        "0.1",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--label-smoothing 0.1 (the checkpoint has 0.2)"), "{stderr}");
+    let (code, _, stderr) = gpu_train(&["--data", data, "--label-smoothing", "1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("'1' is not a number in [0, 1)"), "{stderr}");
 }
 
 /// The adapter lines of `--list-adapters` (one per adapter, on every backend).

@@ -180,9 +180,15 @@ fn dense_backward_matches_finite_differences() {
     assert!(worst < 1e-2, "finite-difference mismatch {worst:.3e}");
 }
 
-/// Per-row softmax cross-entropy in f64: the gradient (divided by `count`) and each valid
-/// row's (loss, correct).
-fn xent_ref(logits: &[f32], labels: &[u32], classes: usize, count: usize) -> (Vec<f64>, Vec<(f64, f64)>) {
+/// Per-row softmax cross-entropy in f64 against the one-hot target smoothed by `eps`: the
+/// gradient (divided by `count`) and each valid row's (loss, correct).
+fn xent_ref(
+    logits: &[f32],
+    labels: &[u32],
+    classes: usize,
+    count: usize,
+    eps: f64,
+) -> (Vec<f64>, Vec<(f64, f64)>) {
     let batch = labels.len();
     let mut grad = vec![0f64; batch * classes];
     let mut rows = Vec::new();
@@ -193,17 +199,20 @@ fn xent_ref(logits: &[f32], labels: &[u32], classes: usize, count: usize) -> (Ve
         let label = labels[b] as usize;
         // the first of equal maxima, as the kernel picks it
         let arg = (0..classes).find(|&i| row[i] == max).unwrap();
-        rows.push((z.ln() + max - row[label], (arg == label) as u32 as f64));
+        let target = |c: usize| (1.0 - eps) * (c == label) as u32 as f64 + eps / classes as f64;
+        // -sum_c target_c log p_c
+        let loss: f64 = (0..classes).map(|c| -target(c) * (row[c] - max - z.ln())).sum();
+        rows.push((loss, (arg == label) as u32 as f64));
         for c in 0..classes {
             let prob = (row[c] - max).exp() / z;
-            grad[b * classes + c] = (prob - (c == label) as u32 as f64) / count as f64;
+            grad[b * classes + c] = (prob - target(c)) / count as f64;
         }
     }
     (grad, rows)
 }
 
 /// The kernel on one batch placed at `start` of the epoch's order, against xent_ref.
-fn check_xent(batch: usize, classes: usize, count: u32, start: u32) {
+fn check_xent(batch: usize, classes: usize, count: u32, start: u32, smoothing: f64) {
     let (gpu, k) = variants().pop().unwrap();
     let ticks = gpu_train::layers::loss::xent_loops(classes).ticks;
     println!(
@@ -228,10 +237,12 @@ fn check_xent(batch: usize, classes: usize, count: u32, start: u32) {
     let slots_len = 2 * (start as usize + batch + 1);
     let mb = gpu.storage_init("metrics", &vec![-1f32; slots_len]).unwrap();
     let slots = slots_with(&gpu, Step { start, count, ..Default::default() });
-    let (d, _u) =
-        gpu_train::layers::loss::softmax_xent(&gpu, &k, batch, classes, &lb, &yb, &db, &mb, &slots).unwrap();
+    let (d, _u) = gpu_train::layers::loss::softmax_xent(
+        &gpu, &k, batch, classes, &lb, &yb, &db, &mb, &slots, smoothing,
+    )
+    .unwrap();
     run(&gpu, &[&d]);
-    let (grad, rows) = xent_ref(&logits, &labels, classes, count as usize);
+    let (grad, rows) = xent_ref(&logits, &labels, classes, count as usize, smoothing);
     assert_close("softmax_xent gradient", &gpu.read_f32(&db).unwrap(), &grad, 1e-4);
     let metrics = gpu.read_f32(&mb).unwrap();
     let (before, rest) = metrics.split_at(2 * start as usize);
@@ -249,15 +260,59 @@ fn check_xent(batch: usize, classes: usize, count: u32, start: u32) {
 #[test]
 fn softmax_xent_matches_reference() {
     // odd sizes, a short batch, an offset in the epoch
-    check_xent(11, 7, 9, 5);
+    check_xent(11, 7, 9, 5, 0.0);
+}
+
+#[test]
+fn softmax_xent_with_label_smoothing_matches_reference() {
+    check_xent(11, 7, 9, 5, 0.1);
+    check_xent(33, 256, 30, 2, 0.3);
+    // eps = 0 is plain cross-entropy bit for bit: the same logits, with and without
+    let (gpu, k) = variants().pop().unwrap();
+    let logits: Vec<f32> = random(&mut rng(5), 4 * 3);
+    let labels = [0u32, 2, 1, 1];
+    let run_with = |eps: f64| {
+        let lb = gpu.storage_init("logits", &logits).unwrap();
+        let yb = gpu.storage_init("labels", &labels).unwrap();
+        let db = gpu.storage("d", 12).unwrap();
+        let mb = gpu.storage("metrics", 8).unwrap();
+        let slots = slots_with(&gpu, Step { start: 0, count: 4, ..Default::default() });
+        let (d, _u) =
+            gpu_train::layers::loss::softmax_xent(&gpu, &k, 4, 3, &lb, &yb, &db, &mb, &slots, eps).unwrap();
+        run(&gpu, &[&d]);
+        (gpu.read_f32(&db).unwrap(), gpu.read_f32(&mb).unwrap())
+    };
+    let (g0, m0) = run_with(0.0);
+    let (g1, m1) = run_with(0.2);
+    assert_ne!(g0, g1, "smoothing changes the gradient");
+    // the smoothed loss is never below the cross-entropy's lower bound and differs from plain
+    assert!(m0.iter().step_by(2).zip(m1.iter().step_by(2)).all(|(a, b)| a != b));
+    let want = xent_ref(&logits, &labels, 3, 4, 0.0).0;
+    assert_close("eps = 0 gradient", &g0, &want, 1e-6);
+    assert!(
+        gpu_train::layers::loss::softmax_xent(
+            &gpu,
+            &k,
+            4,
+            3,
+            &gpu.storage("a", 12).unwrap(),
+            &gpu.storage("b", 4).unwrap(),
+            &gpu.storage("c", 12).unwrap(),
+            &gpu.storage("m", 8).unwrap(),
+            &slots_with(&gpu, Step::default()),
+            1.0
+        )
+        .is_err(),
+        "eps = 1 is refused"
+    );
 }
 
 #[test]
 fn softmax_xent_matches_reference_at_large_batches_and_the_most_classes() {
     // Past the ~1,986 rows at which one invocation walking the batch used to stop, at 10
     // classes and at 256 (labels are bytes: the most a dataset can have).
-    check_xent(2600, 10, 2590, 37);
-    check_xent(2600, 256, 2600, 0);
+    check_xent(2600, 10, 2590, 37, 0.0);
+    check_xent(2600, 256, 2600, 0, 0.0);
 }
 
 #[test]

@@ -20,6 +20,7 @@ fn config(batch_size: usize, lr: f64) -> TrainConfig {
         optimizer,
         schedule: gpu_train::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
+        label_smoothing: 0.0,
         progress: false,
     }
 }

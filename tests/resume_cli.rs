@@ -39,8 +39,6 @@ fn metrics(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Every tensor's bytes, by name.
-
 /// Rewrites a checkpoint's metadata in place (tensors unchanged).
 fn edit_metadata(path: &Path, edit: impl FnOnce(&mut HashMap<String, String>)) {
     let bytes = std::fs::read(path).unwrap();

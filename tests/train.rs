@@ -18,6 +18,7 @@ fn config(batch_size: usize, seed: u64) -> TrainConfig {
         optimizer: OptimizerConfig::default(),
         schedule: gpu_train::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
+        label_smoothing: 0.0,
         progress: false,
     }
 }

@@ -4,6 +4,8 @@
 //! per valid sample at position `start + b` of the epoch's order, metrics[2 (start + b)]
 //! = its loss and metrics[2 (start + b) + 1] = 1 if its argmax is right, else 0. The host
 //! sums those in order (train::Trainer), so batching never changes how they are added up.
+//! With label smoothing eps the target is (1 - eps) onehot + eps / K (training only; the
+//! model evaluates with eps = 0, so test losses stay comparable).
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, StepSlots, whole};
@@ -14,7 +16,8 @@ use crate::loop_budget::{LoopBound, loop_ticks};
 pub(crate) struct XentParams {
     batch: u32,
     classes: u32,
-    _pad: [u32; 2],
+    smoothing: f32,
+    _pad: u32,
 }
 
 /// Loop iterations of one row: the argmax scan (K - 1), the denominator and the gradient (K each).
@@ -34,10 +37,14 @@ pub fn softmax_xent(
     d_logits: &wgpu::Buffer,
     metrics: &wgpu::Buffer,
     slots: &StepSlots,
+    smoothing: f64,
 ) -> Result<(Dispatch, wgpu::Buffer)> {
+    if !(0.0..1.0).contains(&smoothing) {
+        return Err(format!("label smoothing {smoothing} must be at least 0 and below 1"));
+    }
     let uniform = gpu.uniform_init(
         "xent params",
-        &[XentParams { batch: batch as u32, classes: classes as u32, _pad: [0; 2] }],
+        &[XentParams { batch: batch as u32, classes: classes as u32, smoothing: smoothing as f32, _pad: 0 }],
     );
     let d = Dispatch::new(
         gpu,
