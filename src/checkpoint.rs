@@ -147,7 +147,7 @@ impl Checkpoint {
 
     fn state_prefixes(&self) -> Vec<&'static str> {
         match self.optimizer.kind {
-            OptimizerKind::Adam => vec!["optimizer.exp_avg.", "optimizer.exp_avg_sq."],
+            OptimizerKind::Adam | OptimizerKind::AdamW => vec!["optimizer.exp_avg.", "optimizer.exp_avg_sq."],
             OptimizerKind::Sgd => vec!["optimizer.momentum_buffer."],
         }
     }
@@ -236,6 +236,8 @@ impl Checkpoint {
             ("beta2", o.beta2.to_string()),
             ("eps", o.eps.to_string()),
             ("momentum", o.momentum.to_string()),
+            ("weight_decay", o.weight_decay.to_string()),
+            ("nesterov", o.nesterov.to_string()),
             ("schedule", self.schedule.to_string()),
             ("warmup_epochs", self.warmup_epochs.to_string()),
             ("label_smoothing", self.label_smoothing.to_string()),
@@ -311,6 +313,7 @@ impl Checkpoint {
         }
         let kind = match text("optimizer")?.as_str() {
             "adam" => OptimizerKind::Adam,
+            "adamw" => OptimizerKind::AdamW,
             "sgd" => OptimizerKind::Sgd,
             other => return Err(fail(format!("optimizer '{other}' is unknown"))),
         };
@@ -321,6 +324,19 @@ impl Checkpoint {
             beta2: real("beta2")?,
             eps: real("eps")?,
             momentum: real("momentum")?,
+            // checkpoints written before these existed had neither
+            weight_decay: if meta.contains_key("weight_decay") {
+                real("weight_decay")?.max(0.0)
+            } else {
+                0.0
+            },
+            nesterov: match meta.get("nesterov").map(String::as_str) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(fail(format!("metadata 'nesterov' is '{other}', not true or false")));
+                }
+            },
         };
         let class_names: Vec<String> = serde_json::from_str(text("class_names")?)
             .map_err(|_| fail("metadata 'class_names' is not a JSON list of strings".into()))?;

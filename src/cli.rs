@@ -35,6 +35,13 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a finite number of at least 0")),
+    }
+}
+
 fn warmup(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=100_000.0).contains(&v) => Ok(v),
@@ -187,6 +194,13 @@ pub struct Args {
     /// [default: 0]
     #[arg(long, value_name = "X", allow_negative_numbers = true, value_parser = unit_interval)]
     pub label_smoothing: Option<f64>,
+    /// Weight decay: decoupled for --optimizer adamw [default: 0.01], an L2 term for sgd
+    /// [default: 0]; refused with adam. Applies to conv and dense weights only
+    #[arg(long, value_name = "X", allow_negative_numbers = true, value_parser = non_negative)]
+    pub weight_decay: Option<f64>,
+    /// Nesterov momentum for --optimizer sgd
+    #[arg(long)]
+    pub nesterov: bool,
     /// Momentum for --optimizer sgd (refused with adam) [default: 0.9]
     #[arg(long, allow_negative_numbers = true, value_parser = unit_interval)]
     pub momentum: Option<f64>,
@@ -291,6 +305,8 @@ impl From<Args> for crate::run::TrainCommand {
             schedule: a.schedule,
             warmup_epochs: a.warmup_epochs,
             label_smoothing: a.label_smoothing,
+            weight_decay: a.weight_decay,
+            nesterov: a.nesterov,
             adapter: a.adapter.options(),
             list_adapters: a.list_adapters,
         }

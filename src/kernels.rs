@@ -43,6 +43,8 @@ pub struct Kernels {
     pub softmax_xent: Kernel,
     pub adam: Kernel,
     pub sgd: Kernel,
+    pub adamw: Kernel,
+    pub sgd_ext: Kernel,
 }
 
 /// Which implementation a kernel family uses on this device.
@@ -165,6 +167,8 @@ impl Kernels {
             softmax_xent: Kernel::new(gpu, xent, "softmax_xent", workgroup_size),
             adam: Kernel::new(gpu, optim, "adam", workgroup_size),
             sgd: Kernel::new(gpu, optim, "sgd", workgroup_size),
+            adamw: Kernel::new(gpu, optim, "adamw", workgroup_size),
+            sgd_ext: Kernel::new(gpu, optim, "sgd_ext", workgroup_size),
         };
         gpu.wait().map_err(|e| format!("compiling the WGSL kernels failed: {e}"))?;
         Ok(kernels)

@@ -164,8 +164,16 @@ impl Model {
 
         let mut train_step = Vec::new();
         let optimizer = if training {
-            let optimizer =
-                Optimizer::new(gpu, k, optim, &network.params, &network.grads, network.layout.total, slots)?;
+            let optimizer = Optimizer::new(
+                gpu,
+                k,
+                optim,
+                &network.params,
+                &network.grads,
+                network.layout.total,
+                slots,
+                &network.layout.decay_mask(),
+            )?;
             let (gather_train, u) = gather(gpu, k, train, b, x, &labels, slots)?;
             owned.push(u);
             let (loss_train, u) = softmax_xent(

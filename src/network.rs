@@ -252,6 +252,15 @@ impl ParamLayout {
         out
     }
 
+    /// 1.0 for every word weight decay applies to (tensors with `decays`), else 0.0.
+    pub fn decay_mask(&self) -> Vec<f32> {
+        let mut mask = vec![0f32; self.total];
+        for t in self.tensors.iter().filter(|t| t.decays) {
+            mask[t.offset..t.offset + t.len()].fill(1.0);
+        }
+        mask
+    }
+
     /// Trainable parameters the model has (exported tensors).
     pub fn count(&self) -> usize {
         self.tensors.iter().filter(|t| t.exported).map(|t| t.len()).sum()

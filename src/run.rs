@@ -47,6 +47,8 @@ pub struct TrainCommand {
     pub schedule: Option<Schedule>,
     pub warmup_epochs: Option<f64>,
     pub label_smoothing: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub nesterov: bool,
     pub adapter: AdapterOptions,
     pub list_adapters: bool,
 }
@@ -64,6 +66,22 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     if args.resume.is_none() && args.momentum.is_some() && args.optimizer != Some(OptimizerKind::Sgd) {
         return Err(CommandError::usage(
             "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': Adam has no momentum setting",
+        ));
+    }
+    if args.resume.is_none() && args.nesterov && args.optimizer != Some(OptimizerKind::Sgd) {
+        return Err(CommandError::usage(
+            "the argument '--nesterov' needs '--optimizer sgd': Nesterov momentum is SGD's",
+        ));
+    }
+    if args.resume.is_none() && args.nesterov && args.momentum == Some(0.0) {
+        return Err(CommandError::usage("the argument '--nesterov' needs a --momentum above 0"));
+    }
+    if args.resume.is_none()
+        && args.weight_decay.is_some()
+        && args.optimizer.unwrap_or(OptimizerKind::Adam) == OptimizerKind::Adam
+    {
+        return Err(CommandError::usage(
+            "the argument '--weight-decay <X>' needs '--optimizer adamw' (decoupled decay) or '--optimizer sgd': Adam takes none",
         ));
     }
     if args.schedule == Some(Schedule::OneCycle) && args.warmup_epochs.is_some_and(|w| w > 0.0) {
@@ -87,7 +105,7 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         let (ckpt, plan) = Checkpoint::load_with_plan(path, param_align_words(&gpu))?;
         // (--optimizer sgd on an Adam checkpoint is a clash, reported below.)
         if args.momentum.is_some()
-            && ckpt.optimizer.kind == OptimizerKind::Adam
+            && ckpt.optimizer.kind != OptimizerKind::Sgd
             && args.optimizer != Some(OptimizerKind::Sgd)
         {
             return Err(CommandError::usage(format!(
@@ -297,6 +315,12 @@ fn recipe_note(cfg: &TrainConfig) -> String {
     if cfg.warmup_epochs > 0.0 {
         parts.push(format!("{} warm-up epochs", readable(cfg.warmup_epochs)));
     }
+    if cfg.optimizer.weight_decay > 0.0 {
+        parts.push(format!("weight decay {}", readable(cfg.optimizer.weight_decay)));
+    }
+    if cfg.optimizer.nesterov {
+        parts.push("Nesterov".to_string());
+    }
     if cfg.label_smoothing > 0.0 {
         parts.push(format!("label smoothing {}", readable(cfg.label_smoothing)));
     }
@@ -313,11 +337,21 @@ fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
         epochs: args.epochs.unwrap_or(20) as usize,
         batch_size: args.batch_size.unwrap_or(128) as usize,
         seed: args.seed.unwrap_or(0),
-        optimizer: OptimizerConfig {
-            kind: args.optimizer.unwrap_or(OptimizerKind::Adam),
-            lr: args.lr.unwrap_or(1e-3),
-            momentum: args.momentum.unwrap_or(0.9),
-            ..OptimizerConfig::default()
+        optimizer: {
+            let kind = args.optimizer.unwrap_or(OptimizerKind::Adam);
+            OptimizerConfig {
+                kind,
+                lr: args.lr.unwrap_or(1e-3),
+                momentum: args.momentum.unwrap_or(0.9),
+                // PyTorch's AdamW default; SGD and Adam take none unless given
+                weight_decay: args.weight_decay.unwrap_or(if kind == OptimizerKind::AdamW {
+                    0.01
+                } else {
+                    0.0
+                }),
+                nesterov: args.nesterov,
+                ..OptimizerConfig::default()
+            }
         },
         schedule: args.schedule.clone().unwrap_or(Schedule::Constant),
         warmup_epochs: args.warmup_epochs.unwrap_or(0.0),
@@ -353,6 +387,12 @@ fn resumed_config(
     if o.kind == OptimizerKind::Sgd {
         clash("--momentum", args.momentum.map(readable), readable(o.momentum));
     }
+    clash("--weight-decay", args.weight_decay.map(readable), readable(o.weight_decay));
+    clash(
+        "--nesterov",
+        args.nesterov.then(|| "on".to_string()),
+        if o.nesterov { "on" } else { "off" }.to_string(),
+    );
     clash("--classes", args.classes.map(|v| v.to_string()), ckpt.dataset.classes.to_string());
     clash("--schedule", args.schedule.as_ref().map(|s| s.to_string()), ckpt.schedule.to_string());
     clash("--warmup-epochs", args.warmup_epochs.map(readable), readable(ckpt.warmup_epochs));

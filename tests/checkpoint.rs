@@ -137,6 +137,18 @@ fn resuming_a_cosine_schedule_with_warm_up_is_bit_identical() {
 }
 
 #[test]
+fn resuming_adamw_and_nesterov_sgd_with_weight_decay_is_bit_identical() {
+    for (kind, nesterov) in [(OptimizerKind::AdamW, false), (OptimizerKind::Sgd, true)] {
+        check_exact_resume_with(kind, &|kind| {
+            let mut c = config_for(kind, "c16,bn,relu,pool,fc16,relu,fc");
+            c.optimizer.weight_decay = 5e-3;
+            c.optimizer.nesterov = nesterov;
+            c
+        });
+    }
+}
+
+#[test]
 fn resuming_a_model_with_batch_norm_and_dropout_is_bit_identical() {
     // Dropout masks hash (seed, step, index) and batch norm's running statistics travel
     // in the checkpoint, so a resumed run continues exactly.

@@ -275,6 +275,60 @@ fn label_smoothing_is_stored_and_kept_on_resume() {
     assert!(stderr.contains("'1' is not a number in [0, 1)"), "{stderr}");
 }
 
+#[test]
+fn adamw_and_sgd_options_are_checked_stored_and_kept_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 64, 16, false);
+    let data = dir.path().to_str().unwrap();
+    for (args, needle) in [
+        (&["--weight-decay", "0.1"][..], "needs '--optimizer adamw'"),
+        (&["--optimizer", "adam", "--weight-decay", "0.1"], "needs '--optimizer adamw'"),
+        (&["--nesterov"], "needs '--optimizer sgd'"),
+        (&["--optimizer", "adamw", "--nesterov"], "needs '--optimizer sgd'"),
+        (&["--optimizer", "sgd", "--nesterov", "--momentum", "0"], "momentum above 0"),
+        (&["--optimizer", "adamw", "--weight-decay", "-1"], "at least 0"),
+    ] {
+        let (code, _, stderr) = gpu_train(&[&["--data", data][..], args].concat());
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    // AdamW with its default decay trains and records it; a resume keeps it
+    let save = dir.path().join("run");
+    let (code, stdout, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adamw",
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("AdamW lr 0.001"), "{stdout}");
+    let last = save.join("last.safetensors");
+    let bytes = std::fs::read(&last).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    assert_eq!((meta["optimizer"].as_str(), meta["weight_decay"].as_str()), ("adamw", "0.01"));
+    let (code, _, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--resume",
+        last.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--weight-decay",
+        "0.1",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--weight-decay 0.1 (the checkpoint has 0.01)"), "{stderr}");
+    let (code, _, stderr) = gpu_train(&["--data", data, "--resume", last.to_str().unwrap(), "--epochs", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
 /// The adapter lines of `--list-adapters` (one per adapter, on every backend).
 fn adapter_lines(stdout: &str) -> Vec<String> {
     stdout.lines().filter(|l| l.starts_with("* ") || l.starts_with("  ")).map(String::from).collect()

@@ -320,41 +320,69 @@ fn optimizers_match_reference() {
     let mut r = rng(14);
     // 251 vec4s: not a multiple of the workgroup size
     let n = 1004;
-    for kind in [OptimizerKind::Adam, OptimizerKind::Sgd] {
+    // weight decay applies to the first 600 words only (say, weights before biases)
+    let mask: Vec<f32> = (0..n).map(|i| if i < 600 { 1.0 } else { 0.0 }).collect();
+    let cases = [
+        (OptimizerKind::Adam, 0.0, false),
+        (OptimizerKind::AdamW, 0.05, false),
+        (OptimizerKind::Sgd, 0.0, false),
+        (OptimizerKind::Sgd, 0.05, false),
+        (OptimizerKind::Sgd, 0.05, true),
+        (OptimizerKind::Sgd, 0.0, true),
+    ];
+    for (kind, wd, nesterov) in cases {
         let (gpu, k) = variants().pop().unwrap();
-        let cfg = OptimizerConfig { kind, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.9 };
+        let cfg = OptimizerConfig {
+            kind,
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            momentum: 0.9,
+            weight_decay: wd,
+            nesterov,
+        };
         let p0 = random(&mut r, n);
         let g = random(&mut r, n);
         let pb = gpu.storage_init("params", &p0).unwrap();
         let gb = gpu.storage_init("grads", &g).unwrap();
         let mut step = Step::default();
         let slots = gpu_train::kernels::StepSlots::new(&gpu, 1);
-        let opt = Optimizer::new(&gpu, &k, &cfg, &pb, &gb, n, &slots).unwrap();
-        // Three updates with the same gradient exercise the bias correction and momentum.
+        let opt = Optimizer::new(&gpu, &k, &cfg, &pb, &gb, n, &slots, &mask).unwrap();
+        // Three updates with the same gradient exercise the bias correction and momentum,
+        // the second at half the rate (a schedule's factor).
         let (mut p, mut m, mut v) =
             (p0.iter().map(|&x| x as f64).collect::<Vec<_>>(), vec![0f64; n], vec![0f64; n]);
         for t in 1..=3u64 {
-            cfg.fill_step(&mut step, t, 1.0);
+            let factor = if t == 2 { 0.5 } else { 1.0 };
+            let lr = 1e-2 * factor;
+            cfg.fill_step(&mut step, t, factor);
             slots.write(&gpu, &[step]);
             run(&gpu, &[&opt.update]);
             for i in 0..n {
-                let gi = g[i] as f64;
+                let decays = mask[i] as f64 * wd;
+                let mut gi = g[i] as f64;
                 match kind {
-                    OptimizerKind::Adam => {
+                    OptimizerKind::Adam | OptimizerKind::AdamW => {
+                        // AdamW: decoupled, the weight shrinks before the Adam step
+                        p[i] *= 1.0 - lr * decays;
                         m[i] = 0.9 * m[i] + 0.1 * gi;
                         v[i] = 0.999 * v[i] + 0.001 * gi * gi;
                         let mh = m[i] / (1.0 - 0.9f64.powi(t as i32));
                         let vh = v[i] / (1.0 - 0.999f64.powi(t as i32));
-                        p[i] -= 1e-2 * mh / (vh.sqrt() + 1e-8);
+                        p[i] -= lr * mh / (vh.sqrt() + 1e-8);
                     }
                     OptimizerKind::Sgd => {
+                        // L2 in the gradient, as PyTorch's SGD
+                        gi += decays * p[i];
                         m[i] = 0.9 * m[i] + gi;
-                        p[i] -= 1e-2 * m[i];
+                        p[i] -= lr * if nesterov { gi + 0.9 * m[i] } else { m[i] };
                     }
                 }
             }
         }
-        assert_close(&format!("{kind:?} update"), &gpu.read_f32(&pb).unwrap(), &p, 1e-4);
+        let got = gpu.read_f32(&pb).unwrap();
+        assert_close(&format!("{kind:?} (decay {wd}, nesterov {nesterov}) update"), &got, &p, 1e-4);
     }
 }
 

@@ -1,4 +1,7 @@
-//! Optimisers over the flat parameter buffer: Adam and SGD with momentum (PyTorch's rules).
+//! Optimisers over the flat parameter buffer: Adam, AdamW (decoupled weight decay) and SGD
+//! with momentum, optional weight decay and Nesterov momentum (PyTorch's rules). Weight
+//! decay applies where the decay mask is 1: conv and dense weights, not biases or batch
+//! norm.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, Step, StepSlots, whole};
@@ -6,6 +9,8 @@ use crate::kernels::{Dispatch, Kernels, Step, StepSlots, whole};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OptimizerKind {
     Adam,
+    #[value(name = "adamw")]
+    AdamW,
     Sgd,
 }
 
@@ -17,6 +22,10 @@ pub struct OptimizerConfig {
     pub beta2: f64,
     pub eps: f64,
     pub momentum: f64,
+    /// AdamW's decoupled decay, or SGD's L2 term (0: none; Adam takes none).
+    pub weight_decay: f64,
+    /// Nesterov momentum (SGD only).
+    pub nesterov: bool,
 }
 
 impl Default for OptimizerConfig {
@@ -29,6 +38,8 @@ impl Default for OptimizerConfig {
             beta2: 0.999,
             eps: 1e-8,
             momentum: 0.9,
+            weight_decay: 0.0,
+            nesterov: false,
         }
     }
 }
@@ -54,7 +65,9 @@ pub(crate) struct OptimParams {
     beta2: f32,
     eps: f32,
     momentum: f32,
-    _pad: [f32; 3],
+    weight_decay: f32,
+    nesterov: f32,
+    _pad: f32,
 }
 
 /// Optimiser state: Adam's m and v, or SGD's velocity (in `m`).
@@ -63,6 +76,7 @@ pub struct Optimizer {
     pub v: wgpu::Buffer,
     pub update: Dispatch,
     _uniform: wgpu::Buffer,
+    _mask: wgpu::Buffer,
 }
 
 impl Optimizer {
@@ -74,6 +88,7 @@ impl Optimizer {
         grads: &wgpu::Buffer,
         len: usize,
         slots: &StepSlots,
+        decay_mask: &[f32],
     ) -> Result<Optimizer> {
         if !len.is_multiple_of(4) {
             return Err(format!("optimizer: parameter count {len} must be a multiple of 4"));
@@ -88,20 +103,36 @@ impl Optimizer {
                 beta2: cfg.beta2 as f32,
                 eps: cfg.eps as f32,
                 momentum: cfg.momentum as f32,
-                _pad: [0.0; 3],
+                weight_decay: cfg.weight_decay as f32,
+                nesterov: if cfg.nesterov { 1.0 } else { 0.0 },
+                _pad: 0.0,
             }],
         );
+        let extended = cfg.kind == OptimizerKind::AdamW || cfg.weight_decay > 0.0 || cfg.nesterov;
+        if extended && decay_mask.len() != len {
+            return Err(format!("optimizer: decay mask of {} words for {len} parameters", decay_mask.len()));
+        }
+        // the plain kernels never read the mask: a placeholder word then
+        let mask = gpu.storage_init("weight decay mask", if extended { decay_mask } else { &[0.0; 4] })?;
         let mut entries = vec![(0, whole(&uniform)), (1, whole(params)), (2, whole(grads)), (3, whole(&m))];
-        let kernel = match cfg.kind {
-            OptimizerKind::Adam => {
+        if extended {
+            entries.push((5, whole(&mask)));
+        }
+        let kernel = match (cfg.kind, extended) {
+            (OptimizerKind::Adam, _) => {
                 entries.push((4, whole(&v)));
                 &k.adam
             }
-            OptimizerKind::Sgd => &k.sgd,
+            (OptimizerKind::AdamW, _) => {
+                entries.push((4, whole(&v)));
+                &k.adamw
+            }
+            (OptimizerKind::Sgd, false) => &k.sgd,
+            (OptimizerKind::Sgd, true) => &k.sgd_ext,
         };
         let update = Dispatch::new(gpu, kernel, (len / 4) as u32, &entries)?
             .with_steps(gpu, kernel, slots)
             .with_loops(crate::loop_budget::LoopBound::none());
-        Ok(Optimizer { m, v, update, _uniform: uniform })
+        Ok(Optimizer { m, v, update, _uniform: uniform, _mask: mask })
     }
 }
