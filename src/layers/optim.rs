@@ -80,6 +80,7 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
         k: &Kernels,
