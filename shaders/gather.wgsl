@@ -4,12 +4,22 @@
 // because its side is divisible by 4). labels: u8, four per u32. order: the epoch's
 // permutation of sample_index indices. Output x (B, 1, S, S) f32 in [0, 1] and y (B) u32.
 // Slots past the step's valid count repeat the last valid sample_index; the loss masks them.
+//
+// gather_augment (training only): the same batch, one thread per pixel, each image
+// randomly cropped from its copy zero-padded by `crop` pixels, flipped left-right with
+// probability 1/2 when `flip` is 1. Every choice comes from a hash of (seed,
+// optimiser update, the sample's place in the epoch's order), so runs and resumes repeat
+// exactly; augment.rs holds the same arithmetic on the host for the tests.
 
 override WG: u32 = 64u;
 
 struct GatherParams {
     batch: u32,
     words_per_image: u32,
+    side: u32,
+    crop: u32,
+    flip: u32,
+    seed: u32,
     _pad0: u32,
     _pad1: u32,
 }
@@ -34,6 +44,52 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let sample_index = order[step.start + min(b, step.count - 1u)];
     x[i] = unpack4x8unorm(images[sample_index * p.words_per_image + word]);
     if word == 0u {
+        y[b] = (labels[sample_index / 4u] >> (8u * (sample_index % 4u))) & 255u;
+    }
+}
+
+@group(0) @binding(6) var<storage, read_write> x_pixels: array<f32>;
+
+fn mix(v: u32) -> u32 {
+    var x = v;
+    x ^= x >> 16u;
+    x *= 0x7feb352du;
+    x ^= x >> 15u;
+    x *= 0x846ca68bu;
+    x ^= x >> 16u;
+    return x;
+}
+
+@compute @workgroup_size(WG)
+fn gather_augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let area = p.side * p.side;
+    if i >= p.batch * area {
+        return;
+    }
+    let b = i / area;
+    let yy = (i % area) / p.side;
+    let xx = (i % area) % p.side;
+    let pos = step.start + min(b, step.count - 1u);
+    let sample_index = order[pos];
+    // one hash per (seed, update, place in the order), then one per decision
+    let h = mix(p.seed ^ mix(step.update ^ mix(pos)));
+    let span = 2u * p.crop + 1u;
+    let dy = i32(mix(h ^ 1u) % span) - i32(p.crop);
+    let dx = i32(mix(h ^ 2u) % span) - i32(p.crop);
+    let flipped = p.flip == 1u && (mix(h ^ 3u) & 1u) == 1u;
+    let cx = select(xx, p.side - 1u - xx, flipped);
+    let sy = i32(yy) + dy;
+    let sx = i32(cx) + dx;
+    let s = i32(p.side);
+    var v = 0.0;
+    if sy >= 0 && sy < s && sx >= 0 && sx < s {
+        let byte = sample_index * area + u32(sy) * p.side + u32(sx);
+        v = f32((images[byte / 4u] >> (8u * (byte % 4u))) & 255u) / 255.0;
+    }
+    x_pixels[i] = v;
+    if yy == 0u && xx == 0u {
         y[b] = (labels[sample_index / 4u] >> (8u * (sample_index % 4u))) & 255u;
     }
 }

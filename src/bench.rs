@@ -103,6 +103,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
         schedule: crate::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
+        augment: Default::default(),
         progress: false,
     };
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, train_cfg)?;

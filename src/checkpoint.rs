@@ -95,6 +95,8 @@ pub struct Checkpoint {
     pub warmup_epochs: f64,
     /// The training loss's label smoothing (checkpoints without it: 0).
     pub label_smoothing: f64,
+    /// Training-time augmentation (checkpoints without it: none).
+    pub augment: crate::augment::Augment,
     pub position: Position,
     /// Parameters and optimiser state in the GPU's flat layout (see model::ParamLayout for
     /// a batch of `batch_size`); `m`/`v` are Adam's moments or SGD's velocity (v unused).
@@ -241,6 +243,7 @@ impl Checkpoint {
             ("schedule", self.schedule.to_string()),
             ("warmup_epochs", self.warmup_epochs.to_string()),
             ("label_smoothing", self.label_smoothing.to_string()),
+            ("augment", self.augment.to_string()),
             ("dataset_side", self.dataset.side.to_string()),
             ("dataset_classes", self.dataset.classes.to_string()),
             ("dataset_train", self.dataset.train.to_string()),
@@ -374,11 +377,18 @@ impl Checkpoint {
                 v => return Err(fail(format!("metadata 'label_smoothing' {v} is not in [0, 1)"))),
             },
         };
+        let augment = match meta.get("augment") {
+            None => Default::default(),
+            Some(a) => {
+                crate::augment::Augment::parse(a).map_err(|e| fail(format!("metadata 'augment': {e}")))?
+            }
+        };
         let mut ckpt = Checkpoint {
             model,
             schedule,
             warmup_epochs,
             label_smoothing,
+            augment,
             dataset,
             class_names,
             batch_size,

@@ -198,6 +198,11 @@ pub struct Args {
     /// [default: 0]; refused with adam. Applies to conv and dense weights only
     #[arg(long, value_name = "X", allow_negative_numbers = true, value_parser = non_negative)]
     pub weight_decay: Option<f64>,
+    /// Training-time augmentation on the GPU: crop=P (random crop of the image padded by P
+    /// zero pixels, 0 to 8), flip (left-right, half the images), comma-separated, or none
+    /// [default: none]
+    #[arg(long, value_name = "SPEC", value_parser = crate::augment::Augment::parse)]
+    pub augment: Option<crate::augment::Augment>,
     /// Nesterov momentum for --optimizer sgd
     #[arg(long)]
     pub nesterov: bool,
@@ -307,6 +312,7 @@ impl From<Args> for crate::run::TrainCommand {
             label_smoothing: a.label_smoothing,
             weight_decay: a.weight_decay,
             nesterov: a.nesterov,
+            augment: a.augment,
             adapter: a.adapter.options(),
             list_adapters: a.list_adapters,
         }

@@ -36,6 +36,7 @@ fn run_model(
         schedule: crate::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
+        augment: Default::default(),
         progress: false,
     };
     let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg).map_err(|e| {

@@ -43,6 +43,8 @@ pub struct Kernels {
     pub softmax_xent: Kernel,
     pub adam: Kernel,
     pub sgd: Kernel,
+    /// One thread per pixel: 64 lanes at least, as the on-demand kernels.
+    pub gather_augment: Kernel,
     pub adamw: Kernel,
     pub sgd_ext: Kernel,
 }
@@ -167,6 +169,7 @@ impl Kernels {
             softmax_xent: Kernel::new(gpu, xent, "softmax_xent", workgroup_size),
             adam: Kernel::new(gpu, optim, "adam", workgroup_size),
             sgd: Kernel::new(gpu, optim, "sgd", workgroup_size),
+            gather_augment: Kernel::new(gpu, gather, "gather_augment", workgroup_size.max(ON_DEMAND_WG)),
             adamw: Kernel::new(gpu, optim, "adamw", workgroup_size),
             sgd_ext: Kernel::new(gpu, optim, "sgd_ext", workgroup_size),
         };

@@ -1,6 +1,7 @@
 //! gpu-train: trains convolutional networks on IDX image datasets with every forward and
 //! backward pass in hand-written WGSL compute shaders, through wgpu.
 
+pub mod augment;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;

@@ -127,6 +127,7 @@ impl Model {
         slots: &StepSlots,
         training: bool,
         label_smoothing: f64,
+        augment: crate::augment::Augment,
     ) -> Result<Model> {
         let nodes = shape.plan(def)?;
         if training && shape.batch == 1 {
@@ -153,7 +154,7 @@ impl Model {
         let mut owned = vec![labels.clone()];
         let label = |d: Dispatch, layer: &str| Dispatch { layer: layer.to_string(), ..d };
 
-        let (gather_test, u) = gather(gpu, k, test, b, x, &labels, slots)?;
+        let (gather_test, u) = gather(gpu, k, test, b, x, &labels, slots, None)?;
         owned.push(u);
         let (loss_test, u) =
             softmax_xent(gpu, k, b, shape.classes, logits, &labels, d_logits, &test_metrics, slots, 0.0)?;
@@ -174,7 +175,8 @@ impl Model {
                 slots,
                 &network.layout.decay_mask(),
             )?;
-            let (gather_train, u) = gather(gpu, k, train, b, x, &labels, slots)?;
+            let (gather_train, u) =
+                gather(gpu, k, train, b, x, &labels, slots, Some((augment, seed as u32)))?;
             owned.push(u);
             let (loss_train, u) = softmax_xent(
                 gpu,

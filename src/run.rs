@@ -49,6 +49,7 @@ pub struct TrainCommand {
     pub label_smoothing: Option<f64>,
     pub weight_decay: Option<f64>,
     pub nesterov: bool,
+    pub augment: Option<crate::augment::Augment>,
     pub adapter: AdapterOptions,
     pub list_adapters: bool,
 }
@@ -321,6 +322,9 @@ fn recipe_note(cfg: &TrainConfig) -> String {
     if cfg.optimizer.nesterov {
         parts.push("Nesterov".to_string());
     }
+    if !cfg.augment.is_none() {
+        parts.push(format!("augment {}", cfg.augment));
+    }
     if cfg.label_smoothing > 0.0 {
         parts.push(format!("label smoothing {}", readable(cfg.label_smoothing)));
     }
@@ -356,6 +360,7 @@ fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
         schedule: args.schedule.clone().unwrap_or(Schedule::Constant),
         warmup_epochs: args.warmup_epochs.unwrap_or(0.0),
         label_smoothing: args.label_smoothing.unwrap_or(0.0),
+        augment: args.augment.unwrap_or_default(),
         progress: progress_wanted(),
     }
 }
@@ -397,6 +402,7 @@ fn resumed_config(
     clash("--schedule", args.schedule.as_ref().map(|s| s.to_string()), ckpt.schedule.to_string());
     clash("--warmup-epochs", args.warmup_epochs.map(readable), readable(ckpt.warmup_epochs));
     clash("--label-smoothing", args.label_smoothing.map(readable), readable(ckpt.label_smoothing));
+    clash("--augment", args.augment.map(|a| a.to_string()), ckpt.augment.to_string());
     if let Some(m) = model
         && m.layers != ckpt.model.layers
     {
@@ -418,6 +424,7 @@ fn resumed_config(
         schedule: ckpt.schedule.clone(),
         warmup_epochs: ckpt.warmup_epochs,
         label_smoothing: ckpt.label_smoothing,
+        augment: ckpt.augment,
         progress: progress_wanted(),
     })
 }

@@ -35,6 +35,8 @@ pub struct TrainConfig {
     pub warmup_epochs: f64,
     /// Label smoothing eps of the training loss (0: none).
     pub label_smoothing: f64,
+    /// Training-time augmentation in the gather (none by default).
+    pub augment: crate::augment::Augment,
     pub progress: bool,
 }
 
@@ -56,6 +58,7 @@ impl TrainConfig {
             schedule: crate::schedule::Schedule::Constant,
             warmup_epochs: 0.0,
             label_smoothing: 0.0,
+            augment: Default::default(),
             progress: false,
         }
     }
@@ -153,6 +156,7 @@ impl<'a> Trainer<'a> {
             &slots,
             training,
             cfg.label_smoothing,
+            cfg.augment,
         )?;
         gpu.wait()?;
         let shuffle_rng = shuffle_stream(cfg.seed);
@@ -244,6 +248,7 @@ impl<'a> Trainer<'a> {
             schedule: self.cfg.schedule.clone(),
             warmup_epochs: self.cfg.warmup_epochs,
             label_smoothing: self.cfg.label_smoothing,
+            augment: self.cfg.augment,
             position,
             params: self.gpu.read_f32(&self.model.network.params)?,
             m: self.gpu.read_f32(&self.optimizer()?.m)?,

@@ -32,6 +32,7 @@ fn config_for(optimizer: OptimizerKind, model: &str) -> TrainConfig {
         schedule: gpu_train::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
+        augment: Default::default(),
         progress: false,
     }
 }
@@ -146,6 +147,15 @@ fn resuming_adamw_and_nesterov_sgd_with_weight_decay_is_bit_identical() {
             c
         });
     }
+}
+
+#[test]
+fn resuming_an_augmented_run_is_bit_identical() {
+    // Crops and flips hash (seed, update, place in the order): a resumed run redraws them.
+    check_exact_resume_with(OptimizerKind::Adam, &|kind| TrainConfig {
+        augment: gpu_train::augment::Augment { crop: 2, flip: true },
+        ..config(kind)
+    });
 }
 
 #[test]

@@ -329,6 +329,44 @@ fn adamw_and_sgd_options_are_checked_stored_and_kept_on_resume() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+#[test]
+fn augmentation_is_stored_and_kept_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 64, 16, false);
+    let data = dir.path().to_str().unwrap();
+    let save = dir.path().join("run");
+    let (code, stdout, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--augment",
+        "crop=2,flip",
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("augment crop=2,flip"), "{stdout}");
+    let last = save.join("last.safetensors");
+    let (code, _, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--resume",
+        last.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--augment",
+        "flip",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--augment flip (the checkpoint has crop=2,flip)"), "{stderr}");
+    let (code, _, stderr) = gpu_train(&["--data", data, "--augment", "rotate"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown augmentation 'rotate'"), "{stderr}");
+}
+
 /// The adapter lines of `--list-adapters` (one per adapter, on every backend).
 fn adapter_lines(stdout: &str) -> Vec<String> {
     stdout.lines().filter(|l| l.starts_with("* ") || l.starts_with("  ")).map(String::from).collect()

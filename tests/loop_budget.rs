@@ -21,6 +21,7 @@ fn config(batch_size: usize, lr: f64) -> TrainConfig {
         schedule: gpu_train::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
+        augment: Default::default(),
         progress: false,
     }
 }

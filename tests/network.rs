@@ -135,6 +135,7 @@ fn ref_cnn_builds_the_same_dispatches_as_the_hand_wired_network() {
         schedule: gpu_train::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
+        augment: Default::default(),
         progress: false,
     };
     let trainer = gpu_train::train::Trainer::new(&gpu, &k, &data, cfg).unwrap();

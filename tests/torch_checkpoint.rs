@@ -64,6 +64,7 @@ fn the_readmes_python_loads_a_checkpoint_into_pytorch_and_gets_the_same_logits()
         schedule: gpu_train::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
+        augment: Default::default(),
         progress: false,
     };
     let mut trainer = Trainer::new(&gpu, &k, &data, cfg).unwrap();

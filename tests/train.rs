@@ -19,6 +19,7 @@ fn config(batch_size: usize, seed: u64) -> TrainConfig {
         schedule: gpu_train::schedule::Schedule::Constant,
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
+        augment: Default::default(),
         progress: false,
     }
 }

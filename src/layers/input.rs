@@ -55,10 +55,16 @@ impl ResidentSplit {
 pub(crate) struct GatherParams {
     batch: u32,
     words_per_image: u32,
+    side: u32,
+    crop: u32,
+    flip: u32,
+    seed: u32,
     _pad: [u32; 2],
 }
 
-/// The gather dispatch for one split into the batch buffers x and y.
+/// The gather dispatch for one split into the batch buffers x and y; with `augment`
+/// (training: the augmentation and the run's seed) the augmenting gather.
+#[allow(clippy::too_many_arguments)]
 pub fn gather(
     gpu: &Gpu,
     k: &Kernels,
@@ -67,24 +73,39 @@ pub fn gather(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
     slots: &StepSlots,
+    augment: Option<(crate::augment::Augment, u32)>,
 ) -> Result<(Dispatch, wgpu::Buffer)> {
     let words_per_image = (split.side * split.side / 4) as u32;
-    let params = GatherParams { batch: batch as u32, words_per_image, _pad: [0; 2] };
+    let (aug, seed) = augment.unwrap_or_default();
+    let params = GatherParams {
+        batch: batch as u32,
+        words_per_image,
+        side: split.side as u32,
+        crop: aug.crop,
+        flip: aug.flip as u32,
+        seed,
+        _pad: [0; 2],
+    };
     let uniform = gpu.uniform_init("gather params", &[params]);
-    let d = Dispatch::new(
-        gpu,
-        &k.gather,
-        batch as u32 * words_per_image,
-        &[
-            (0, whole(&uniform)),
-            (1, whole(&split.images)),
-            (2, whole(&split.labels)),
-            (3, whole(&split.order)),
-            (4, whole(x)),
-            (5, whole(y)),
-        ],
-    )?
-    .with_steps(gpu, &k.gather, slots)
-    .with_loops(crate::loop_budget::LoopBound::none());
-    Ok((d, uniform))
+    let common = [
+        (0, whole(&uniform)),
+        (1, whole(&split.images)),
+        (2, whole(&split.labels)),
+        (3, whole(&split.order)),
+        (5, whole(y)),
+    ];
+    let d = if aug.is_none() {
+        let mut entries = common.to_vec();
+        entries.push((4, whole(x)));
+        Dispatch::new(gpu, &k.gather, batch as u32 * words_per_image, &entries)?
+            .with_steps(gpu, &k.gather, slots)
+    } else {
+        // one thread per pixel, so each may come from anywhere in the padded image
+        let kernel = &k.gather_augment;
+        let mut entries = common.to_vec();
+        entries.push((6, whole(x)));
+        let pixels = (batch * split.side * split.side) as u32;
+        Dispatch::new(gpu, kernel, pixels, &entries)?.with_steps(gpu, kernel, slots)
+    };
+    Ok((d.with_loops(crate::loop_budget::LoopBound::none()), uniform))
 }
