@@ -565,6 +565,8 @@ pub struct RunPlan {
     /// `Some(None)`: the run used every sample.
     pub limit_train: Option<Option<usize>>,
     pub limit_test: Option<Option<usize>>,
+    /// `--patience`: `Some(None)` when the run had none.
+    pub patience: Option<Option<usize>>,
 }
 
 /// The largest `--epochs`.
@@ -581,6 +583,9 @@ impl RunPlan {
         }
         if let Some(l) = self.limit_test {
             meta.insert("limit_test".into(), limit(l));
+        }
+        if let Some(p) = self.patience {
+            meta.insert("patience".into(), limit(p));
         }
     }
 
@@ -608,6 +613,10 @@ impl RunPlan {
             epochs: count("target_epochs", MAX_EPOCHS)?,
             limit_train: limit("limit_train")?,
             limit_test: limit("limit_test")?,
+            patience: match meta.get("patience").map(String::as_str) {
+                Some("none") => Some(None),
+                _ => count("patience", MAX_EPOCHS)?.map(Some),
+            },
         })
     }
 }

@@ -203,6 +203,10 @@ pub struct Args {
     /// [default: none]
     #[arg(long, value_name = "SPEC", value_parser = crate::augment::Augment::parse)]
     pub augment: Option<crate::augment::Augment>,
+    /// Stop after N epochs in a row without a gain in test accuracy (best.safetensors holds
+    /// the best epoch) [default: none, or the resumed run's]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub patience: Option<u32>,
     /// Nesterov momentum for --optimizer sgd
     #[arg(long)]
     pub nesterov: bool,
@@ -313,6 +317,7 @@ impl From<Args> for crate::run::TrainCommand {
             weight_decay: a.weight_decay,
             nesterov: a.nesterov,
             augment: a.augment,
+            patience: a.patience,
             adapter: a.adapter.options(),
             list_adapters: a.list_adapters,
         }

@@ -50,6 +50,7 @@ pub struct TrainCommand {
     pub weight_decay: Option<f64>,
     pub nesterov: bool,
     pub augment: Option<crate::augment::Augment>,
+    pub patience: Option<u32>,
     pub adapter: AdapterOptions,
     pub list_adapters: bool,
 }
@@ -135,6 +136,11 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
             args.classes.map_or(ClassCount::FromLabels, |n| ClassCount::Flag(n as usize)),
         ),
     };
+    // --patience, else the resumed run's
+    let patience = args.patience.map(|p| p as usize).or(match &resumed {
+        Some((_, _, plan)) => plan.patience.flatten(),
+        None => None,
+    });
     let cfg = match &resumed {
         Some((path, ckpt, plan)) => resumed_config(&args, model.as_ref(), path, ckpt, plan)?,
         None => fresh_config(&args, model.unwrap_or_default()),
@@ -239,6 +245,7 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
             epochs: Some(cfg.epochs),
             limit_train: Some(limit_train),
             limit_test: Some(limit_test),
+            patience: Some(patience),
         },
         resume_flags: resume_flags(&args),
     };
@@ -284,6 +291,16 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         }
         saver.save_epoch(&trainer, epoch, improved)?;
         history.push(m);
+        if let (Some(p), Some((best_epoch, best_acc))) = (patience, trainer.position.best)
+            && epoch - best_epoch >= p
+            && epoch < cfg.epochs
+        {
+            println!(
+                "stopping early: no gain in test accuracy for {p} epoch(s) (best {:.2}% in epoch {best_epoch}; --patience {p})",
+                100.0 * best_acc
+            );
+            break;
+        }
         if interrupt::requested() && epoch < cfg.epochs {
             saver.announce();
             return Ok(interrupt::EXIT_CODE);

@@ -279,8 +279,13 @@ fn the_run_plan_round_trips_in_the_metadata() {
     let plain = ckpt.to_bytes(4).unwrap();
     assert_eq!(RunPlan::from_bytes(origin, &plain).unwrap(), RunPlan::default());
     for plan in [
-        RunPlan { epochs: Some(7), limit_train: Some(Some(100)), limit_test: Some(None) },
-        RunPlan { epochs: Some(1), limit_train: Some(None), limit_test: Some(Some(3)) },
+        RunPlan {
+            epochs: Some(7),
+            limit_train: Some(Some(100)),
+            limit_test: Some(None),
+            patience: Some(Some(3)),
+        },
+        RunPlan { epochs: Some(1), limit_train: Some(None), limit_test: Some(Some(3)), patience: Some(None) },
     ] {
         let bytes = ckpt.to_bytes_with(4, Some(&plan)).unwrap();
         assert_eq!(RunPlan::from_bytes(origin, &bytes).unwrap(), plan);

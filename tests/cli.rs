@@ -330,6 +330,36 @@ fn adamw_and_sgd_options_are_checked_stored_and_kept_on_resume() {
 }
 
 #[test]
+fn patience_stops_a_run_that_stopped_improving() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 64, 16, false);
+    let data = dir.path().to_str().unwrap();
+    let metrics = dir.path().join("m.jsonl");
+    // a learning rate too small to change a prediction: no epoch after the first gains
+    let (code, stdout, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--epochs",
+        "10",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-12",
+        "--patience",
+        "2",
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "--no-save",
+    ]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("stopping early: no gain in test accuracy for 2 epoch(s)"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap().lines().count(), 3, "epochs 1, 2 and 3 ran");
+    let (code, _, stderr) = gpu_train(&["--data", data, "--patience", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
 fn augmentation_is_stored_and_kept_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     idx_files::write_dataset(dir.path(), 8, 3, 64, 16, false);
