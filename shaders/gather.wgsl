@@ -20,8 +20,9 @@ struct GatherParams {
     crop: u32,
     flip: u32,
     seed: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // x = v * scale + shift for v = byte / 255 (normalize.rs)
+    scale: f32,
+    shift: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: GatherParams;
@@ -42,7 +43,7 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let b = i / p.words_per_image;
     let word = i % p.words_per_image;
     let sample_index = order[step.start + min(b, step.count - 1u)];
-    x[i] = unpack4x8unorm(images[sample_index * p.words_per_image + word]);
+    x[i] = unpack4x8unorm(images[sample_index * p.words_per_image + word]) * p.scale + p.shift;
     if word == 0u {
         y[b] = (labels[sample_index / 4u] >> (8u * (sample_index % 4u))) & 255u;
     }
@@ -88,7 +89,8 @@ fn gather_augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         let byte = sample_index * area + u32(sy) * p.side + u32(sx);
         v = f32((images[byte / 4u] >> (8u * (byte % 4u))) & 255u) / 255.0;
     }
-    x_pixels[i] = v;
+    // padding is a zero byte, normalised like any other
+    x_pixels[i] = v * p.scale + p.shift;
     if yy == 0u && xx == 0u {
         y[b] = (labels[sample_index / 4u] >> (8u * (sample_index % 4u))) & 255u;
     }

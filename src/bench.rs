@@ -104,6 +104,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
         augment: Default::default(),
+        normalize: Default::default(),
         progress: false,
     };
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, train_cfg)?;

@@ -97,6 +97,8 @@ pub struct Checkpoint {
     pub label_smoothing: f64,
     /// Training-time augmentation (checkpoints without it: none).
     pub augment: crate::augment::Augment,
+    /// Input normalisation (checkpoints without it: unit).
+    pub normalize: crate::normalize::Normalize,
     pub position: Position,
     /// Parameters and optimiser state in the GPU's flat layout (see model::ParamLayout for
     /// a batch of `batch_size`); `m`/`v` are Adam's moments or SGD's velocity (v unused).
@@ -244,6 +246,7 @@ impl Checkpoint {
             ("warmup_epochs", self.warmup_epochs.to_string()),
             ("label_smoothing", self.label_smoothing.to_string()),
             ("augment", self.augment.to_string()),
+            ("normalize", self.normalize.to_string()),
             ("dataset_side", self.dataset.side.to_string()),
             ("dataset_classes", self.dataset.classes.to_string()),
             ("dataset_train", self.dataset.train.to_string()),
@@ -383,8 +386,14 @@ impl Checkpoint {
                 crate::augment::Augment::parse(a).map_err(|e| fail(format!("metadata 'augment': {e}")))?
             }
         };
+        let normalize = match meta.get("normalize") {
+            None => Default::default(),
+            Some(n) => crate::normalize::Normalize::parse(n)
+                .map_err(|e| fail(format!("metadata 'normalize': {e}")))?,
+        };
         let mut ckpt = Checkpoint {
             model,
+            normalize,
             schedule,
             warmup_epochs,
             label_smoothing,

@@ -207,6 +207,10 @@ pub struct Args {
     /// the best epoch) [default: none, or the resumed run's]
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub patience: Option<u32>,
+    /// Input scaling: unit (byte / 255) or standard (minus the training set's mean, over its
+    /// standard deviation, computed at load) [default: unit, or the resumed run's]
+    #[arg(long, value_enum)]
+    pub normalize: Option<crate::normalize::NormalizeChoice>,
     /// Nesterov momentum for --optimizer sgd
     #[arg(long)]
     pub nesterov: bool,
@@ -318,6 +322,7 @@ impl From<Args> for crate::run::TrainCommand {
             nesterov: a.nesterov,
             augment: a.augment,
             patience: a.patience,
+            normalize: a.normalize,
             adapter: a.adapter.options(),
             list_adapters: a.list_adapters,
         }

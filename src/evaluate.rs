@@ -37,6 +37,7 @@ fn run_model(
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
         augment: Default::default(),
+        normalize: ckpt.normalize,
         progress: false,
     };
     let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg).map_err(|e| {

@@ -18,6 +18,7 @@ pub mod loop_budget;
 pub mod model;
 pub mod model_spec;
 pub mod network;
+pub mod normalize;
 pub mod profile;
 pub mod run;
 pub mod schedule;

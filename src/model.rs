@@ -128,6 +128,7 @@ impl Model {
         training: bool,
         label_smoothing: f64,
         augment: crate::augment::Augment,
+        normalize: crate::normalize::Normalize,
     ) -> Result<Model> {
         let nodes = shape.plan(def)?;
         if training && shape.batch == 1 {
@@ -154,7 +155,7 @@ impl Model {
         let mut owned = vec![labels.clone()];
         let label = |d: Dispatch, layer: &str| Dispatch { layer: layer.to_string(), ..d };
 
-        let (gather_test, u) = gather(gpu, k, test, b, x, &labels, slots, None)?;
+        let (gather_test, u) = gather(gpu, k, test, b, x, &labels, slots, None, normalize)?;
         owned.push(u);
         let (loss_test, u) =
             softmax_xent(gpu, k, b, shape.classes, logits, &labels, d_logits, &test_metrics, slots, 0.0)?;
@@ -176,7 +177,7 @@ impl Model {
                 &network.layout.decay_mask(),
             )?;
             let (gather_train, u) =
-                gather(gpu, k, train, b, x, &labels, slots, Some((augment, seed as u32)))?;
+                gather(gpu, k, train, b, x, &labels, slots, Some((augment, seed as u32)), normalize)?;
             owned.push(u);
             let (loss_train, u) = softmax_xent(
                 gpu,

@@ -16,6 +16,7 @@ use crate::kernels::Kernels;
 use crate::layers::optim::{OptimizerConfig, OptimizerKind};
 use crate::model::param_align_words;
 use crate::model_spec::{self, ModelDef};
+use crate::normalize::{Normalize, NormalizeChoice};
 use crate::schedule::Schedule;
 use crate::train::{EpochMetrics, TrainConfig, Trainer, progress_wanted};
 use clap::ValueEnum;
@@ -51,6 +52,7 @@ pub struct TrainCommand {
     pub nesterov: bool,
     pub augment: Option<crate::augment::Augment>,
     pub patience: Option<u32>,
+    pub normalize: Option<NormalizeChoice>,
     pub adapter: AdapterOptions,
     pub list_adapters: bool,
 }
@@ -158,6 +160,10 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     }
     dataset.train = dataset.train.truncated(limit_train);
     dataset.test = dataset.test.truncated(limit_test);
+    let mut cfg = cfg;
+    if resumed.is_none() && args.normalize == Some(NormalizeChoice::Standard) {
+        cfg.normalize = Normalize::standard_for(&dataset.train.pixels)?;
+    }
     println!(
         "data: {} ({} train, {} test, {}x{} pixels, {} classes)",
         dir.display(),
@@ -339,6 +345,9 @@ fn recipe_note(cfg: &TrainConfig) -> String {
     if cfg.optimizer.nesterov {
         parts.push("Nesterov".to_string());
     }
+    if let Normalize::Standard { mean, std } = cfg.normalize {
+        parts.push(format!("inputs standardised (mean {mean:.4}, std {std:.4})"));
+    }
     if !cfg.augment.is_none() {
         parts.push(format!("augment {}", cfg.augment));
     }
@@ -378,6 +387,8 @@ fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
         warmup_epochs: args.warmup_epochs.unwrap_or(0.0),
         label_smoothing: args.label_smoothing.unwrap_or(0.0),
         augment: args.augment.unwrap_or_default(),
+        // set from the training data once it is loaded (train_command)
+        normalize: Normalize::Unit,
         progress: progress_wanted(),
     }
 }
@@ -420,6 +431,10 @@ fn resumed_config(
     clash("--warmup-epochs", args.warmup_epochs.map(readable), readable(ckpt.warmup_epochs));
     clash("--label-smoothing", args.label_smoothing.map(readable), readable(ckpt.label_smoothing));
     clash("--augment", args.augment.map(|a| a.to_string()), ckpt.augment.to_string());
+    let choice = |n: &Normalize| if matches!(n, Normalize::Unit) { "unit" } else { "standard" }.to_string();
+    let given =
+        args.normalize.map(|c| if c == NormalizeChoice::Unit { "unit" } else { "standard" }.to_string());
+    clash("--normalize", given, choice(&ckpt.normalize));
     if let Some(m) = model
         && m.layers != ckpt.model.layers
     {
@@ -442,6 +457,7 @@ fn resumed_config(
         warmup_epochs: ckpt.warmup_epochs,
         label_smoothing: ckpt.label_smoothing,
         augment: ckpt.augment,
+        normalize: ckpt.normalize,
         progress: progress_wanted(),
     })
 }

@@ -37,6 +37,8 @@ pub struct TrainConfig {
     pub label_smoothing: f64,
     /// Training-time augmentation in the gather (none by default).
     pub augment: crate::augment::Augment,
+    /// How pixels become inputs (unit by default).
+    pub normalize: crate::normalize::Normalize,
     pub progress: bool,
 }
 
@@ -59,6 +61,7 @@ impl TrainConfig {
             warmup_epochs: 0.0,
             label_smoothing: 0.0,
             augment: Default::default(),
+            normalize: Default::default(),
             progress: false,
         }
     }
@@ -157,6 +160,7 @@ impl<'a> Trainer<'a> {
             training,
             cfg.label_smoothing,
             cfg.augment,
+            cfg.normalize,
         )?;
         gpu.wait()?;
         let shuffle_rng = shuffle_stream(cfg.seed);
@@ -249,6 +253,7 @@ impl<'a> Trainer<'a> {
             warmup_epochs: self.cfg.warmup_epochs,
             label_smoothing: self.cfg.label_smoothing,
             augment: self.cfg.augment,
+            normalize: self.cfg.normalize,
             position,
             params: self.gpu.read_f32(&self.model.network.params)?,
             m: self.gpu.read_f32(&self.optimizer()?.m)?,

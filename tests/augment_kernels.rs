@@ -10,6 +10,7 @@ use gpu_train::augment::Augment;
 use gpu_train::data::Split;
 use gpu_train::kernels::Step;
 use gpu_train::layers::input::{ResidentSplit, gather};
+use gpu_train::normalize::Normalize;
 
 /// The augmenting gather's batch for `aug`, as read back.
 #[allow(clippy::too_many_arguments)]
@@ -21,13 +22,26 @@ fn run_gather(
     step: Step,
     aug: Option<(Augment, u32)>,
 ) -> (Vec<f32>, Vec<u32>) {
+    run_gather_norm(dev, split, order, batch, step, aug, Normalize::Unit)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_gather_norm(
+    dev: &(gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    split: &Split,
+    order: &[u32],
+    batch: usize,
+    step: Step,
+    aug: Option<(Augment, u32)>,
+    norm: Normalize,
+) -> (Vec<f32>, Vec<u32>) {
     let (gpu, k) = dev;
     let resident = ResidentSplit::upload(gpu, "t", split).unwrap();
     resident.set_order(gpu, order);
     let x = gpu.storage("x", batch * split.side * split.side).unwrap();
     let y = gpu.storage("y", batch).unwrap();
     let slots = slots_with(gpu, step);
-    let (d, _u) = gather(gpu, k, &resident, batch, &x, &y, &slots, aug).unwrap();
+    let (d, _u) = gather(gpu, k, &resident, batch, &x, &y, &slots, aug, norm).unwrap();
     run(gpu, &[&d]);
     (gpu.read_f32(&x).unwrap(), gpu.read_words(&y, 0, batch).unwrap())
 }
@@ -121,4 +135,30 @@ fn the_augment_grammar_round_trips_and_errors_name_the_part() {
         let e = Augment::parse(bad).unwrap_err();
         assert!(e.contains(needle), "{bad}: {e}");
     }
+}
+
+#[test]
+fn standardised_inputs_are_the_unit_values_shifted_and_scaled() {
+    // --normalize standard: x = (v - mean) / std with the training set's statistics, for
+    // the plain and the augmenting gather alike (crop padding is a zero byte, normalised).
+    let data = split(6, 12);
+    let norm = Normalize::standard_for(&data.pixels).unwrap();
+    let Normalize::Standard { mean, std } = norm else { panic!("standard expected") };
+    let n = data.pixels.len() as f64;
+    let want_mean = data.pixels.iter().map(|&p| p as f64 / 255.0).sum::<f64>() / n;
+    assert!((mean - want_mean).abs() < 1e-12 && std > 0.0);
+    let order: Vec<u32> = (0..6).collect();
+    let dev = variants().remove(0);
+    let step = Step { start: 0, count: 6, update: 3, ..Default::default() };
+    for aug in [None, Some((Augment { crop: 3, flip: true }, 11))] {
+        let unit = run_gather_norm(&dev, &data, &order, 6, step, aug, Normalize::Unit).0;
+        let standard = run_gather_norm(&dev, &data, &order, 6, step, aug, norm).0;
+        let want: Vec<f64> = unit.iter().map(|&v| (v as f64 - mean) / std).collect();
+        assert_close("standardised inputs", &standard, &want, 1e-5);
+    }
+    // no spread: refused, not divided by zero
+    assert!(Normalize::standard_for(&[7u8; 64]).unwrap_err().contains("same value"));
+    // the checkpoint form round-trips
+    assert_eq!(Normalize::parse(&norm.to_string()).unwrap(), norm);
+    assert!(Normalize::parse("standard:0.3:0").is_err());
 }

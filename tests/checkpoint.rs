@@ -33,6 +33,7 @@ fn config_for(optimizer: OptimizerKind, model: &str) -> TrainConfig {
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
         augment: Default::default(),
+        normalize: Default::default(),
         progress: false,
     }
 }

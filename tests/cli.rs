@@ -360,6 +360,53 @@ fn patience_stops_a_run_that_stopped_improving() {
 }
 
 #[test]
+fn standardised_inputs_are_stored_and_used_by_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 64, 16, false);
+    let data = dir.path().to_str().unwrap();
+    let save = dir.path().join("run");
+    let metrics = dir.path().join("m.jsonl");
+    let (code, stdout, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--normalize",
+        "standard",
+        "--save",
+        save.to_str().unwrap(),
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("inputs standardised (mean"), "{stdout}");
+    let last = save.join("last.safetensors");
+    let bytes = std::fs::read(&last).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert!(header.metadata().clone().unwrap()["normalize"].starts_with("standard:"));
+    // eval normalises as training did: the run's last test accuracy, exactly
+    let line = std::fs::read_to_string(&metrics).unwrap().lines().last().unwrap().to_string();
+    let acc = serde_json::from_str::<serde_json::Value>(&line).unwrap()["test_acc"].as_f64().unwrap();
+    let (code, stdout, stderr) = gpu_train(&["eval", "--checkpoint", last.to_str().unwrap(), "--data", data]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("accuracy {:.2}%", 100.0 * acc)), "{stdout} vs {acc}");
+    let (code, _, stderr) = gpu_train(&[
+        "--data",
+        data,
+        "--resume",
+        last.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--normalize",
+        "unit",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--normalize unit (the checkpoint has standard)"), "{stderr}");
+}
+
+#[test]
 fn augmentation_is_stored_and_kept_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     idx_files::write_dataset(dir.path(), 8, 3, 64, 16, false);

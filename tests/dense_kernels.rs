@@ -404,7 +404,7 @@ fn gather_unpacks_and_normalises_a_shuffled_batch() {
     let y = gpu.storage("y", batch).unwrap();
     // The batch starting at 4 has 3 valid samples: order[4..7] = 1, 3, 4.
     let slots = slots_with(&gpu, Step { start: 4, count: 3, ..Default::default() });
-    let (d, _u) = gather(&gpu, &k, &resident, batch, &x, &y, &slots, None).unwrap();
+    let (d, _u) = gather(&gpu, &k, &resident, batch, &x, &y, &slots, None, Default::default()).unwrap();
     run(&gpu, &[&d]);
     let mut want = Vec::new();
     for &s in &order[4..7] {

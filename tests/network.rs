@@ -136,6 +136,7 @@ fn ref_cnn_builds_the_same_dispatches_as_the_hand_wired_network() {
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
         augment: Default::default(),
+        normalize: Default::default(),
         progress: false,
     };
     let trainer = gpu_train::train::Trainer::new(&gpu, &k, &data, cfg).unwrap();

@@ -52,6 +52,7 @@ fn whole_networks_match_pytorch_for_one_training_step() {
                 warmup_epochs: 0.0,
                 label_smoothing: 0.0,
                 augment: Default::default(),
+                normalize: Default::default(),
                 progress: false,
             };
             let mut trainer = Trainer::new(&gpu, &k, &data, cfg).unwrap();

@@ -65,6 +65,7 @@ fn the_readmes_python_loads_a_checkpoint_into_pytorch_and_gets_the_same_logits()
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
         augment: Default::default(),
+        normalize: Default::default(),
         progress: false,
     };
     let mut trainer = Trainer::new(&gpu, &k, &data, cfg).unwrap();

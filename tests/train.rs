@@ -20,6 +20,7 @@ fn config(batch_size: usize, seed: u64) -> TrainConfig {
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
         augment: Default::default(),
+        normalize: Default::default(),
         progress: false,
     }
 }

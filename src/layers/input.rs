@@ -59,7 +59,8 @@ pub(crate) struct GatherParams {
     crop: u32,
     flip: u32,
     seed: u32,
-    _pad: [u32; 2],
+    scale: f32,
+    shift: f32,
 }
 
 /// The gather dispatch for one split into the batch buffers x and y; with `augment`
@@ -74,7 +75,9 @@ pub fn gather(
     y: &wgpu::Buffer,
     slots: &StepSlots,
     augment: Option<(crate::augment::Augment, u32)>,
+    normalize: crate::normalize::Normalize,
 ) -> Result<(Dispatch, wgpu::Buffer)> {
+    let (scale, shift) = normalize.scale_shift();
     let words_per_image = (split.side * split.side / 4) as u32;
     let (aug, seed) = augment.unwrap_or_default();
     let params = GatherParams {
@@ -84,7 +87,8 @@ pub fn gather(
         crop: aug.crop,
         flip: aug.flip as u32,
         seed,
-        _pad: [0; 2],
+        scale,
+        shift,
     };
     let uniform = gpu.uniform_init("gather params", &[params]);
     let common = [

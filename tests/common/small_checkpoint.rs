@@ -24,6 +24,7 @@ pub fn small_checkpoint_with(partial: Vec<f32>) -> Vec<u8> {
         warmup_epochs: 0.0,
         label_smoothing: 0.0,
         augment: Default::default(),
+        normalize: Default::default(),
         position: Position {
             epochs_done: 1,
             batches_done: 1,
