@@ -36,6 +36,16 @@ struct OptimParams {
 @group(0) @binding(5) var<storage, read> decay: array<vec4<f32>>;
 @group(1) @binding(0) var<uniform> step: Step;
 
+// Updates Adam's moments of vec4 i and returns the step to subtract from the parameters.
+fn adam_step(i: u32) -> vec4<f32> {
+    let g = grad[i];
+    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    return step.step_size * mi / (sqrt(vi) / step.sqrt_bias_correction2 + p.eps);
+}
+
 @compute @workgroup_size(WG)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -43,12 +53,7 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if i >= p.len {
         return;
     }
-    let g = grad[i];
-    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    param[i] -= step.step_size * mi / (sqrt(vi) / step.sqrt_bias_correction2 + p.eps);
+    param[i] -= adam_step(i);
 }
 
 @compute @workgroup_size(WG)
@@ -70,13 +75,8 @@ fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     if i >= p.len {
         return;
     }
-    let g = grad[i];
-    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
     let decayed = param[i] * (1.0 - step.lr * p.weight_decay * decay[i]);
-    param[i] = decayed - step.step_size * mi / (sqrt(vi) / step.sqrt_bias_correction2 + p.eps);
+    param[i] = decayed - adam_step(i);
 }
 
 @compute @workgroup_size(WG)

@@ -1,0 +1,169 @@
+//! Training settings from the command line: schedules, label smoothing, AdamW and SGD
+//! options, --patience, --normalize and --augment. Each is checked for bad values (usage
+//! errors, exit 2), stored in the checkpoint, and refused when a resume contradicts it.
+
+#[path = "common/idx_files.rs"]
+mod idx_files;
+#[path = "common/run_cli.rs"]
+mod run_cli;
+use run_cli::gpu_train;
+use std::path::{Path, PathBuf};
+
+/// A small 3-class 8x8 dataset (4 steps an epoch at batch 16) and the runs made on it.
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        idx_files::write_dataset(dir.path(), 8, 3, 64, 16, false);
+        Bench { dir }
+    }
+
+    fn data(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Trains at batch 16 with `extra` flags, saving into `save` and writing metrics to
+    /// `save`.jsonl; returns stdout and the metrics lines.
+    fn train(&self, save: &str, extra: &[&str]) -> (String, Vec<serde_json::Value>) {
+        let (dir, metrics) = (self.path(save), self.path(&format!("{save}.jsonl")));
+        let common = ["--data", self.data(), "--batch-size", "16"];
+        let files = ["--save", dir.to_str().unwrap(), "--metrics", metrics.to_str().unwrap()];
+        let (code, stdout, stderr) = gpu_train(&[&common[..], extra, &files].concat());
+        println!("{stdout}{stderr}");
+        assert_eq!(code, 0, "{stderr}");
+        let lines = std::fs::read_to_string(&metrics).unwrap();
+        (stdout, lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+    }
+
+    fn last(&self, save: &str) -> PathBuf {
+        self.path(save).join("last.safetensors")
+    }
+
+    /// A resume of `save`'s run with `flags` is refused (exit 1), the message saying `needle`.
+    fn refused_on_resume(&self, save: &str, flags: &[&str], needle: &str) {
+        let last = self.last(save);
+        let resume = ["--data", self.data(), "--resume", last.to_str().unwrap(), "--epochs", "9"];
+        let (code, _, stderr) = gpu_train(&[&resume[..], flags].concat());
+        assert_eq!(code, 1, "{flags:?}: {stderr}");
+        assert!(stderr.contains(needle), "{flags:?}: {stderr}");
+    }
+
+    /// `flags` are a usage error (exit 2) saying `needle`.
+    fn usage_error(&self, flags: &[&str], needle: &str) {
+        let (code, _, stderr) = gpu_train(&[&["--data", self.data()][..], flags].concat());
+        assert_eq!(code, 2, "{flags:?}: {stderr}");
+        assert!(stderr.contains(needle), "{flags:?}: {stderr}");
+    }
+}
+
+fn metadata(path: &Path) -> std::collections::HashMap<String, String> {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    header.metadata().clone().unwrap()
+}
+
+fn field(lines: &[serde_json::Value], key: &str) -> Vec<f64> {
+    lines.iter().map(|v| v[key].as_f64().unwrap()).collect()
+}
+
+#[test]
+fn a_schedule_sets_each_epochs_rate_and_a_resume_keeps_it() {
+    let b = Bench::new();
+    // 4 steps an epoch, 3 epochs: one warm-up epoch, then a cosine over 8 steps
+    let flags = ["--epochs", "3", "--schedule", "cosine", "--warmup-epochs", "1", "--lr", "0.002"];
+    let (_, lines) = b.train("run", &flags);
+    let lr = field(&lines, "lr");
+    println!("{lr:?}");
+    // end of warm-up: the full rate; then the cosine at the epochs' last steps (8 and 12)
+    let cosine = |k: f64| 0.002 * 0.5 * (1.0 + (std::f64::consts::PI * k / 8.0).cos());
+    assert!((lr[0] - 0.002).abs() < 1e-15);
+    assert!((lr[1] - cosine(3.0)).abs() < 1e-15, "{lr:?}");
+    assert!((lr[2] - cosine(7.0)).abs() < 1e-15, "{lr:?}");
+    b.refused_on_resume(
+        "run",
+        &["--schedule", "constant"],
+        "--schedule constant (the checkpoint has cosine)",
+    );
+    b.usage_error(&["--schedule", "onecycle", "--warmup-epochs", "1"], "has its own warm-up");
+    b.usage_error(&["--schedule", "linear"], "unknown schedule 'linear'");
+}
+
+#[test]
+fn label_smoothing_is_stored_and_kept_on_resume() {
+    let b = Bench::new();
+    let (_, plain) = b.train("a", &["--epochs", "1", "--label-smoothing", "0"]);
+    let (_, smooth) = b.train("b", &["--epochs", "1", "--label-smoothing", "0.2"]);
+    let (plain_train, smooth_train) = (field(&plain, "train_loss")[0], field(&smooth, "train_loss")[0]);
+    println!("train loss {plain_train} plain, {smooth_train} smoothed");
+    assert_ne!(plain_train, smooth_train, "smoothing changes the training loss");
+    assert!(field(&smooth, "test_loss")[0].is_finite());
+    b.refused_on_resume("b", &["--label-smoothing", "0.1"], "--label-smoothing 0.1 (the checkpoint has 0.2)");
+    b.usage_error(&["--label-smoothing", "1"], "'1' is not a number in [0, 1)");
+}
+
+#[test]
+fn adamw_and_sgd_options_are_checked_stored_and_kept_on_resume() {
+    let b = Bench::new();
+    for (flags, needle) in [
+        (&["--weight-decay", "0.1"][..], "needs '--optimizer adamw'"),
+        (&["--optimizer", "adam", "--weight-decay", "0.1"], "needs '--optimizer adamw'"),
+        (&["--nesterov"], "needs '--optimizer sgd'"),
+        (&["--optimizer", "adamw", "--nesterov"], "needs '--optimizer sgd'"),
+        (&["--optimizer", "sgd", "--nesterov", "--momentum", "0"], "momentum above 0"),
+        (&["--optimizer", "adamw", "--weight-decay", "-1"], "at least 0"),
+    ] {
+        b.usage_error(flags, needle);
+    }
+    // AdamW with its default decay trains and records it; a resume keeps it
+    let (stdout, _) = b.train("run", &["--epochs", "1", "--optimizer", "adamw"]);
+    assert!(stdout.contains("AdamW lr 0.001"), "{stdout}");
+    let meta = metadata(&b.last("run"));
+    assert_eq!((meta["optimizer"].as_str(), meta["weight_decay"].as_str()), ("adamw", "0.01"));
+    b.refused_on_resume("run", &["--weight-decay", "0.1"], "--weight-decay 0.1 (the checkpoint has 0.01)");
+    let last = b.last("run");
+    let (code, _, stderr) =
+        gpu_train(&["--data", b.data(), "--resume", last.to_str().unwrap(), "--epochs", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn patience_stops_a_run_that_stopped_improving() {
+    let b = Bench::new();
+    // a learning rate too small to change a prediction: no epoch after the first gains
+    let (stdout, lines) = b.train("run", &["--epochs", "10", "--lr", "1e-12", "--patience", "2"]);
+    assert!(stdout.contains("stopping early: no gain in test accuracy for 2 epoch(s)"), "{stdout}");
+    assert_eq!(lines.len(), 3, "epochs 1, 2 and 3 ran");
+    b.usage_error(&["--patience", "0"], "0 is not in 1..=100000");
+}
+
+#[test]
+fn standardised_inputs_are_stored_and_used_by_eval() {
+    let b = Bench::new();
+    let (stdout, lines) = b.train("run", &["--epochs", "2", "--normalize", "standard"]);
+    assert!(stdout.contains("inputs standardised (mean"), "{stdout}");
+    let last = b.last("run");
+    assert!(metadata(&last)["normalize"].starts_with("standard:"));
+    // eval normalises as training did: the run's last test accuracy, exactly
+    let acc = field(&lines, "test_acc")[1];
+    let (code, stdout, stderr) =
+        gpu_train(&["eval", "--checkpoint", last.to_str().unwrap(), "--data", b.data()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("accuracy {:.2}%", 100.0 * acc)), "{stdout} vs {acc}");
+    b.refused_on_resume("run", &["--normalize", "unit"], "--normalize unit (the checkpoint has standard)");
+}
+
+#[test]
+fn augmentation_is_stored_and_kept_on_resume() {
+    let b = Bench::new();
+    let (stdout, _) = b.train("run", &["--epochs", "1", "--augment", "crop=2,flip"]);
+    assert!(stdout.contains("augment crop=2,flip"), "{stdout}");
+    b.refused_on_resume("run", &["--augment", "flip"], "--augment flip (the checkpoint has crop=2,flip)");
+    b.usage_error(&["--augment", "rotate"], "unknown augmentation 'rotate'");
+}
