@@ -7,9 +7,12 @@
 //
 // gather_augment (training only): the same batch, one thread per pixel, each image
 // randomly cropped from its copy zero-padded by `crop` pixels, flipped left-right with
-// probability 1/2 when `flip` is 1. Every choice comes from a hash of (seed,
-// optimiser update, the sample's place in the epoch's order), so runs and resumes repeat
-// exactly; augment.rs holds the same arithmetic on the host for the tests.
+// probability 1/2 when `flip` is 1, then with probability erase / 10000 a rectangle of
+// 2-33% of the image set to 0 (after normalisation). Every choice comes from a hash of
+// (seed, optimiser update, the sample's place in the epoch's order), so runs and resumes
+// repeat exactly; augment.rs holds the same arithmetic on the host for the tests. The
+// rectangle is computed in whole numbers (a ratio table, exact square roots) so that the
+// host and every adapter agree bit for bit.
 
 override WG: u32 = 64u;
 
@@ -23,6 +26,9 @@ struct GatherParams {
     // x = v * scale + shift for v = byte / 255 (normalize.rs)
     scale: f32,
     shift: f32,
+    erase: u32,
+    // erase_ratios[i / 4][i % 4]: aspect ratio i (height / width) in 1/256ths
+    erase_ratios: array<vec4<u32>, 8>,
 }
 
 @group(0) @binding(0) var<uniform> p: GatherParams;
@@ -61,6 +67,45 @@ fn mix(v: u32) -> u32 {
     return x;
 }
 
+// floor(a * b / c) without overflowing on the way
+fn mul_div(a: u32, b: u32, c: u32) -> u32 {
+    return (a / c) * b + (a % c) * b / c;
+}
+
+// The exact integer square root. The float estimate is within one of it for any u32
+// (a few ulp of error), and the two corrections make it exact.
+fn isqrt(n: u32) -> u32 {
+    var r = min(u32(sqrt(f32(n))), 65535u);
+    if r * r > n {
+        r -= 1u;
+    }
+    if r < 65535u && (r + 1u) * (r + 1u) <= n {
+        r += 1u;
+    }
+    return r;
+}
+
+// sqrt(n) rounded to the nearest whole number: up when n > r * r + r
+fn round_sqrt(n: u32) -> u32 {
+    let r = isqrt(n);
+    return select(r, r + 1u, n - r * r > r);
+}
+
+// Whether output pixel (yy, xx) of the sample with hash h is erased (augment::erase_rect).
+fn erased(h: u32, yy: u32, xx: u32) -> bool {
+    if p.erase == 0u || mix(h ^ 4u) % 10000u >= p.erase {
+        return false;
+    }
+    let goal = mul_div(p.side * p.side, 20u + mix(h ^ 5u) % 311u, 1000u);
+    let r = mix(h ^ 6u) % 32u;
+    let q = p.erase_ratios[r / 4u][r % 4u];
+    let eh = clamp(round_sqrt(mul_div(goal, q, 256u)), 1u, p.side);
+    let ew = clamp(round_sqrt(mul_div(goal, 256u, q)), 1u, p.side);
+    let top = mix(h ^ 7u) % (p.side - eh + 1u);
+    let left = mix(h ^ 8u) % (p.side - ew + 1u);
+    return yy >= top && yy < top + eh && xx >= left && xx < left + ew;
+}
+
 @compute @workgroup_size(WG)
 fn gather_augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
@@ -89,8 +134,8 @@ fn gather_augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         let byte = sample_index * area + u32(sy) * p.side + u32(sx);
         v = f32((images[byte / 4u] >> (8u * (byte % 4u))) & 255u) / 255.0;
     }
-    // padding is a zero byte, normalised like any other
-    x_pixels[i] = v * p.scale + p.shift;
+    // padding is a zero byte, normalised like any other; erasing comes after normalising
+    x_pixels[i] = select(v * p.scale + p.shift, 0.0, erased(h, yy, xx));
     if yy == 0u && xx == 0u {
         y[b] = (labels[sample_index / 4u] >> (8u * (sample_index % 4u))) & 255u;
     }

@@ -568,7 +568,7 @@ impl Checkpoint {
 /// `--resume FILE` defaults to. Metadata keys `target_epochs` (the total `--epochs`),
 /// `limit_train` and `limit_test` (a sample count, or "none"); checkpoints written before
 /// these keys existed lack them, and then each field is None.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunPlan {
     pub epochs: Option<usize>,
     /// `Some(None)`: the run used every sample.
@@ -576,6 +576,9 @@ pub struct RunPlan {
     pub limit_test: Option<Option<usize>>,
     /// `--patience`: `Some(None)` when the run had none.
     pub patience: Option<Option<usize>>,
+    /// The resolved settings as a config file (config::to_toml), for the record: `--resume`
+    /// reads the settings from their own keys.
+    pub config: Option<String>,
 }
 
 /// The largest `--epochs`.
@@ -595,6 +598,9 @@ impl RunPlan {
         }
         if let Some(p) = self.patience {
             meta.insert("patience".into(), limit(p));
+        }
+        if let Some(c) = &self.config {
+            meta.insert("config".into(), c.clone());
         }
     }
 
@@ -626,6 +632,7 @@ impl RunPlan {
                 Some("none") => Some(None),
                 _ => count("patience", MAX_EPOCHS)?.map(Some),
             },
+            config: meta.get("config").cloned(),
         })
     }
 }

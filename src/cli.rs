@@ -199,7 +199,8 @@ pub struct Args {
     #[arg(long, value_name = "X", allow_negative_numbers = true, value_parser = non_negative)]
     pub weight_decay: Option<f64>,
     /// Training-time augmentation on the GPU: crop=P (random crop of the image padded by P
-    /// zero pixels, 0 to 8), flip (left-right, half the images), comma-separated, or none
+    /// zero pixels, 0 to 8), flip (left-right, half the images), erase=P (with probability
+    /// P a rectangle of 2-33% of the image set to 0), comma-separated, or none
     /// [default: none]
     #[arg(long, value_name = "SPEC", value_parser = crate::augment::Augment::parse)]
     pub augment: Option<crate::augment::Augment>,
@@ -259,11 +260,62 @@ pub struct Args {
     /// default to that run's, and --epochs stays the total number of epochs
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
+    /// Train the recipe in a config file: a model file whose [train] table holds training
+    /// flags by name (epochs, batch_size, optimizer, lr, schedule, augment, ...; see
+    /// configs/). A flag given on the command line wins over the file
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the fully resolved settings (model and [train]) as a config file and exit
+    #[arg(long)]
+    pub print_config: bool,
+    /// Write the first training batch, as the network sees it after augmentation, to FILE as
+    /// a PNG grid, and exit without training
+    #[arg(long, value_name = "FILE.png", conflicts_with = "resume")]
+    pub preview_batch: Option<PathBuf>,
     #[command(flatten)]
     pub adapter: AdapterArgs,
     /// List the adapters, mark the one that would be chosen, and exit
     #[arg(long)]
     pub list_adapters: bool,
+}
+
+impl Args {
+    /// With --config FILE: the file's model unless --model is given, and each of its
+    /// [train] settings that the command line does not give. The file's settings pass
+    /// through the same parser as typed flags, so they meet the same ranges.
+    pub fn with_config(mut self) -> Result<Args, CommandError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let file = path.display().to_string();
+        if !path.is_file() {
+            return Err(CommandError::usage_line(format!("--config {file}: no such file")));
+        }
+        let def = crate::model_spec::resolve(&file).map_err(CommandError::usage_line)?;
+        let table = def.train.clone().unwrap_or_default();
+        let argv = crate::config::train_argv(&file, &table).map_err(CommandError::usage_line)?;
+        let parsed =
+            Cli::try_parse_from(std::iter::once("gpu-train".to_string()).chain(argv)).map_err(|e| {
+                CommandError::usage_line(format!("{file}: [train]: {}", crate::config::clap_message(&e)))
+            })?;
+        let f = parsed.train;
+        self.model = self.model.or(Some(file));
+        self.epochs = self.epochs.or(f.epochs);
+        self.batch_size = self.batch_size.or(f.batch_size);
+        self.lr = self.lr.or(f.lr);
+        self.optimizer = self.optimizer.or(f.optimizer);
+        self.schedule = self.schedule.or(f.schedule);
+        self.warmup_epochs = self.warmup_epochs.or(f.warmup_epochs);
+        self.label_smoothing = self.label_smoothing.or(f.label_smoothing);
+        self.weight_decay = self.weight_decay.or(f.weight_decay);
+        self.augment = self.augment.or(f.augment);
+        self.patience = self.patience.or(f.patience);
+        self.normalize = self.normalize.or(f.normalize);
+        self.nesterov |= f.nesterov;
+        self.momentum = self.momentum.or(f.momentum);
+        self.seed = self.seed.or(f.seed);
+        Ok(self)
+    }
 }
 
 /// Runs the command line; Ok gives the exit code (0, or 130 after Ctrl-C; predict: 1 when
@@ -291,7 +343,7 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
             crate::evaluate::eval_command(&e.into()).map(|_| 0).map_err(CommandError::from)
         }
         Some(Command::Predict(p)) => crate::evaluate::predict_command(&p.into()).map_err(CommandError::from),
-        None => crate::run::train_command(cli.train.into()),
+        None => crate::run::train_command(cli.train.with_config()?.into()),
     }
 }
 
@@ -323,6 +375,9 @@ impl From<Args> for crate::run::TrainCommand {
             augment: a.augment,
             patience: a.patience,
             normalize: a.normalize,
+            config: a.config,
+            print_config: a.print_config,
+            preview_batch: a.preview_batch,
             adapter: a.adapter.options(),
             list_adapters: a.list_adapters,
         }

@@ -374,13 +374,12 @@ pub struct ModelDef {
     /// The layer string it stands for.
     pub text: String,
     pub layers: Vec<LayerSpec>,
-    /// A model file's `[train]` table, kept for the training settings it will hold; today
-    /// nothing reads it and the run says so.
+    /// A model file's `[train]` table: the training settings `--config` reads (config.rs).
     pub train: Option<toml::Table>,
 }
 
 /// Resolves a `--model` value: a preset name, else an existing file (TOML with
-/// `[model] layers = "..."`; a `[train]` table is allowed and left to the caller), else a
+/// `[model] layers = "..."` or `preset = "NAME"`; a `[train]` table is kept for the caller), else a
 /// layer string. Errors name the file, the key or the token.
 pub fn resolve(arg: &str) -> Result<ModelDef, String> {
     if let Some(text) = preset(arg) {
@@ -463,28 +462,49 @@ fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
     })?;
     for key in table.keys() {
         if key != "model" && key != "train" {
-            return Err(fail(format!(
-                "unknown table or key '{key}' (a model file has [model] and, later, [train])"
-            )));
+            return Err(fail(format!("unknown table or key '{key}' (a model file has [model] and [train])")));
         }
     }
     let model = match table.get("model") {
         Some(toml::Value::Table(t)) => t,
         Some(_) => return Err(fail("'model' must be a table: [model]".into())),
-        None => return Err(fail("needs a [model] table with layers = \"...\"".into())),
+        None => {
+            return Err(fail("needs a [model] table with layers = \"...\" or preset = \"NAME\"".into()));
+        }
     };
-    if let Some(key) = model.keys().find(|k| *k != "layers") {
-        return Err(fail(format!("[model] has an unknown key '{key}' (it holds layers = \"...\")")));
+    if let Some(key) = model.keys().find(|k| *k != "layers" && *k != "preset") {
+        return Err(fail(format!(
+            "[model] has an unknown key '{key}' (it holds layers = \"...\" or preset = \"NAME\")"
+        )));
     }
-    let text = match model.get("layers") {
-        Some(toml::Value::String(s)) => s.clone(),
-        Some(_) => {
+    let train = match table.get("train") {
+        Some(toml::Value::Table(t)) => Some(t.clone()),
+        Some(_) => return Err(fail("'train' must be a table: [train]".into())),
+        None => None,
+    };
+    let (name, text) = match (model.get("layers"), model.get("preset")) {
+        (Some(_), Some(_)) => return Err(fail("[model] has both layers and preset; keep one".into())),
+        (Some(toml::Value::String(s)), None) => {
+            (path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned()), s.clone())
+        }
+        (None, Some(toml::Value::String(name))) => match preset(name) {
+            Some(text) => (name.trim().to_lowercase(), text.to_string()),
+            None => {
+                let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+                return Err(fail(format!("[model] preset '{name}' is not one of {}", names.join(", "))));
+            }
+        },
+        (Some(_), None) => {
             return Err(fail("[model] layers must be a string, as in layers = \"c32,relu,pool,fc\"".into()));
         }
-        None => return Err(fail("[model] needs layers = \"...\"".into())),
+        (None, Some(_)) => {
+            return Err(fail("[model] preset must be a string, as in preset = \"bn-cnn\"".into()));
+        }
+        (None, None) => return Err(fail("[model] needs layers = \"...\" or preset = \"NAME\"".into())),
     };
     let layers = parse(&text).map_err(|e| fail(format!("[model] layers: {e}")))?;
-    let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    let train = table.get("train").and_then(|t| t.as_table()).cloned();
+    if preset(&name).is_some_and(|t| t == text) {
+        return Ok(ModelDef { name, text, layers, train });
+    }
     Ok(ModelDef { name, text: canonical(&layers), layers, train })
 }

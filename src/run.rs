@@ -53,6 +53,10 @@ pub struct TrainCommand {
     pub augment: Option<crate::augment::Augment>,
     pub patience: Option<u32>,
     pub normalize: Option<NormalizeChoice>,
+    /// The config file the settings came from (cli::Args::with_config merged it).
+    pub config: Option<PathBuf>,
+    pub print_config: bool,
+    pub preview_batch: Option<PathBuf>,
     pub adapter: AdapterOptions,
     pub list_adapters: bool,
 }
@@ -68,30 +72,37 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     }
     let started = Instant::now();
     if args.resume.is_none() && args.momentum.is_some() && args.optimizer != Some(OptimizerKind::Sgd) {
-        return Err(CommandError::usage(
+        return Err(CommandError::usage(from_config(
+            &args,
             "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': Adam has no momentum setting",
-        ));
+        )));
     }
     if args.resume.is_none() && args.nesterov && args.optimizer != Some(OptimizerKind::Sgd) {
-        return Err(CommandError::usage(
+        return Err(CommandError::usage(from_config(
+            &args,
             "the argument '--nesterov' needs '--optimizer sgd': Nesterov momentum is SGD's",
-        ));
+        )));
     }
     if args.resume.is_none() && args.nesterov && args.momentum == Some(0.0) {
-        return Err(CommandError::usage("the argument '--nesterov' needs a --momentum above 0"));
+        return Err(CommandError::usage(from_config(
+            &args,
+            "the argument '--nesterov' needs a --momentum above 0",
+        )));
     }
     if args.resume.is_none()
         && args.weight_decay.is_some()
         && args.optimizer.unwrap_or(OptimizerKind::Adam) == OptimizerKind::Adam
     {
-        return Err(CommandError::usage(
+        return Err(CommandError::usage(from_config(
+            &args,
             "the argument '--weight-decay <X>' needs '--optimizer adamw' (decoupled decay) or '--optimizer sgd': Adam takes none",
-        ));
+        )));
     }
     if args.schedule == Some(Schedule::OneCycle) && args.warmup_epochs.is_some_and(|w| w > 0.0) {
-        return Err(CommandError::usage(
+        return Err(CommandError::usage(from_config(
+            &args,
             "the argument '--warmup-epochs' does not apply to '--schedule onecycle', which has its own warm-up (30% of the steps)",
-        ));
+        )));
     }
     // A model that does not parse is a usage error before anything is opened.
     let model = match args.model.as_deref().map(model_spec::resolve).transpose() {
@@ -148,6 +159,12 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         None => fresh_config(&args, model.unwrap_or_default()),
     };
 
+    if args.print_config {
+        let pending = resumed.is_none() && args.normalize == Some(NormalizeChoice::Standard);
+        print!("{}", crate::config::to_toml(&cfg, patience, pending));
+        return Ok(0);
+    }
+
     let dir = data::locate(args.data.as_deref())?;
     let mut dataset = data::load_with_classes(&dir, classes)?;
     for (flag, limit, count) in [
@@ -197,15 +214,27 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         Ok(info) => info,
         Err(e) => return Err(CommandError::usage_line(format!("--model {}: {e}", cfg.model.label()))),
     };
-    if cfg.model.train.is_some() {
+    if cfg.model.train.is_some() && args.config.is_none() {
         eprintln!(
-            "note: the model file's [train] table is not read yet: training settings come from the command line"
+            "note: --model takes only the file's [model]; its [train] settings are used with --config {}",
+            args.model.as_deref().unwrap_or("FILE")
         );
     }
     // Build everything that can still refuse the run before touching the save directory
     // (--overwrite removes the old run's files) or truncating the metrics file.
     let kernels = Kernels::new(&gpu)?;
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
+    if let Some(path) = &args.preview_batch {
+        let batch = trainer.preview_batch()?;
+        crate::preview::write_grid(path, &batch, cfg.batch_size, shape.side, cfg.normalize)?;
+        println!(
+            "wrote {}: the first training batch ({} images{}), as the network sees it",
+            path.display(),
+            cfg.batch_size.min(dataset.train.count),
+            if cfg.augment.is_none() { String::new() } else { format!(", augment {}", cfg.augment) }
+        );
+        return Ok(0);
+    }
     let save_dir = save_dir.as_ref().map(prepare_save_dir).transpose()?;
     let mut metrics_file = open_metrics(args.metrics.as_deref(), resumed.is_some())?;
     if !args.no_save {
@@ -252,6 +281,7 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
             limit_train: Some(limit_train),
             limit_test: Some(limit_test),
             patience: Some(patience),
+            config: Some(crate::config::to_toml(&cfg, patience, false)),
         },
         resume_flags: resume_flags(&args),
     };
@@ -328,6 +358,14 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         );
     }
     Ok(0)
+}
+
+/// A settings error, naming the config file when the settings came partly from one.
+fn from_config(args: &TrainCommand, message: &str) -> String {
+    match &args.config {
+        Some(file) => format!("{message} (settings from {} and the command line)", file.display()),
+        None => message.to_string(),
+    }
 }
 
 /// The schedule, warm-up and label smoothing where they are not the defaults.

@@ -199,6 +199,27 @@ impl<'a> Trainer<'a> {
         self.gpu.wait()
     }
 
+    /// The first training batch as the augmenting gather builds it (B, S, S): the first
+    /// epoch's order and step, without training. For `--preview-batch`.
+    pub fn preview_batch(&mut self) -> Result<Vec<f32>> {
+        let saved = self.shuffle_rng.clone();
+        self.shuffle();
+        self.shuffle_rng = saved;
+        let count = self.cfg.batch_size.min(self.train.count) as u32;
+        self.slots.write(self.gpu, &[Step { start: 0, count, update: 1, ..Default::default() }]);
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            // the step's first dispatch is the gather (model.rs)
+            if let Some(gather) = self.model.train_step.first() {
+                gather.record(&mut pass, 0);
+            }
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        let side = self.model.shape.side;
+        self.gpu.read_words(&self.model.network.input, 0, count as usize * side * side)
+    }
+
     fn optimizer(&self) -> Result<&crate::layers::optim::Optimizer> {
         self.model.optimizer.as_ref().ok_or_else(|| "internal error: this trainer only evaluates".to_string())
     }

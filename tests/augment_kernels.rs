@@ -2,7 +2,9 @@
 //! seeds, in every kernel configuration: crops at the largest padding (8) and at 0, flips,
 //! both, a short batch, an offset in the epoch; that it is deterministic,
 //! changes with the update, the seed and the sample, and that crop=0 without flip is the
-//! plain gather; and the `--augment` grammar.
+//! plain gather; random erasing (every sample, half, almost none) bit for bit, its
+//! rectangles' areas and shapes over many draws, on the smallest and a large image; and
+//! the `--augment` grammar.
 
 mod common;
 use common::*;
@@ -58,10 +60,13 @@ fn augmented_batches_match_the_host_reference() {
     let order = [4u32, 8, 0, 6, 2, 7, 1, 3, 5];
     for dev in variants() {
         for (aug, start, count, batch) in [
-            (Augment { crop: 2, flip: true }, 0, 5, 5),
-            (Augment { crop: 8, flip: false }, 3, 6, 6),
-            (Augment { crop: 0, flip: true }, 5, 3, 4),
-            (Augment { crop: 1, flip: true }, 7, 2, 3),
+            (Augment { crop: 2, flip: true, erase: 0 }, 0, 5, 5),
+            (Augment { crop: 8, flip: false, erase: 0 }, 3, 6, 6),
+            (Augment { crop: 0, flip: true, erase: 0 }, 5, 3, 4),
+            (Augment { crop: 1, flip: true, erase: 0 }, 7, 2, 3),
+            (Augment { crop: 0, flip: false, erase: 10_000 }, 0, 9, 9),
+            (Augment { crop: 2, flip: true, erase: 5_000 }, 1, 8, 8),
+            (Augment { crop: 8, flip: true, erase: 1 }, 0, 9, 9),
         ] {
             for (update, seed) in [(1u32, 0u32), (977, 12345)] {
                 let step = Step { start, count, update, ..Default::default() };
@@ -82,7 +87,7 @@ fn crops_and_flips_change_with_the_update_the_seed_and_the_sample() {
     let data = split(16, 28);
     let order: Vec<u32> = (0..16).collect();
     let dev = variants().remove(0);
-    let aug = Augment { crop: 2, flip: true };
+    let aug = Augment { crop: 2, flip: true, erase: 0 };
     let at = |update, seed| {
         run_gather(
             &dev,
@@ -119,11 +124,98 @@ fn crops_and_flips_change_with_the_update_the_seed_and_the_sample() {
 }
 
 #[test]
+fn erased_rectangles_cover_the_documented_areas_and_shapes() {
+    // The host's draws (which the kernel matches bit for bit, above) over many hashes:
+    // areas within 2-33% of the image up to rounding, ratios from 0.3 to 3.3, placed
+    // inside the image, and both tall and wide rectangles drawn.
+    let ratios = gpu_train::augment::erase_ratios_q8();
+    assert_eq!(ratios.len(), 32);
+    assert!(ratios.windows(2).all(|w| w[0] < w[1]), "ratios increase: {ratios:?}");
+    assert!(
+        (ratios[0] as f64 / 256.0 - 0.311).abs() < 0.01 && (ratios[31] as f64 / 256.0 - 3.21).abs() < 0.03
+    );
+    for side in [4u32, 28, 96, 1024] {
+        let area = (side * side) as f64;
+        let (mut tall, mut wide, mut drawn) = (0, 0, 0);
+        for h in 0..4000u32 {
+            let hash = gpu_train::augment::mix(h);
+            let Some((top, left, eh, ew)) = gpu_train::augment::erase_rect(10_000, side, hash, &ratios)
+            else {
+                panic!("erase=1 erases every sample")
+            };
+            drawn += 1;
+            assert!(
+                eh >= 1 && ew >= 1 && top + eh <= side && left + ew <= side,
+                "side {side}: {top},{left} {eh}x{ew}"
+            );
+            let frac = (eh * ew) as f64 / area;
+            if side >= 96 {
+                // away from the clamp at the edge (rare), within rounding of the range
+                if eh < side && ew < side {
+                    assert!((0.018..=0.34).contains(&frac), "side {side}: area fraction {frac}");
+                    let r = eh as f64 / ew as f64;
+                    assert!((0.28..=3.5).contains(&r), "side {side}: ratio {r}");
+                }
+            }
+            if eh > ew {
+                tall += 1
+            }
+            if ew > eh {
+                wide += 1
+            }
+        }
+        assert_eq!(drawn, 4000);
+        if side >= 28 {
+            assert!(tall > 1200 && wide > 1200, "side {side}: {tall} tall, {wide} wide");
+        }
+        // the probability is honoured: about a quarter at erase=0.25
+        let hit = (0..4000u32)
+            .filter(|&h| {
+                gpu_train::augment::erase_rect(2_500, side, gpu_train::augment::mix(h), &ratios).is_some()
+            })
+            .count();
+        assert!((850..1150).contains(&hit), "erase=0.25 hit {hit} of 4000");
+    }
+    for n in [0u32, 1, 2, 3, 4, 15, 16, 17, 65_535 * 65_535, u32::MAX, 1 << 24, (1 << 24) + 1] {
+        let r = gpu_train::augment::isqrt(n) as u64;
+        assert!(r * r <= n as u64 && (r + 1) * (r + 1) > n as u64, "isqrt({n}) = {r}");
+    }
+}
+
+#[test]
+fn erasing_matches_the_reference_on_the_smallest_and_a_large_image() {
+    // side 4 (the rectangle often clamped to the whole image) and side 200 (the kernel's
+    // integer square roots on larger targets), every sample erased, with crops and flips.
+    for side in [4usize, 200] {
+        let data = split(5, side);
+        let order = [3u32, 1, 4, 0, 2];
+        for dev in variants() {
+            let aug = Augment { crop: 1, flip: true, erase: 10_000 };
+            for update in [0u32, 4_000_000_000] {
+                let step = Step { start: 0, count: 5, update, ..Default::default() };
+                let (x, _) = run_gather(&dev, &data, &order, 5, step, Some((aug, 77)));
+                let want = aug.reference(&data.pixels, side, &order, 0, 5, 5, update, 77);
+                assert_eq!(x, want, "side {side}, update {update}");
+                let zeros = x.iter().filter(|&&v| v == 0.0).count();
+                assert!(zeros >= 5, "side {side}: every image has an erased pixel ({zeros} zeros)");
+            }
+        }
+    }
+}
+
+#[test]
 fn the_augment_grammar_round_trips_and_errors_name_the_part() {
-    assert_eq!(Augment::parse("crop=2,flip").unwrap(), Augment { crop: 2, flip: true });
-    assert_eq!(Augment::parse(" FLIP ").unwrap(), Augment { crop: 0, flip: true });
+    assert_eq!(Augment::parse("crop=2,flip").unwrap(), Augment { crop: 2, flip: true, erase: 0 });
+    assert_eq!(Augment::parse(" FLIP ").unwrap(), Augment { crop: 0, flip: true, erase: 0 });
     assert_eq!(Augment::parse("none").unwrap(), Augment::default());
-    for text in ["crop=2,flip", "flip", "crop=8", "none"] {
+    assert_eq!(
+        Augment::parse("crop=2,flip,erase=0.25").unwrap(),
+        Augment { crop: 2, flip: true, erase: 2_500 }
+    );
+    assert_eq!(Augment::parse("erase=1").unwrap().erase, 10_000);
+    assert!(Augment::parse("erase=0").unwrap().is_none());
+    for text in ["crop=2,flip", "flip", "crop=8", "none", "crop=2,flip,erase=0.25", "erase=1", "erase=0.0001"]
+    {
         assert_eq!(Augment::parse(text).unwrap().to_string(), text);
     }
     for (bad, needle) in [
@@ -131,6 +223,11 @@ fn the_augment_grammar_round_trips_and_errors_name_the_part() {
         ("crop=-1", "0 to 8"),
         ("rotate", "unknown augmentation 'rotate'"),
         ("crop", "unknown"),
+        ("erase=1.5", "from 0 to 1"),
+        ("erase=-0.1", "from 0 to 1"),
+        ("erase=nan", "from 0 to 1"),
+        ("erase=0.12345", "4 decimals"),
+        ("erase", "unknown"),
     ] {
         let e = Augment::parse(bad).unwrap_err();
         assert!(e.contains(needle), "{bad}: {e}");
@@ -150,7 +247,7 @@ fn standardised_inputs_are_the_unit_values_shifted_and_scaled() {
     let order: Vec<u32> = (0..6).collect();
     let dev = variants().remove(0);
     let step = Step { start: 0, count: 6, update: 3, ..Default::default() };
-    for aug in [None, Some((Augment { crop: 3, flip: true }, 11))] {
+    for aug in [None, Some((Augment { crop: 3, flip: true, erase: 0 }, 11))] {
         let unit = run_gather_norm(&dev, &data, &order, 6, step, aug, Normalize::Unit).0;
         let standard = run_gather_norm(&dev, &data, &order, 6, step, aug, norm).0;
         let want: Vec<f64> = unit.iter().map(|&v| (v as f64 - mean) / std).collect();

@@ -152,10 +152,30 @@ fn resuming_adamw_and_nesterov_sgd_with_weight_decay_is_bit_identical() {
 
 #[test]
 fn resuming_an_augmented_run_is_bit_identical() {
-    // Crops and flips hash (seed, update, place in the order): a resumed run redraws them.
+    // Crops, flips and erasing hash (seed, update, place in the order): a resumed run
+    // redraws them.
     check_exact_resume_with(OptimizerKind::Adam, &|kind| TrainConfig {
-        augment: gpu_train::augment::Augment { crop: 2, flip: true },
+        augment: gpu_train::augment::Augment { crop: 2, flip: true, erase: 5_000 },
         ..config(kind)
+    });
+}
+
+#[test]
+fn resuming_the_whole_recipe_at_once_is_bit_identical() {
+    // What a best-preset run turns on together: batch norm, dropout, AdamW's decoupled
+    // decay, cosine with warm-up, label smoothing, crop + flip + erase, standardised inputs.
+    // 2 epochs + resume to 4, and a stop inside epoch 3, equal 4 straight.
+    let standard = gpu_train::normalize::Normalize::standard_for(&dataset().train.pixels).unwrap();
+    check_exact_resume_with(OptimizerKind::AdamW, &|kind| {
+        let mut c = config_for(kind, "c16,bn,relu,pool,drop0.25,fc16,bn,relu,drop0.25,fc");
+        c.optimizer.lr = 2e-3;
+        c.optimizer.weight_decay = 5e-4;
+        c.schedule = gpu_train::schedule::Schedule::Cosine;
+        c.warmup_epochs = 1.0;
+        c.label_smoothing = 0.1;
+        c.augment = gpu_train::augment::Augment { crop: 2, flip: true, erase: 2_500 };
+        c.normalize = standard;
+        c
     });
 }
 
@@ -285,8 +305,15 @@ fn the_run_plan_round_trips_in_the_metadata() {
             limit_train: Some(Some(100)),
             limit_test: Some(None),
             patience: Some(Some(3)),
+            config: Some("[train]\nepochs = 7\n".into()),
         },
-        RunPlan { epochs: Some(1), limit_train: Some(None), limit_test: Some(Some(3)), patience: Some(None) },
+        RunPlan {
+            epochs: Some(1),
+            limit_train: Some(None),
+            limit_test: Some(Some(3)),
+            patience: Some(None),
+            config: None,
+        },
     ] {
         let bytes = ckpt.to_bytes_with(4, Some(&plan)).unwrap();
         assert_eq!(RunPlan::from_bytes(origin, &bytes).unwrap(), plan);

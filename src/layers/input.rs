@@ -61,6 +61,11 @@ pub(crate) struct GatherParams {
     seed: u32,
     scale: f32,
     shift: f32,
+    /// Erasing probability in parts per ten thousand (augment.rs).
+    erase: u32,
+    pad: [u32; 3],
+    /// The erased rectangle's aspect ratios in 1/256ths, four per vec4.
+    erase_ratios: [[u32; 4]; crate::augment::ERASE_RATIOS / 4],
 }
 
 /// The gather dispatch for one split into the batch buffers x and y; with `augment`
@@ -89,6 +94,9 @@ pub fn gather(
         seed,
         scale,
         shift,
+        erase: aug.erase,
+        pad: [0; 3],
+        erase_ratios: bytemuck::cast(crate::augment::erase_ratios_q8()),
     };
     let uniform = gpu.uniform_init("gather params", &[params]);
     let common = [
