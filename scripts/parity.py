@@ -5,7 +5,8 @@
     $py scripts/parity.py --config configs/best.toml --epochs 3 --out torch.jsonl --compare gpu.jsonl
 
 The recipe comes from `gpu-train --config FILE --print-config` (the same resolution the
-trainer uses), so flags given after the config override it as they would for training.
+trainer uses); gpu-train flags given to this script after its own (`--lr 0.001`) are
+passed on, so they override the file as they would for training.
 The model is scripts/torch_model.py's nn.Sequential for the layer string; the recipe is
 reimplemented here from gpu-train's documentation: per-step learning-rate factors
 (src/schedule.rs), AdamW decay on conv and fc weights only, label smoothing in the loss,
@@ -185,14 +186,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="write per-epoch metrics here (JSON lines)")
     ap.add_argument("--compare", help="a gpu-train --metrics file to print beside these curves")
-    args = ap.parse_args()
+    args, passed_on = ap.parse_known_args()
     torch.set_num_threads(args.threads)
 
-    extra = ["--epochs", str(args.epochs)] if args.epochs else []
+    extra = (["--epochs", str(args.epochs)] if args.epochs else []) + passed_on
     layers, train = resolved_config(args.bin, args.config, extra)
     epochs, batch = train["epochs"], train["batch_size"]
-    torch.manual_seed(train["seed"])
-    gen = torch.Generator().manual_seed(train["seed"])
+    seed = int(train["seed"]) % 2**63  # a seed past i64 comes back as a string
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
 
     xs = read_idx(find(args.data, "train-images-idx3-ubyte"))
     ys = read_idx(find(args.data, "train-labels-idx1-ubyte"))

@@ -212,9 +212,10 @@ pub struct Args {
     /// standard deviation, computed at load) [default: unit, or the resumed run's]
     #[arg(long, value_enum)]
     pub normalize: Option<crate::normalize::NormalizeChoice>,
-    /// Nesterov momentum for --optimizer sgd
-    #[arg(long)]
-    pub nesterov: bool,
+    /// Nesterov momentum for --optimizer sgd (`--nesterov false` turns off a config
+    /// file's)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = false)]
+    pub nesterov: Option<bool>,
     /// Momentum for --optimizer sgd (refused with adam) [default: 0.9]
     #[arg(long, allow_negative_numbers = true, value_parser = unit_interval)]
     pub momentum: Option<f64>,
@@ -265,6 +266,9 @@ pub struct Args {
     /// configs/). A flag given on the command line wins over the file
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The --config file's model when --model is not given (set by `with_config`).
+    #[arg(skip)]
+    pub model_def: Option<crate::model_spec::ModelDef>,
     /// Print the fully resolved settings (model and [train]) as a config file and exit
     #[arg(long)]
     pub print_config: bool,
@@ -291,15 +295,28 @@ impl Args {
         if !path.is_file() {
             return Err(CommandError::usage_line(format!("--config {file}: no such file")));
         }
-        let def = crate::model_spec::resolve(&file).map_err(CommandError::usage_line)?;
+        let def = crate::model_spec::model_file(&path).map_err(CommandError::usage_line)?;
         let table = def.train.clone().unwrap_or_default();
         let argv = crate::config::train_argv(&file, &table).map_err(CommandError::usage_line)?;
         let parsed =
             Cli::try_parse_from(std::iter::once("gpu-train".to_string()).chain(argv)).map_err(|e| {
                 CommandError::usage_line(format!("{file}: [train]: {}", crate::config::clap_message(&e)))
             })?;
-        let f = parsed.train;
-        self.model = self.model.or(Some(file));
+        let mut f = parsed.train;
+        // Settings that belong to an optimiser or a schedule the command line replaces
+        // give way with it: `--optimizer sgd` over an AdamW file does not inherit AdamW's
+        // decay, and `--schedule onecycle` (its own warm-up) not the file's warm-up.
+        if self.optimizer.is_some_and(|o| Some(o) != f.optimizer) {
+            (f.momentum, f.nesterov, f.weight_decay) = (None, None, None);
+        }
+        if self.schedule.as_ref().is_some_and(|s| Some(s) != f.schedule.as_ref()) {
+            f.warmup_epochs = None;
+        }
+        if self.model.is_none() {
+            // the file's model as read, so that a file named like a preset stays a file
+            self.model_def = Some(def);
+            self.model = Some(file);
+        }
         self.epochs = self.epochs.or(f.epochs);
         self.batch_size = self.batch_size.or(f.batch_size);
         self.lr = self.lr.or(f.lr);
@@ -311,7 +328,7 @@ impl Args {
         self.augment = self.augment.or(f.augment);
         self.patience = self.patience.or(f.patience);
         self.normalize = self.normalize.or(f.normalize);
-        self.nesterov |= f.nesterov;
+        self.nesterov = self.nesterov.or(f.nesterov);
         self.momentum = self.momentum.or(f.momentum);
         self.seed = self.seed.or(f.seed);
         Ok(self)
@@ -351,6 +368,7 @@ impl From<Args> for crate::run::TrainCommand {
     fn from(a: Args) -> Self {
         crate::run::TrainCommand {
             model: a.model,
+            model_def: a.model_def,
             epochs: a.epochs,
             batch_size: a.batch_size,
             lr: a.lr,

@@ -6,7 +6,8 @@
 //! turns the table into flags, clap parses them with the same ranges and messages as typed
 //! flags, and `fill_from` lets every flag given on the command line win over the file.
 //! `to_toml` writes the resolved settings back as a config file, which `--print-config`
-//! prints and every checkpoint stores (metadata `config`).
+//! prints and every checkpoint stores (metadata `config`). A file's settings that belong
+//! to an optimiser or schedule the command line replaces give way with it (cli.rs).
 
 use crate::layers::optim::OptimizerKind;
 use crate::model_spec::{ModelDef, preset};
@@ -47,8 +48,7 @@ pub fn train_argv(file: &str, table: &toml::Table) -> Result<Vec<String>, String
         let flag = format!("--{}", key.replace('_', "-"));
         if key == "nesterov" {
             match value {
-                toml::Value::Boolean(true) => argv.push(flag),
-                toml::Value::Boolean(false) => {}
+                toml::Value::Boolean(b) => argv.push(format!("{flag}={b}")),
                 _ => return Err(format!("{file}: [train] nesterov must be true or false, not {value}")),
             }
             continue;
@@ -59,8 +59,8 @@ pub fn train_argv(file: &str, table: &toml::Table) -> Result<Vec<String>, String
             toml::Value::Float(f) => f.to_string(),
             _ => return Err(format!("{file}: [train] {key} must be a number or a string, not {value}")),
         };
-        argv.push(flag);
-        argv.push(text);
+        // one token, so a value that starts with "--" stays a value
+        argv.push(format!("{flag}={text}"));
     }
     Ok(argv)
 }

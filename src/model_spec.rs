@@ -447,7 +447,8 @@ pub fn resolve_text(name: &str, text: &str) -> Result<ModelDef, String> {
     Ok(ModelDef { name: name.to_string(), text: text.to_string(), layers, train: None })
 }
 
-fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
+/// A model file (TOML): `[model]` with `layers` or `preset`, and an optional `[train]` table.
+pub fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
     let fail = |problem: String| format!("{}: {problem}", path.display());
     let source =
         std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the model file: {e}")))?;

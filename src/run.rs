@@ -29,6 +29,8 @@ use std::time::Instant;
 #[derive(Debug, Clone, Default)]
 pub struct TrainCommand {
     pub model: Option<String>,
+    /// The model already read (from a --config file); takes precedence over `model`.
+    pub model_def: Option<ModelDef>,
     pub epochs: Option<u32>,
     pub batch_size: Option<u32>,
     pub lr: Option<f64>,
@@ -49,7 +51,7 @@ pub struct TrainCommand {
     pub warmup_epochs: Option<f64>,
     pub label_smoothing: Option<f64>,
     pub weight_decay: Option<f64>,
-    pub nesterov: bool,
+    pub nesterov: Option<bool>,
     pub augment: Option<crate::augment::Augment>,
     pub patience: Option<u32>,
     pub normalize: Option<NormalizeChoice>,
@@ -77,13 +79,14 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
             "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': Adam has no momentum setting",
         )));
     }
-    if args.resume.is_none() && args.nesterov && args.optimizer != Some(OptimizerKind::Sgd) {
+    let nesterov = args.nesterov == Some(true);
+    if args.resume.is_none() && nesterov && args.optimizer != Some(OptimizerKind::Sgd) {
         return Err(CommandError::usage(from_config(
             &args,
             "the argument '--nesterov' needs '--optimizer sgd': Nesterov momentum is SGD's",
         )));
     }
-    if args.resume.is_none() && args.nesterov && args.momentum == Some(0.0) {
+    if args.resume.is_none() && nesterov && args.momentum == Some(0.0) {
         return Err(CommandError::usage(from_config(
             &args,
             "the argument '--nesterov' needs a --momentum above 0",
@@ -105,12 +108,21 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         )));
     }
     // A model that does not parse is a usage error before anything is opened.
-    let model = match args.model.as_deref().map(model_spec::resolve).transpose() {
+    let model = match args
+        .model_def
+        .clone()
+        .map(Ok)
+        .or_else(|| args.model.as_deref().map(model_spec::resolve))
+        .transpose()
+    {
         Ok(m) => m,
         Err(e) => return Err(CommandError::usage_line(e)),
     };
-    let save_dir = planned_save_dir(&args)?;
-    check_metrics_file(&args)?;
+    // --print-config writes nothing, so the save directory and metrics file do not matter
+    let save_dir = if args.print_config { None } else { planned_save_dir(&args)? };
+    if !args.print_config {
+        check_metrics_file(&args)?;
+    }
 
     // A resumed run takes its defaults from the checkpoint, which needs the adapter to load.
     let mut opened = None;
@@ -417,7 +429,7 @@ fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
                 } else {
                     0.0
                 }),
-                nesterov: args.nesterov,
+                nesterov: args.nesterov == Some(true),
                 ..OptimizerConfig::default()
             }
         },
@@ -461,7 +473,7 @@ fn resumed_config(
     clash("--weight-decay", args.weight_decay.map(readable), readable(o.weight_decay));
     clash(
         "--nesterov",
-        args.nesterov.then(|| "on".to_string()),
+        args.nesterov.map(|n| if n { "on" } else { "off" }.to_string()),
         if o.nesterov { "on" } else { "off" }.to_string(),
     );
     clash("--classes", args.classes.map(|v| v.to_string()), ckpt.dataset.classes.to_string());

@@ -2,9 +2,9 @@
 //! seeds, in every kernel configuration: crops at the largest padding (8) and at 0, flips,
 //! both, a short batch, an offset in the epoch; that it is deterministic,
 //! changes with the update, the seed and the sample, and that crop=0 without flip is the
-//! plain gather; random erasing (every sample, half, almost none) bit for bit, its
-//! rectangles' areas and shapes over many draws, on the smallest and a large image; and
-//! the `--augment` grammar.
+//! plain gather; random erasing (every sample, half, 30%) bit for bit, its rectangles'
+//! areas and shapes over many draws, on the smallest, a large and a 2,048-pixel image; the
+//! shader's constants; and the `--augment` grammar.
 
 mod common;
 use common::*;
@@ -66,7 +66,7 @@ fn augmented_batches_match_the_host_reference() {
             (Augment { crop: 1, flip: true, erase: 0 }, 7, 2, 3),
             (Augment { crop: 0, flip: false, erase: 10_000 }, 0, 9, 9),
             (Augment { crop: 2, flip: true, erase: 5_000 }, 1, 8, 8),
-            (Augment { crop: 8, flip: true, erase: 1 }, 0, 9, 9),
+            (Augment { crop: 8, flip: true, erase: 3_000 }, 0, 9, 9),
         ] {
             for (update, seed) in [(1u32, 0u32), (977, 12345)] {
                 let step = Step { start, count, update, ..Default::default() };
@@ -184,22 +184,53 @@ fn erased_rectangles_cover_the_documented_areas_and_shapes() {
 
 #[test]
 fn erasing_matches_the_reference_on_the_smallest_and_a_large_image() {
-    // side 4 (the rectangle often clamped to the whole image) and side 200 (the kernel's
-    // integer square roots on larger targets), every sample erased, with crops and flips.
-    for side in [4usize, 200] {
-        let data = split(5, side);
-        let order = [3u32, 1, 4, 0, 2];
+    // side 4 (the rectangle often clamped to the whole image), 200, and 2,048 (the
+    // kernel's integer square roots of numbers past 2^22, where f32 rounds), every sample
+    // erased, with crops and flips.
+    for (side, count) in [(4usize, 5usize), (200, 5), (2048, 2)] {
+        let data = split(count, side);
+        let order: Vec<u32> = (0..count as u32).rev().collect();
         for dev in variants() {
             let aug = Augment { crop: 1, flip: true, erase: 10_000 };
+            let kept = Augment { erase: 0, ..aug };
             for update in [0u32, 4_000_000_000] {
-                let step = Step { start: 0, count: 5, update, ..Default::default() };
-                let (x, _) = run_gather(&dev, &data, &order, 5, step, Some((aug, 77)));
-                let want = aug.reference(&data.pixels, side, &order, 0, 5, 5, update, 77);
-                assert_eq!(x, want, "side {side}, update {update}");
-                let zeros = x.iter().filter(|&&v| v == 0.0).count();
-                assert!(zeros >= 5, "side {side}: every image has an erased pixel ({zeros} zeros)");
+                let step = Step { start: 0, count: count as u32, update, ..Default::default() };
+                let (x, _) = run_gather(&dev, &data, &order, count, step, Some((aug, 77)));
+                let want = aug.reference(&data.pixels, side, &order, 0, count as u32, count, update, 77);
+                assert!(x == want, "side {side}, update {update}: erased pixels differ from the reference");
+                // the same draws without erasing: each image lost pixels (the data has no
+                // zero pixels, so a pixel zeroed by erasing differs from the unerased batch)
+                let (unerased, _) = run_gather(&dev, &data, &order, count, step, Some((kept, 77)));
+                let area = side * side;
+                for b in 0..count {
+                    let lost =
+                        (b * area..(b + 1) * area).filter(|&i| x[i] == 0.0 && unerased[i] != 0.0).count();
+                    // (on a 4x4 image the rectangle may fall on the crop's zero padding)
+                    assert!(lost >= 1 || side == 4, "side {side}, image {b}: nothing erased");
+                    assert!(
+                        lost <= area * 34 / 100 + 2 * side,
+                        "side {side}, image {b}: {lost} of {area} erased"
+                    );
+                }
             }
         }
+    }
+}
+
+#[test]
+fn the_shader_uses_the_hosts_erasing_constants() {
+    // gather.wgsl writes augment.rs's constants as literals; the bit-for-bit tests above
+    // would catch a drift too, this names it.
+    use gpu_train::augment::{ERASE_AREA_PERMILLE, ERASE_RATIOS, ERASE_SCALE};
+    let wgsl = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/gather.wgsl")).unwrap();
+    let (lo, hi) = ERASE_AREA_PERMILLE;
+    for needle in [
+        format!("% {ERASE_SCALE}u >= p.erase"),
+        format!("{lo}u + mix(h ^ 5u) % {}u, 1000u", hi - lo + 1),
+        format!("mix(h ^ 6u) % {ERASE_RATIOS}u"),
+        format!("erase_ratios: array<vec4<u32>, {}>", ERASE_RATIOS / 4),
+    ] {
+        assert!(wgsl.contains(&needle), "gather.wgsl lacks `{needle}`");
     }
 }
 

@@ -6,7 +6,7 @@
 
 #[path = "common/recipe_bench.rs"]
 mod recipe_bench;
-use recipe_bench::{Bench, gpu_train, metadata};
+use recipe_bench::{Bench, gpu_train, gpu_train_in, metadata};
 
 fn write(b: &Bench, name: &str, text: &str) -> String {
     let path = b.path(name);
@@ -105,6 +105,43 @@ fn a_config_file_trains_its_recipe_and_flags_override_it() {
 }
 
 #[test]
+fn settings_of_a_replaced_optimiser_or_schedule_give_way_with_it() {
+    let b = Bench::new();
+    let file = write(&b, "recipe.toml", RECIPE);
+    // AdamW's decay does not carry over to Adam (which takes none) or to SGD (whose L2
+    // term defaults to 0); the file's warm-up does not carry over to onecycle.
+    let adam = print_config(&["--config", &file, "--optimizer", "adam"]);
+    assert!(adam.contains("optimizer = \"adam\"") && !adam.contains("weight_decay"), "{adam}");
+    let sgd = print_config(&["--config", &file, "--optimizer", "sgd"]);
+    assert!(sgd.contains("weight_decay = 0.0\n") && sgd.contains("momentum = 0.9\n"), "{sgd}");
+    let onecycle = print_config(&["--config", &file, "--schedule", "onecycle"]);
+    assert!(onecycle.contains("warmup_epochs = 0.0\n"), "{onecycle}");
+    // the same optimiser or schedule named again keeps the file's settings
+    let same = print_config(&["--config", &file, "--optimizer", "adamw", "--schedule", "cosine"]);
+    assert!(same.contains("weight_decay = 0.0005\n") && same.contains("warmup_epochs = 1.0\n"), "{same}");
+    // an SGD file's Nesterov can be turned off, and a printed SGD config reads back
+    let sgd_file =
+        write(&b, "sgd.toml", "[model]\npreset = \"mlp\"\n[train]\noptimizer = \"sgd\"\nnesterov = true\n");
+    assert!(print_config(&["--config", &sgd_file]).contains("nesterov = true\n"));
+    let off = print_config(&["--config", &sgd_file, "--nesterov", "false"]);
+    assert!(off.contains("nesterov = false\n"), "{off}");
+    let printed = write(&b, "sgd_printed.toml", &print_config(&["--config", &sgd_file]));
+    let adamw = print_config(&["--config", &printed, "--optimizer", "adamw"]);
+    assert!(!adamw.contains("nesterov") && adamw.contains("weight_decay = 0.01\n"), "{adamw}");
+    // a config file named like a preset is the file, not the preset
+    let (code, stdout, stderr) = gpu_train_in(b.dir.path(), &[], &["--config", "mlp", "--print-config"]);
+    assert_eq!(code, 2, "no file named mlp yet: {stdout}{stderr}");
+    write(&b, "mlp", "[model]\nlayers = \"fc32,relu,fc\"\n[train]\nepochs = 3\n");
+    let (code, stdout, stderr) = gpu_train_in(b.dir.path(), &[], &["--config", "mlp", "--print-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("layers = \"fc32,relu,fc\"") && stdout.contains("epochs = 3\n"), "{stdout}");
+    // --print-config writes nothing, so an existing run directory does not stop it
+    b.train("run", &["--epochs", "1"]);
+    let printed = print_config(&["--data", b.data(), "--save", b.path("run").to_str().unwrap()]);
+    assert!(printed.contains("[train]"));
+}
+
+#[test]
 fn bad_config_files_are_usage_errors_naming_the_file_and_key() {
     let b = Bench::new();
     let model = "[model]\npreset = \"mlp\"\n";
@@ -116,6 +153,7 @@ fn bad_config_files_are_usage_errors_naming_the_file_and_key() {
         ("aug.toml", "[train]\naugment = \"rotate\"\n", "unknown augmentation 'rotate'"),
         ("neg.toml", "[train]\nlr = -1\n", "'-1' is not a positive finite number"),
         ("adam.toml", "[train]\nweight_decay = 0.1\n", "'--weight-decay <X>' needs '--optimizer adamw'"),
+        ("dashes.toml", "[train]\naugment = \"--lr\"\n", "unknown augmentation '--lr'"),
     ] {
         let file = write(&b, name, &format!("{model}{text}"));
         b.usage_error(&["--config", &file], needle);

@@ -1,12 +1,12 @@
 //! A small dataset and the runs made on it, for the tests of training settings
 //! (recipes_cli.rs, config_cli.rs).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 #[path = "idx_files.rs"]
 mod idx_files;
 #[path = "run_cli.rs"]
 mod run_cli;
-pub use run_cli::gpu_train;
+pub use run_cli::{gpu_train, gpu_train_in};
 use std::path::{Path, PathBuf};
 
 /// A small 3-class 8x8 dataset (4 steps an epoch at batch 16) and the runs made on it.
