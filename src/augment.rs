@@ -103,7 +103,16 @@ impl Augment {
         if t == "none" {
             return Ok(a);
         }
+        let mut seen: Vec<&str> = Vec::new();
         for part in t.split(',').map(str::trim) {
+            let name = part.split('=').next().unwrap_or(part);
+            if seen.contains(&name) {
+                return Err(format!(
+                    "'{name}' is given twice in '{}'; give each augmentation once",
+                    text.trim()
+                ));
+            }
+            seen.push(name);
             if part == "flip" {
                 a.flip = true;
             } else if let Some(p) = part.strip_prefix("crop=") {

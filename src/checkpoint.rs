@@ -242,6 +242,7 @@ impl Checkpoint {
             ("momentum", o.momentum.to_string()),
             ("weight_decay", o.weight_decay.to_string()),
             ("nesterov", o.nesterov.to_string()),
+            ("clip_grad_norm", o.clip_grad_norm.to_string()),
             ("schedule", self.schedule.to_string()),
             ("warmup_epochs", self.warmup_epochs.to_string()),
             ("label_smoothing", self.label_smoothing.to_string()),
@@ -342,6 +343,13 @@ impl Checkpoint {
                 Some(other) => {
                     return Err(fail(format!("metadata 'nesterov' is '{other}', not true or false")));
                 }
+            },
+            clip_grad_norm: match meta.get("clip_grad_norm") {
+                None => 0.0,
+                Some(_) => match real("clip_grad_norm")? {
+                    v if v >= 0.0 => v,
+                    v => return Err(fail(format!("metadata 'clip_grad_norm' {v} is negative"))),
+                },
             },
         };
         let class_names: Vec<String> = serde_json::from_str(text("class_names")?)

@@ -212,6 +212,10 @@ pub struct Args {
     /// standard deviation, computed at load) [default: unit, or the resumed run's]
     #[arg(long, value_enum)]
     pub normalize: Option<crate::normalize::NormalizeChoice>,
+    /// Clip the gradients by their global 2-norm to at most X before each optimiser step
+    /// (PyTorch's clip_grad_norm_) [default: no clipping]
+    #[arg(long, value_name = "X", allow_negative_numbers = true, value_parser = positive_f64)]
+    pub clip_grad_norm: Option<f64>,
     /// Nesterov momentum for --optimizer sgd (`--nesterov false` turns off a config
     /// file's)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = false)]
@@ -292,11 +296,21 @@ impl Args {
             return Ok(self);
         };
         let file = path.display().to_string();
-        if !path.is_file() {
+        if !path.exists() {
             return Err(CommandError::usage_line(format!("--config {file}: no such file")));
         }
-        let def = crate::model_spec::model_file(&path).map_err(CommandError::usage_line)?;
-        let table = def.train.clone().unwrap_or_default();
+        let (def, mut table) = crate::model_spec::config_file(&path).map_err(CommandError::usage_line)?;
+        if def.is_none() && self.model.is_none() {
+            return Err(CommandError::usage_line(format!(
+                "{file}: has no [model] table (layers = \"...\" or preset = \"NAME\"); add one or pass --model"
+            )));
+        }
+        if self.resume.is_some() {
+            // The target and the patience belong to the run being resumed (as without
+            // --config): the file's would quietly stretch a run started with --epochs 2.
+            table.remove("epochs");
+            table.remove("patience");
+        }
         let argv = crate::config::train_argv(&file, &table).map_err(CommandError::usage_line)?;
         let parsed =
             Cli::try_parse_from(std::iter::once("gpu-train".to_string()).chain(argv)).map_err(|e| {
@@ -314,7 +328,7 @@ impl Args {
         }
         if self.model.is_none() {
             // the file's model as read, so that a file named like a preset stays a file
-            self.model_def = Some(def);
+            self.model_def = def;
             self.model = Some(file);
         }
         self.epochs = self.epochs.or(f.epochs);
@@ -331,6 +345,7 @@ impl Args {
         self.nesterov = self.nesterov.or(f.nesterov);
         self.momentum = self.momentum.or(f.momentum);
         self.seed = self.seed.or(f.seed);
+        self.clip_grad_norm = self.clip_grad_norm.or(f.clip_grad_norm);
         Ok(self)
     }
 }
@@ -390,6 +405,7 @@ impl From<Args> for crate::run::TrainCommand {
             label_smoothing: a.label_smoothing,
             weight_decay: a.weight_decay,
             nesterov: a.nesterov,
+            clip_grad_norm: a.clip_grad_norm,
             augment: a.augment,
             patience: a.patience,
             normalize: a.normalize,

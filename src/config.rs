@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 /// The `[train]` keys: the recipe's flags. Data, limits, saving and the adapter describe
 /// where a run happens, not how the model is trained, so they stay on the command line.
-pub const TRAIN_KEYS: [&str; 14] = [
+pub const TRAIN_KEYS: [&str; 15] = [
     "epochs",
     "batch_size",
     "seed",
@@ -26,6 +26,7 @@ pub const TRAIN_KEYS: [&str; 14] = [
     "momentum",
     "nesterov",
     "weight_decay",
+    "clip_grad_norm",
     "schedule",
     "warmup_epochs",
     "label_smoothing",
@@ -53,9 +54,13 @@ pub fn train_argv(file: &str, table: &toml::Table) -> Result<Vec<String>, String
             }
             continue;
         }
+        let whole = matches!(key.as_str(), "epochs" | "batch_size" | "seed" | "patience");
         let text = match value {
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) if whole => {
+                return Err(format!("{file}: [train] {key} must be a whole number, not {f}"));
+            }
             toml::Value::Float(f) => f.to_string(),
             _ => return Err(format!("{file}: [train] {key} must be a number or a string, not {value}")),
         };
@@ -72,9 +77,12 @@ pub fn clap_message(e: &clap::Error) -> String {
     line.strip_prefix("error: ").unwrap_or(line).to_string()
 }
 
-/// A float as TOML writes it (always with a decimal point or an exponent).
+/// A float as TOML reads it and a person writes it: the shortest form that round-trips,
+/// plain from 1e-4 to 1e6 and in exponent form beyond (`1e-10`, not ten zeros), always
+/// with a decimal point or an exponent so that it stays a float.
 fn float(v: f64) -> String {
-    toml::Value::Float(v).to_string()
+    let text = crate::cli::readable(v);
+    if text.contains(['.', 'e', 'n', 'i']) { text } else { format!("{text}.0") }
 }
 
 fn string(s: &str) -> String {
@@ -112,6 +120,9 @@ pub fn to_toml(cfg: &TrainConfig, patience: Option<usize>, standard_pending: boo
     }
     if o.kind != OptimizerKind::Adam {
         let _ = writeln!(out, "weight_decay = {}", float(o.weight_decay));
+    }
+    if o.clip_grad_norm > 0.0 {
+        let _ = writeln!(out, "clip_grad_norm = {}", float(o.clip_grad_norm));
     }
     let _ = writeln!(out, "schedule = {}", string(&cfg.schedule.to_string()));
     let _ = writeln!(out, "warmup_epochs = {}", float(cfg.warmup_epochs));

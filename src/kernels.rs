@@ -95,6 +95,7 @@ fn on_demand_sources() -> Vec<(&'static str, String)> {
         ("relu.wgsl", crate::layers::relu::RELU_WGSL.to_string()),
         ("maxpool.wgsl", crate::layers::maxpool::MAXPOOL_WGSL.to_string()),
         ("conv_generic.wgsl", crate::layers::conv_generic::CONV_GENERIC_WGSL.to_string()),
+        ("clip.wgsl", crate::layers::clip::CLIP_WGSL.to_string()),
     ]
 }
 
@@ -375,6 +376,7 @@ pub fn uniform_struct_sizes() -> Vec<(&'static str, usize)> {
         ("ReluParams", size_of::<relu::ReluParams>()),
         ("MaxPoolParams", size_of::<maxpool::MaxPoolParams>()),
         ("ConvGenericParams", size_of::<conv_generic::ConvGenericParams>()),
+        ("ClipParams", size_of::<clip::ClipParams>()),
         // loop_budget::measure uploads [limit, seed, stop, 0]
         ("ProbeParams", size_of::<[u32; 4]>()),
     ]

@@ -196,6 +196,9 @@ impl Model {
             train_step.extend(network.train_forward.iter().cloned());
             train_step.push(label(loss_train, "loss"));
             train_step.extend(network.backward.iter().cloned());
+            if let Some(clip) = &optimizer.clip {
+                train_step.extend(clip.dispatches.iter().map(|d| label(d.clone(), "gradient clipping")));
+            }
             train_step.push(label(optimizer.update.clone(), "optimizer"));
             Some(optimizer)
         } else {

@@ -449,9 +449,25 @@ pub fn resolve_text(name: &str, text: &str) -> Result<ModelDef, String> {
 
 /// A model file (TOML): `[model]` with `layers` or `preset`, and an optional `[train]` table.
 pub fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
+    match config_file(path)? {
+        (Some(def), _) => Ok(def),
+        (None, _) => Err(format!(
+            "{}: needs a [model] table with layers = \"...\" or preset = \"NAME\"",
+            path.display()
+        )),
+    }
+}
+
+/// A config or model file: its model when it has a `[model]` table, and its `[train]`
+/// table (empty when it has none). Errors name the file, the table and the key.
+pub fn config_file(path: &std::path::Path) -> Result<(Option<ModelDef>, toml::Table), String> {
     let fail = |problem: String| format!("{}: {problem}", path.display());
+    if path.is_dir() {
+        return Err(fail("is a directory, not a TOML file".into()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
     let source =
-        std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the model file: {e}")))?;
+        String::from_utf8(bytes).map_err(|_| fail("is not a text file (not UTF-8); expected TOML".into()))?;
     let table: toml::Table = source.parse().map_err(|e: toml::de::Error| {
         let line = e.span().map_or(String::new(), |s| {
             format!(
@@ -466,23 +482,21 @@ pub fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
             return Err(fail(format!("unknown table or key '{key}' (a model file has [model] and [train])")));
         }
     }
+    let train = match table.get("train") {
+        Some(toml::Value::Table(t)) => t.clone(),
+        Some(_) => return Err(fail("'train' must be a table: [train]".into())),
+        None => toml::Table::new(),
+    };
     let model = match table.get("model") {
         Some(toml::Value::Table(t)) => t,
         Some(_) => return Err(fail("'model' must be a table: [model]".into())),
-        None => {
-            return Err(fail("needs a [model] table with layers = \"...\" or preset = \"NAME\"".into()));
-        }
+        None => return Ok((None, train)),
     };
     if let Some(key) = model.keys().find(|k| *k != "layers" && *k != "preset") {
         return Err(fail(format!(
             "[model] has an unknown key '{key}' (it holds layers = \"...\" or preset = \"NAME\")"
         )));
     }
-    let train = match table.get("train") {
-        Some(toml::Value::Table(t)) => Some(t.clone()),
-        Some(_) => return Err(fail("'train' must be a table: [train]".into())),
-        None => None,
-    };
     let (name, text) = match (model.get("layers"), model.get("preset")) {
         (Some(_), Some(_)) => return Err(fail("[model] has both layers and preset; keep one".into())),
         (Some(toml::Value::String(s)), None) => {
@@ -504,8 +518,9 @@ pub fn model_file(path: &std::path::Path) -> Result<ModelDef, String> {
         (None, None) => return Err(fail("[model] needs layers = \"...\" or preset = \"NAME\"".into())),
     };
     let layers = parse(&text).map_err(|e| fail(format!("[model] layers: {e}")))?;
-    if preset(&name).is_some_and(|t| t == text) {
-        return Ok(ModelDef { name, text, layers, train });
-    }
-    Ok(ModelDef { name, text: canonical(&layers), layers, train })
+    let kept = train.clone();
+    let train = (!train.is_empty()).then_some(train);
+    // a preset keeps its own text; a layer string is written canonically
+    let text = if preset(&name).is_some_and(|t| t == text) { text } else { canonical(&layers) };
+    Ok((Some(ModelDef { name, text, layers, train }), kept))
 }

@@ -52,6 +52,7 @@ pub struct TrainCommand {
     pub label_smoothing: Option<f64>,
     pub weight_decay: Option<f64>,
     pub nesterov: Option<bool>,
+    pub clip_grad_norm: Option<f64>,
     pub augment: Option<crate::augment::Augment>,
     pub patience: Option<u32>,
     pub normalize: Option<NormalizeChoice>,
@@ -74,37 +75,42 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     }
     let started = Instant::now();
     if args.resume.is_none() && args.momentum.is_some() && args.optimizer != Some(OptimizerKind::Sgd) {
-        return Err(CommandError::usage(from_config(
+        return Err(from_config(
             &args,
             "the argument '--momentum <MOMENTUM>' needs '--optimizer sgd': Adam has no momentum setting",
-        )));
+        ));
     }
     let nesterov = args.nesterov == Some(true);
     if args.resume.is_none() && nesterov && args.optimizer != Some(OptimizerKind::Sgd) {
-        return Err(CommandError::usage(from_config(
+        return Err(from_config(
             &args,
             "the argument '--nesterov' needs '--optimizer sgd': Nesterov momentum is SGD's",
-        )));
+        ));
     }
     if args.resume.is_none() && nesterov && args.momentum == Some(0.0) {
-        return Err(CommandError::usage(from_config(
-            &args,
-            "the argument '--nesterov' needs a --momentum above 0",
-        )));
+        return Err(from_config(&args, "the argument '--nesterov' needs a --momentum above 0"));
     }
     if args.resume.is_none()
         && args.weight_decay.is_some()
         && args.optimizer.unwrap_or(OptimizerKind::Adam) == OptimizerKind::Adam
     {
-        return Err(CommandError::usage(from_config(
+        return Err(from_config(
             &args,
             "the argument '--weight-decay <X>' needs '--optimizer adamw' (decoupled decay) or '--optimizer sgd': Adam takes none",
-        )));
+        ));
     }
     if args.schedule == Some(Schedule::OneCycle) && args.warmup_epochs.is_some_and(|w| w > 0.0) {
-        return Err(CommandError::usage(from_config(
+        return Err(from_config(
             &args,
             "the argument '--warmup-epochs' does not apply to '--schedule onecycle', which has its own warm-up (30% of the steps)",
+        ));
+    }
+    if let Some(path) = &args.preview_batch
+        && !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        return Err(CommandError::usage_line(format!(
+            "--preview-batch {}: the grid is written as PNG; give a name ending in .png",
+            path.display()
         )));
     }
     // A model that does not parse is a usage error before anything is opened.
@@ -128,7 +134,8 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     let mut opened = None;
     let mut resumed = None;
     if let Some(path) = &args.resume {
-        let gpu = open_gpu(&args.adapter.clone(), true)?;
+        // --print-config prints the config alone on stdout
+        let gpu = open_gpu(&args.adapter.clone(), !args.print_config)?;
         let (ckpt, plan) = Checkpoint::load_with_plan(path, param_align_words(&gpu))?;
         // (--optimizer sgd on an Adam checkpoint is a clash, reported below.)
         if args.momentum.is_some()
@@ -171,6 +178,12 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         None => fresh_config(&args, model.unwrap_or_default()),
     };
 
+    if cfg.model.train.is_some() && args.config.is_none() {
+        eprintln!(
+            "note: --model takes only the file's [model]; its [train] settings are used with --config {}",
+            args.model.as_deref().unwrap_or("FILE")
+        );
+    }
     if args.print_config {
         let pending = resumed.is_none() && args.normalize == Some(NormalizeChoice::Standard);
         print!("{}", crate::config::to_toml(&cfg, patience, pending));
@@ -226,12 +239,6 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         Ok(info) => info,
         Err(e) => return Err(CommandError::usage_line(format!("--model {}: {e}", cfg.model.label()))),
     };
-    if cfg.model.train.is_some() && args.config.is_none() {
-        eprintln!(
-            "note: --model takes only the file's [model]; its [train] settings are used with --config {}",
-            args.model.as_deref().unwrap_or("FILE")
-        );
-    }
     // Build everything that can still refuse the run before touching the save directory
     // (--overwrite removes the old run's files) or truncating the metrics file.
     let kernels = Kernels::new(&gpu)?;
@@ -373,10 +380,13 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
 }
 
 /// A settings error, naming the config file when the settings came partly from one.
-fn from_config(args: &TrainCommand, message: &str) -> String {
+fn from_config(args: &TrainCommand, message: &str) -> CommandError {
     match &args.config {
-        Some(file) => format!("{message} (settings from {} and the command line)", file.display()),
-        None => message.to_string(),
+        Some(file) => CommandError::usage_line(format!(
+            "{message} (settings from {} and the command line)",
+            file.display()
+        )),
+        None => CommandError::usage(message),
     }
 }
 
@@ -387,13 +397,16 @@ fn recipe_note(cfg: &TrainConfig) -> String {
         parts.push(format!("{} schedule", cfg.schedule));
     }
     if cfg.warmup_epochs > 0.0 {
-        parts.push(format!("{} warm-up epochs", readable(cfg.warmup_epochs)));
+        parts.push(format!("warm-up {} epoch(s)", readable(cfg.warmup_epochs)));
     }
     if cfg.optimizer.weight_decay > 0.0 {
         parts.push(format!("weight decay {}", readable(cfg.optimizer.weight_decay)));
     }
     if cfg.optimizer.nesterov {
         parts.push("Nesterov".to_string());
+    }
+    if cfg.optimizer.clip_grad_norm > 0.0 {
+        parts.push(format!("gradient norm clipped at {}", readable(cfg.optimizer.clip_grad_norm)));
     }
     if let Normalize::Standard { mean, std } = cfg.normalize {
         parts.push(format!("inputs standardised (mean {mean:.4}, std {std:.4})"));
@@ -430,6 +443,7 @@ fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
                     0.0
                 }),
                 nesterov: args.nesterov == Some(true),
+                clip_grad_norm: args.clip_grad_norm.unwrap_or(0.0),
                 ..OptimizerConfig::default()
             }
         },
@@ -471,6 +485,11 @@ fn resumed_config(
         clash("--momentum", args.momentum.map(readable), readable(o.momentum));
     }
     clash("--weight-decay", args.weight_decay.map(readable), readable(o.weight_decay));
+    clash(
+        "--clip-grad-norm",
+        args.clip_grad_norm.map(readable),
+        if o.clip_grad_norm > 0.0 { readable(o.clip_grad_norm) } else { "none".to_string() },
+    );
     clash(
         "--nesterov",
         args.nesterov.map(|n| if n { "on" } else { "off" }.to_string()),

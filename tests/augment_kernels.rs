@@ -259,6 +259,8 @@ fn the_augment_grammar_round_trips_and_errors_name_the_part() {
         ("erase=nan", "from 0 to 1"),
         ("erase=0.12345", "4 decimals"),
         ("erase", "unknown"),
+        ("flip,flip", "'flip' is given twice"),
+        ("crop=2,crop=3", "'crop' is given twice"),
     ] {
         let e = Augment::parse(bad).unwrap_err();
         assert!(e.contains(needle), "{bad}: {e}");

@@ -163,13 +163,15 @@ fn resuming_an_augmented_run_is_bit_identical() {
 #[test]
 fn resuming_the_whole_recipe_at_once_is_bit_identical() {
     // What a best-preset run turns on together: batch norm, dropout, AdamW's decoupled
-    // decay, cosine with warm-up, label smoothing, crop + flip + erase, standardised inputs.
+    // decay, gradient clipping, cosine with warm-up, label smoothing, crop + flip + erase,
+    // standardised inputs.
     // 2 epochs + resume to 4, and a stop inside epoch 3, equal 4 straight.
     let standard = gpu_train::normalize::Normalize::standard_for(&dataset().train.pixels).unwrap();
     check_exact_resume_with(OptimizerKind::AdamW, &|kind| {
         let mut c = config_for(kind, "c16,bn,relu,pool,drop0.25,fc16,bn,relu,drop0.25,fc");
         c.optimizer.lr = 2e-3;
         c.optimizer.weight_decay = 5e-4;
+        c.optimizer.clip_grad_norm = 0.05;
         c.schedule = gpu_train::schedule::Schedule::Cosine;
         c.warmup_epochs = 1.0;
         c.label_smoothing = 0.1;

@@ -20,6 +20,11 @@ fn print_config(args: &[&str]) -> String {
     stdout
 }
 
+/// A printed config without its comments.
+fn settings(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split("  #").next().unwrap_or(l)).collect()
+}
+
 const RECIPE: &str = r#"[model]
 layers = "c8,bn,relu,pool,drop0.25,fc16,relu,fc"
 
@@ -30,6 +35,7 @@ seed = 3
 optimizer = "adamw"
 lr = 2e-3
 weight_decay = 5e-4
+clip_grad_norm = 5
 schedule = "cosine"
 warmup_epochs = 1
 label_smoothing = 0.1
@@ -50,6 +56,7 @@ fn a_config_file_trains_its_recipe_and_flags_override_it() {
         "optimizer = \"adamw\"",
         "lr = 0.002",
         "weight_decay = 0.0005",
+        "clip_grad_norm = 5.0",
         "schedule = \"cosine\"",
         "warmup_epochs = 1.0",
         "label_smoothing = 0.1",
@@ -85,23 +92,25 @@ fn a_config_file_trains_its_recipe_and_flags_override_it() {
     // a resume with the same file agrees with the checkpoint; one with another lr is refused
     b.refused_on_resume("run", &["--config", &file, "--lr", "0.5"], "--lr 0.5 (the checkpoint has 0.002)");
     let last = b.last("run");
+    // a resume's --print-config is the config alone on stdout, and reads back
     let resumed = print_config(&["--data", b.data(), "--resume", last.to_str().unwrap(), "--epochs", "2"]);
-    assert!(resumed.contains("lr = 0.002") && resumed.contains("epochs = 2\n"), "{resumed}");
-    let (code, stdout, stderr) = gpu_train(&[
-        "--data",
-        b.data(),
-        "--resume",
-        last.to_str().unwrap(),
-        "--config",
-        &file,
-        "--save",
-        b.path("run").to_str().unwrap(),
-    ]);
+    assert!(resumed.starts_with("# gpu-train") && resumed.contains("lr = 0.002"), "{resumed}");
+    assert!(resumed.contains("epochs = 2\n"), "{resumed}");
+    // (the settings read back; the comment on the statistics says they are computed at load)
+    let resumed_file = write(&b, "resumed.toml", &resumed);
+    assert_eq!(settings(&print_config(&["--config", &resumed_file])), settings(&resumed));
+    // The file's epochs (2) do not stretch the resumed run (1 epoch): the run's target
+    // stands, and --epochs extends it as without --config.
+    let resume = ["--data", b.data(), "--resume", last.to_str().unwrap(), "--config", &file];
+    let (code, _, stderr) = gpu_train(&resume);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("already holds 1 epochs"), "{stderr}");
+    let run_dir = b.path("run");
+    let save = ["--epochs", "2", "--save", run_dir.to_str().unwrap()];
+    let (code, stdout, stderr) = gpu_train(&[&resume[..], &save].concat());
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stdout.contains("resumed") && stdout.lines().any(|l| l.trim_start().starts_with("2 ")),
-        "{stdout}"
-    );
+    assert!(stdout.contains("resumed"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("2 ")), "{stdout}");
 }
 
 #[test]
@@ -135,6 +144,16 @@ fn settings_of_a_replaced_optimiser_or_schedule_give_way_with_it() {
     let (code, stdout, stderr) = gpu_train_in(b.dir.path(), &[], &["--config", "mlp", "--print-config"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("layers = \"fc32,relu,fc\"") && stdout.contains("epochs = 3\n"), "{stdout}");
+    // a [train]-only file takes --model; without one it says what is missing
+    let train_only = write(&b, "train_only.toml", "[train]\nepochs = 3\n");
+    let printed = print_config(&["--config", &train_only, "--model", "mlp"]);
+    assert!(printed.contains("preset = \"mlp\"") && printed.contains("epochs = 3\n"), "{printed}");
+    b.usage_error(&["--config", &train_only], "has no [model] table");
+    // floats as a person writes them, and still floats
+    let tiny = print_config(&["--config", &file, "--lr", "1e-10", "--weight-decay", "1e-300"]);
+    assert!(tiny.contains("lr = 1e-10\n") && tiny.contains("weight_decay = 1e-300\n"), "{tiny}");
+    let tiny_file = write(&b, "tiny.toml", &tiny);
+    assert_eq!(print_config(&["--config", &tiny_file]), tiny);
     // --print-config writes nothing, so an existing run directory does not stop it
     b.train("run", &["--epochs", "1"]);
     let printed = print_config(&["--data", b.data(), "--save", b.path("run").to_str().unwrap()]);
@@ -154,6 +173,7 @@ fn bad_config_files_are_usage_errors_naming_the_file_and_key() {
         ("neg.toml", "[train]\nlr = -1\n", "'-1' is not a positive finite number"),
         ("adam.toml", "[train]\nweight_decay = 0.1\n", "'--weight-decay <X>' needs '--optimizer adamw'"),
         ("dashes.toml", "[train]\naugment = \"--lr\"\n", "unknown augmentation '--lr'"),
+        ("whole.toml", "[train]\nepochs = 2.5\n", "[train] epochs must be a whole number, not 2.5"),
     ] {
         let file = write(&b, name, &format!("{model}{text}"));
         b.usage_error(&["--config", &file], needle);
@@ -169,6 +189,16 @@ fn bad_config_files_are_usage_errors_naming_the_file_and_key() {
         b.usage_error(&["--config", &file], needle);
     }
     b.usage_error(&["--config", b.path("absent.toml").to_str().unwrap()], "absent.toml: no such file");
+    b.usage_error(&["--config", b.data()], "is a directory, not a TOML file");
+    let binary = b.path("binary.toml");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+    b.usage_error(&["--config", binary.to_str().unwrap()], "is not a text file (not UTF-8)");
+    // a combination the file and the flags make together is one line naming the file
+    let recipe = write(&b, "recipe.toml", RECIPE);
+    let (code, _, stderr) = gpu_train(&["--config", &recipe, "--optimizer", "adam", "--weight-decay", "0.1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("needs '--optimizer adamw'") && stderr.contains("settings from"), "{stderr}");
+    assert!(!stderr.contains("Usage:"), "one line: {stderr}");
     // --model FILE reads only the model, and says where the [train] settings go
     let file = write(&b, "with_train.toml", &format!("{model}[train]\nepochs = 1\n"));
     let (code, _, stderr) = gpu_train(&[
@@ -227,6 +257,8 @@ fn the_preview_batch_is_the_first_batch_as_a_png_grid() {
     let decoded = gpu_train::image::decode_png(&std::fs::read(&png_path).unwrap(), 0.0).unwrap();
     assert_eq!((decoded.width, decoded.height), (42, 12));
     assert!(stdout.contains("augment erase=1") && !stdout.contains("train_loss"), "nothing trains: {stdout}");
+    // the grid is a PNG, and its name says so
+    b.usage_error(&["--preview-batch", b.path("batch.jpg").to_str().unwrap()], "give a name ending in .png");
 }
 
 #[test]

@@ -100,3 +100,22 @@ fn augmentation_is_stored_and_kept_on_resume() {
     b.refused_on_resume("run", &["--augment", "flip"], "--augment flip (the checkpoint has crop=2,flip)");
     b.usage_error(&["--augment", "rotate"], "unknown augmentation 'rotate'");
 }
+
+#[test]
+fn gradient_clipping_is_stored_and_kept_on_resume() {
+    let b = Bench::new();
+    let (stdout, _) = b.train("run", &["--epochs", "1", "--clip-grad-norm", "0.01"]);
+    assert!(stdout.contains("gradient norm clipped at 0.01"), "{stdout}");
+    assert_eq!(metadata(&b.last("run"))["clip_grad_norm"], "0.01");
+    b.refused_on_resume("run", &["--clip-grad-norm", "2"], "--clip-grad-norm 2 (the checkpoint has 0.01)");
+    b.train("plain", &["--epochs", "1"]);
+    b.refused_on_resume("plain", &["--clip-grad-norm", "1"], "--clip-grad-norm 1 (the checkpoint has none)");
+    for bad in ["0", "-1", "inf", "x"] {
+        b.usage_error(&["--clip-grad-norm", bad], "is not a positive finite number");
+    }
+    // clipping changes the run: the same seed without it ends elsewhere
+    let lines = |save: &str| std::fs::read_to_string(b.path(&format!("{save}.jsonl"))).unwrap();
+    let clipped: serde_json::Value = serde_json::from_str(lines("run").lines().next().unwrap()).unwrap();
+    let plain: serde_json::Value = serde_json::from_str(lines("plain").lines().next().unwrap()).unwrap();
+    assert_ne!(clipped["train_loss"], plain["train_loss"], "a norm of 0.01 clipped nothing");
+}

@@ -1,6 +1,7 @@
 //! Layers: each pairs its forward dispatches with its backward ones.
 
 pub mod batchnorm;
+pub mod clip;
 pub mod conv;
 pub mod conv_generic;
 pub mod dense;

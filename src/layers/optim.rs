@@ -1,7 +1,7 @@
 //! Optimisers over the flat parameter buffer: Adam, AdamW (decoupled weight decay) and SGD
 //! with momentum, optional weight decay and Nesterov momentum (PyTorch's rules). Weight
 //! decay applies where the decay mask is 1: conv and dense weights, not biases or batch
-//! norm.
+//! norm. With `clip_grad_norm` the gradients are first clipped by their global norm.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, Step, StepSlots, whole};
@@ -26,6 +26,8 @@ pub struct OptimizerConfig {
     pub weight_decay: f64,
     /// Nesterov momentum (SGD only).
     pub nesterov: bool,
+    /// The largest global gradient norm before the step (clip.rs); 0: no clipping.
+    pub clip_grad_norm: f64,
 }
 
 impl Default for OptimizerConfig {
@@ -40,6 +42,7 @@ impl Default for OptimizerConfig {
             momentum: 0.9,
             weight_decay: 0.0,
             nesterov: false,
+            clip_grad_norm: 0.0,
         }
     }
 }
@@ -74,6 +77,8 @@ pub(crate) struct OptimParams {
 pub struct Optimizer {
     pub m: wgpu::Buffer,
     pub v: wgpu::Buffer,
+    /// Gradient clipping before the update, when asked for.
+    pub clip: Option<crate::layers::clip::GradClip>,
     pub update: Dispatch,
     _uniform: wgpu::Buffer,
     _mask: wgpu::Buffer,
@@ -134,6 +139,11 @@ impl Optimizer {
         let update = Dispatch::new(gpu, kernel, (len / 4) as u32, &entries)?
             .with_steps(gpu, kernel, slots)
             .with_loops(crate::loop_budget::LoopBound::none());
-        Ok(Optimizer { m, v, update, _uniform: uniform, _mask: mask })
+        let clip = if cfg.clip_grad_norm > 0.0 {
+            Some(crate::layers::clip::GradClip::new(gpu, k, grads, len, cfg.clip_grad_norm)?)
+        } else {
+            None
+        };
+        Ok(Optimizer { m, v, clip, update, _uniform: uniform, _mask: mask })
     }
 }
