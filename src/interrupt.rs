@@ -14,7 +14,7 @@ pub fn install() -> Result<(), String> {
     ctrlc::set_handler(|| {
         if REQUESTS.fetch_add(1, Ordering::SeqCst) == 0 {
             eprintln!(
-                "\ninterrupted: finishing the current batch group, then saving (a second Ctrl-C or SIGTERM quits at once)"
+                "\ninterrupted: finishing the batches already queued (the running group and at most one more), then saving (a second Ctrl-C or SIGTERM quits at once)"
             );
         } else {
             eprintln!("\ninterrupted again: quitting without saving");

@@ -341,6 +341,7 @@ fn optimizers_match_reference() {
             momentum: 0.9,
             weight_decay: wd,
             nesterov,
+            clip_grad_norm: 0.0,
         };
         let p0 = random(&mut r, n);
         let g = random(&mut r, n);

@@ -161,7 +161,7 @@ fn a_model_value_is_a_preset_a_file_or_a_layer_string() {
         assert!(e.starts_with(file.to_str().unwrap()) && e.contains(needle), "{body:?}: {e}");
     }
     let e = resolve(dir.path().join("missing.toml").to_str().unwrap()).unwrap_err();
-    assert!(e.contains("cannot read the model file"), "{e}");
+    assert!(e.contains("cannot read it: No such file"), "{e}");
     let e = resolve("c8,relu,cx").unwrap_err();
     assert!(e.contains("--model: layer 3 ('cx'"), "{e}");
 }

@@ -136,7 +136,7 @@ fn names_typos_and_odd_spellings_get_clear_answers() {
 }
 
 #[test]
-fn a_model_files_train_table_is_kept_and_said_to_be_unread() {
+fn model_takes_only_a_files_model_and_says_where_its_train_table_goes() {
     let dir = tempfile::tempdir().unwrap();
     idx_files::write_dataset(dir.path(), 8, 3, 40, 10, false);
     let file = dir.path().join("m.toml");
@@ -145,8 +145,10 @@ fn a_model_files_train_table_is_kept_and_said_to_be_unread() {
         gpu_train(&["--model", s(&file), "--data", s(dir.path()), "--epochs", "1", "--no-save"]);
     println!("{stdout}{stderr}");
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("[train] table is not read yet"), "{stderr}");
+    assert!(stderr.contains("its [train] settings are used with --config"), "{stderr}");
     assert!(stdout.contains("model: m (c16,relu,pool,fc)"), "{stdout}");
+    // --epochs 1 from the command line, not the file's 3
+    assert!(!stdout.lines().any(|l| l.trim_start().starts_with("2 ")), "{stdout}");
 }
 
 fn train(args: &[&str]) -> String {
