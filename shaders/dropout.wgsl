@@ -18,17 +18,6 @@ struct DropParams {
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(1) @binding(0) var<uniform> step: Step;
 
-// A 32-bit integer mixer (xor-shift-multiply); the host test has the same function.
-fn mix(v: u32) -> u32 {
-    var x = v;
-    x ^= x >> 16u;
-    x *= 0x7feb352du;
-    x ^= x >> 15u;
-    x *= 0x846ca68bu;
-    x ^= x >> 16u;
-    return x;
-}
-
 fn keep(i: u32) -> bool {
     return mix(i ^ mix(step.update ^ mix(p.seed))) >= p.threshold;
 }

@@ -57,16 +57,6 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 
 @group(0) @binding(6) var<storage, read_write> x_pixels: array<f32>;
 
-fn mix(v: u32) -> u32 {
-    var x = v;
-    x ^= x >> 16u;
-    x *= 0x7feb352du;
-    x ^= x >> 15u;
-    x *= 0x846ca68bu;
-    x ^= x >> 16u;
-    return x;
-}
-
 // floor(a * b / c) without overflowing on the way
 fn mul_div(a: u32, b: u32, c: u32) -> u32 {
     return (a / c) * b + (a % c) * b / c;

@@ -1,5 +1,6 @@
 // The per-step values of one recorded training or evaluation step (kernels::Step on the
-// host), bound as a uniform at group 1. Prepended to every shader that reads it.
+// host), bound as a uniform at group 1, and the hash that per-step randomness (dropout
+// masks, augmentation) is drawn from. Prepended to every shader that reads them.
 
 struct Step {
     // first sample of the batch in the epoch's order
@@ -15,4 +16,16 @@ struct Step {
     // SGD
     lr: f32,
     _pad2: f32,
+}
+
+// A 32-bit integer mixer (xor-shift-multiply): counters hashed with the seed give every
+// random decision, so runs repeat exactly. layers::dropout::mix is the same on the host.
+fn mix(v: u32) -> u32 {
+    var x = v;
+    x ^= x >> 16u;
+    x *= 0x7feb352du;
+    x ^= x >> 15u;
+    x *= 0x846ca68bu;
+    x ^= x >> 16u;
+    return x;
 }

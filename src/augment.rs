@@ -196,16 +196,8 @@ impl Augment {
     }
 }
 
-/// The shader's 32-bit mixing hash.
-pub fn mix(v: u32) -> u32 {
-    let mut x = v;
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^= x >> 16;
-    x
-}
+/// The shaders' 32-bit mixing hash (shaders/step.wgsl), shared with dropout.
+pub use crate::layers::dropout::mix;
 
 impl fmt::Display for Augment {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
