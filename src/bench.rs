@@ -94,19 +94,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
     let kernels = Kernels::new(&gpu)?;
     let pipelines_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let train_cfg = TrainConfig {
-        model: cfg.model.clone(),
-        epochs: 1,
-        batch_size: cfg.batch_size,
-        seed: 0,
-        optimizer: OptimizerConfig::default(),
-        schedule: crate::schedule::Schedule::Constant,
-        warmup_epochs: 0.0,
-        label_smoothing: 0.0,
-        augment: Default::default(),
-        normalize: Default::default(),
-        progress: false,
-    };
+    let train_cfg = TrainConfig::basic(cfg.model.clone(), 1, cfg.batch_size, 0, OptimizerConfig::default());
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, train_cfg)?;
     trainer.shuffle();
     let upload_s = t.elapsed().as_secs_f64();

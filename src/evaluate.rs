@@ -28,17 +28,8 @@ fn run_model(
     // a batch beyond the images to evaluate would only hold padding
     let used = batch.min(split.count).max(1);
     let cfg = TrainConfig {
-        model: ckpt.model.clone(),
-        epochs: 0,
-        batch_size: used,
-        seed: ckpt.seed,
-        optimizer: ckpt.optimizer,
-        schedule: crate::schedule::Schedule::Constant,
-        warmup_epochs: 0.0,
-        label_smoothing: 0.0,
-        augment: Default::default(),
         normalize: ckpt.normalize,
-        progress: false,
+        ..TrainConfig::basic(ckpt.model.clone(), 0, used, ckpt.seed, ckpt.optimizer)
     };
     let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg).map_err(|e| {
         if used < batch {

@@ -23,19 +23,7 @@ fn config_for(optimizer: OptimizerKind, model: &str) -> TrainConfig {
     let optimizer = OptimizerConfig { kind: optimizer, ..OptimizerConfig::default() };
     let model = gpu_train::model_spec::resolve(model).unwrap();
     // 250 samples at batch 8: 32 batches, two groups of 16, the last batch short (2).
-    TrainConfig {
-        model,
-        epochs: 4,
-        batch_size: 8,
-        seed: 5,
-        optimizer,
-        schedule: gpu_train::schedule::Schedule::Constant,
-        warmup_epochs: 0.0,
-        label_smoothing: 0.0,
-        augment: Default::default(),
-        normalize: Default::default(),
-        progress: false,
-    }
+    TrainConfig::basic(model, 4, 8, 5, optimizer)
 }
 
 fn dataset() -> data::Dataset {

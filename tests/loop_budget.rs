@@ -12,19 +12,7 @@ use gpu_train::train::{TrainConfig, Trainer};
 
 fn config(batch_size: usize, lr: f64) -> TrainConfig {
     let optimizer = OptimizerConfig { lr, ..OptimizerConfig::default() };
-    TrainConfig {
-        model: Default::default(),
-        epochs: 1,
-        batch_size,
-        seed: 3,
-        optimizer,
-        schedule: gpu_train::schedule::Schedule::Constant,
-        warmup_epochs: 0.0,
-        label_smoothing: 0.0,
-        augment: Default::default(),
-        normalize: Default::default(),
-        progress: false,
-    }
+    TrainConfig::basic(Default::default(), 1, batch_size, 3, optimizer)
 }
 
 #[test]

@@ -126,19 +126,7 @@ fn ref_cnn_builds_the_same_dispatches_as_the_hand_wired_network() {
     let gpu = common::gpu();
     let k = Kernels::new(&gpu).unwrap();
     let data = gpu_train::data::synthetic(256, 64, 28, 10, 1);
-    let cfg = gpu_train::train::TrainConfig {
-        model: Default::default(),
-        epochs: 1,
-        batch_size: 128,
-        seed: 0,
-        optimizer: Default::default(),
-        schedule: gpu_train::schedule::Schedule::Constant,
-        warmup_epochs: 0.0,
-        label_smoothing: 0.0,
-        augment: Default::default(),
-        normalize: Default::default(),
-        progress: false,
-    };
+    let cfg = gpu_train::train::TrainConfig::basic(Default::default(), 1, 128, 0, Default::default());
     let trainer = gpu_train::train::Trainer::new(&gpu, &k, &data, cfg).unwrap();
     let names: Vec<&str> = trainer.model.train_step.iter().map(|d| d.name).collect();
     println!("{names:?}");

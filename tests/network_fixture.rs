@@ -42,19 +42,13 @@ fn whole_networks_match_pytorch_for_one_training_step() {
             let labels: Vec<u8> = floats(&st, &format!("{p}labels")).iter().map(|&v| v as u8).collect();
             let split = Split { count: batch, side, pixels, labels };
             let data = Dataset { dir: Default::default(), train: split.clone(), test: split, classes };
-            let cfg = TrainConfig {
-                model: resolve_text("fixture", spec).unwrap(),
-                epochs: 1,
-                batch_size: batch,
-                seed: 0,
-                optimizer: OptimizerConfig::default(),
-                schedule: gpu_train::schedule::Schedule::Constant,
-                warmup_epochs: 0.0,
-                label_smoothing: 0.0,
-                augment: Default::default(),
-                normalize: Default::default(),
-                progress: false,
-            };
+            let cfg = TrainConfig::basic(
+                resolve_text("fixture", spec).unwrap(),
+                1,
+                batch,
+                0,
+                OptimizerConfig::default(),
+            );
             let mut trainer = Trainer::new(&gpu, &k, &data, cfg).unwrap();
             let layout = trainer.model.network.layout.clone();
             let mut flat = vec![0f32; layout.total];

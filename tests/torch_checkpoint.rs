@@ -55,19 +55,7 @@ fn the_readmes_python_loads_a_checkpoint_into_pytorch_and_gets_the_same_logits()
     // every kind of tensor: conv with and without bias, batch norm 2-d and 1-d with running
     // statistics, dense; dropout and pooling in between
     let model = gpu_train::model_spec::resolve("c16,bn,relu,c8k5,relu,pool,drop0.2,fc12,bn,relu,fc").unwrap();
-    let cfg = TrainConfig {
-        model,
-        epochs: 2,
-        batch_size: 16,
-        seed: 4,
-        optimizer: Default::default(),
-        schedule: gpu_train::schedule::Schedule::Constant,
-        warmup_epochs: 0.0,
-        label_smoothing: 0.0,
-        augment: Default::default(),
-        normalize: Default::default(),
-        progress: false,
-    };
+    let cfg = TrainConfig::basic(model, 2, 16, 4, Default::default());
     let mut trainer = Trainer::new(&gpu, &k, &data, cfg).unwrap();
     trainer.train_epoch(1).unwrap();
     trainer.train_epoch(2).unwrap();

@@ -10,19 +10,7 @@ use gpu_train::layers::optim::OptimizerConfig;
 use gpu_train::train::{TrainConfig, Trainer};
 
 fn config(batch_size: usize, seed: u64) -> TrainConfig {
-    TrainConfig {
-        model: Default::default(),
-        epochs: 1,
-        batch_size,
-        seed,
-        optimizer: OptimizerConfig::default(),
-        schedule: gpu_train::schedule::Schedule::Constant,
-        warmup_epochs: 0.0,
-        label_smoothing: 0.0,
-        augment: Default::default(),
-        normalize: Default::default(),
-        progress: false,
-    }
+    TrainConfig::basic(Default::default(), 1, batch_size, seed, OptimizerConfig::default())
 }
 
 #[test]

@@ -88,6 +88,6 @@ impl GradClip {
             dispatch("clip_scale", 1, LoopBound::new(loop_ticks(chunks as u64), format!("{chunks} chunks")))?,
             dispatch("clip_apply", len4, LoopBound::none())?,
         ];
-        Ok(GradClip { dispatches, clip: clip.clone(), _owned: vec![uniform, partial, clip] })
+        Ok(GradClip { dispatches, clip, _owned: vec![uniform, partial] })
     }
 }
