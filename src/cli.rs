@@ -80,6 +80,59 @@ pub enum Command {
     Predict(PredictArgs),
     /// List the preset models with their layers, parameters and forward FLOPs
     Models(ModelsArgs),
+    /// Write RUN_DIR/report.html: curves, confusion matrix, per-class accuracy, the most
+    /// confidently wrong test images, settings, adapter and time, in one self-contained file
+    Report(ReportArgs),
+    /// Fetch Fashion-MNIST (or MNIST) from public mirrors, verified by the SHA-256 of each
+    /// file's content
+    Download(DownloadArgs),
+    /// Print a shell completion script (bash: `source <(gpu-train completions bash)`)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff; `gpu-train man | man -l -`)
+    Man,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DownloadArgs {
+    /// Directory to put the files in [default: $XDG_DATA_HOME/gpu-train/DATASET, else
+    /// ~/.local/share/gpu-train/DATASET; training finds fashion-mnist there]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Which dataset
+    #[arg(long, value_enum, default_value = "fashion-mnist")]
+    pub dataset: crate::download::DatasetName,
+    /// Base URL of another copy (a local mirror, a test server), tried instead of the public
+    /// mirrors; repeat for several, tried in order
+    #[arg(long = "mirror", value_name = "URL", value_parser = crate::download::mirror_url)]
+    pub mirrors: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A training run's --save directory
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// The checkpoint to evaluate [default: RUN_DIR/best.safetensors, else last.safetensors]
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// Where to write the page [default: RUN_DIR/report.html]
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Directory holding the test set (default: the usual search, see --help of training)
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Images per evaluation step
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -280,6 +333,18 @@ pub struct Args {
     /// a PNG grid, and exit without training
     #[arg(long, value_name = "FILE.png", conflicts_with = "resume")]
     pub preview_batch: Option<PathBuf>,
+    /// Fetch Fashion-MNIST first when no dataset is found (into --data DIR, else the
+    /// per-user data directory; see `gpu-train download`)
+    #[arg(long)]
+    pub download: bool,
+    /// Plain progress lines instead of the live bar, even on a terminal: one per epoch, plus
+    /// one every --log-every seconds of a long epoch
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Seconds between plain progress lines within an epoch (without a terminal, or with
+    /// --quiet) [default: 30]
+    #[arg(long, value_name = "SECS", value_parser = positive_f64)]
+    pub log_every: Option<f64>,
     #[command(flatten)]
     pub adapter: AdapterArgs,
     /// List the adapters, mark the one that would be chosen, and exit
@@ -375,6 +440,40 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
             crate::evaluate::eval_command(&e.into()).map(|_| 0).map_err(CommandError::from)
         }
         Some(Command::Predict(p)) => crate::evaluate::predict_command(&p.into()).map_err(CommandError::from),
+        Some(Command::Download(d)) => crate::download::download_command(&crate::download::DownloadCommand {
+            dir: d.dir,
+            dataset: d.dataset,
+            mirrors: d.mirrors,
+        })
+        .map(|_| 0)
+        .map_err(CommandError::from),
+        Some(Command::Completions(c)) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(c.shell, &mut command, "gpu-train", &mut std::io::stdout());
+            Ok(0)
+        }
+        Some(Command::Man) => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut out)
+                .map_err(|e| CommandError::from(format!("cannot render the manual page: {e}")))?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| CommandError::from(format!("cannot write the manual page: {e}")))?;
+            Ok(0)
+        }
+        Some(Command::Report(r)) => crate::report::report_command(&crate::report::ReportCommand {
+            run_dir: r.run_dir,
+            checkpoint: r.checkpoint,
+            out: r.out,
+            data: r.data,
+            batch_size: r.batch_size,
+            adapter: r.adapter.options(),
+        })
+        .map(|_| 0)
+        .map_err(CommandError::from),
         None => crate::run::train_command(cli.train.with_config()?.into()),
     }
 }
@@ -412,6 +511,9 @@ impl From<Args> for crate::run::TrainCommand {
             config: a.config,
             print_config: a.print_config,
             preview_batch: a.preview_batch,
+            quiet: a.quiet,
+            download: a.download,
+            log_every: a.log_every,
             adapter: a.adapter.options(),
             list_adapters: a.list_adapters,
         }

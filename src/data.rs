@@ -43,14 +43,18 @@ pub struct Dataset {
     pub classes: usize,
 }
 
+/// $XDG_DATA_HOME, else ~/.local/share.
+pub fn user_data_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+}
+
 /// Where the data is looked for when `--data` is not given, in order.
 pub fn default_search_dirs() -> Vec<PathBuf> {
     let mut dirs = vec![PathBuf::from("data")];
-    let xdg = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
-    if let Some(base) = xdg {
+    if let Some(base) = user_data_dir() {
         dirs.push(base.join("gpu-train/fashion-mnist"));
     }
     dirs.push(PathBuf::from("/usr/share/datasets/fashion-mnist"));
@@ -71,6 +75,15 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
     locate_with(explicit, &FILES)
 }
 
+/// Whether `locate` would find the four files (in `explicit`, or a default directory),
+/// without its notes.
+pub fn locate_quietly(explicit: Option<&Path>) -> bool {
+    match explicit {
+        Some(dir) => dir.is_dir() && missing_files(dir, &FILES).is_empty(),
+        None => default_search_dirs().iter().any(|d| missing_files(d, &FILES).is_empty()),
+    }
+}
+
 /// The same for `eval`, which reads only the test split.
 pub fn locate_test(explicit: Option<&Path>) -> Result<PathBuf, String> {
     locate_with(explicit, &[TEST_IMAGES, TEST_LABELS])
@@ -87,9 +100,11 @@ fn locate_with(explicit: Option<&Path>, files: &[&str]) -> Result<PathBuf, Strin
         let missing = missing_files(dir, files);
         if !missing.is_empty() {
             return Err(format!(
-                "{}: missing {} (each may also end in .gz)",
+                "{}: missing {} (each may also end in .gz); fetch Fashion-MNIST into it with \
+                 `gpu-train download --dir {}`, or train with --download",
                 dir.display(),
-                missing.join(", ")
+                missing.join(", "),
+                crate::run::shell_quote(&dir.to_string_lossy())
             ));
         }
         return Ok(dir.to_path_buf());
@@ -110,7 +125,8 @@ fn locate_with(explicit: Option<&Path>, files: &[&str]) -> Result<PathBuf, Strin
     }
     let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     Err(format!(
-        "no dataset found; searched {} for {} (optionally .gz). Install Fashion-MNIST with \
+        "no dataset found; searched {} for {} (optionally .gz). Fetch Fashion-MNIST with \
+         `gpu-train download` (or train with --download), install it with \
          `apt-get install dataset-fashion-mnist`, put the four files in ./data, or pass --data DIR",
         searched.join(", "),
         files.join(", ")

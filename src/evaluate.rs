@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Logits of every sample of `split` under the checkpoint's weights, and the GPU's
 /// (mean loss, accuracy).
-fn run_model(
+pub fn logits_of(
     gpu: &Gpu,
     ckpt: &Checkpoint,
     split: &Split,
@@ -43,7 +43,7 @@ fn run_model(
 }
 
 /// Softmax probabilities in f64 from one sample's logits.
-fn softmax(logits: &[f32]) -> Vec<f64> {
+pub fn softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
     let exp: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
     let sum: f64 = exp.iter().sum();
@@ -51,7 +51,7 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
 }
 
 /// The first index of the largest logit, as the GPU's metric picks it.
-fn argmax(logits: &[f32]) -> usize {
+pub fn argmax(logits: &[f32]) -> usize {
     let mut best = 0;
     for (k, &v) in logits.iter().enumerate() {
         if v > logits[best] {
@@ -116,7 +116,7 @@ pub fn evaluate_split(
     batch: usize,
 ) -> Result<EvalReport, String> {
     let classes = ckpt.dataset.classes;
-    let (logits, (loss, accuracy)) = run_model(gpu, ckpt, split, batch)?;
+    let (logits, (loss, accuracy)) = logits_of(gpu, ckpt, split, batch)?;
     let mut confusion = vec![vec![0u64; classes]; classes];
     for (row, &label) in logits.chunks_exact(classes).zip(&split.labels) {
         confusion[label as usize][argmax(row)] += 1;
@@ -203,7 +203,7 @@ pub fn predict_command(args: &PredictCommand) -> Result<u8, String> {
     }
     if !ok.is_empty() {
         let split = Split { count: ok.len(), side, pixels, labels: vec![0; ok.len()] };
-        let (logits, _) = run_model(&gpu, &ckpt, &split, 128)?;
+        let (logits, _) = logits_of(&gpu, &ckpt, &split, 128)?;
         let classes = ckpt.dataset.classes;
         for (path, row) in ok.iter().zip(logits.chunks_exact(classes)) {
             let top: Vec<String> = top_classes(row, 3)

@@ -44,12 +44,19 @@ pub fn write_grid(
 ) -> Result<(), String> {
     let count = batch.min(values.len() / (side * side).max(1));
     let (width, height, pixels) = grid(values, count, side, normalize);
-    let fail = |e: String| format!("{}: cannot write the preview: {e}", path.display());
-    let file = std::fs::File::create(path).map_err(|e| fail(e.to_string()))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
+    let png = encode_grey_png(width, height, &pixels)?;
+    std::fs::write(path, png).map_err(|e| format!("{}: cannot write the preview: {e}", path.display()))
+}
+
+/// An 8-bit grey PNG of `pixels` (row-major, width x height) in memory.
+pub fn encode_grey_png(width: usize, height: usize, pixels: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let fail = |e: png::EncodingError| format!("cannot encode a PNG image: {e}");
+    let mut encoder = png::Encoder::new(&mut out, width as u32, height as u32);
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(|e| fail(e.to_string()))?;
-    writer.write_image_data(&pixels).map_err(|e| fail(e.to_string()))?;
-    writer.finish().map_err(|e| fail(e.to_string()))
+    let mut writer = encoder.write_header().map_err(fail)?;
+    writer.write_image_data(pixels).map_err(fail)?;
+    writer.finish().map_err(fail)?;
+    Ok(out)
 }

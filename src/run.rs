@@ -17,8 +17,10 @@ use crate::layers::optim::{OptimizerConfig, OptimizerKind};
 use crate::model::param_align_words;
 use crate::model_spec::{self, ModelDef};
 use crate::normalize::{Normalize, NormalizeChoice};
+use crate::progress::{Progress, RunShape, Style};
+use crate::rundir::{RunRecord, Saver, Session, planned_save_dir, prepare_save_dir};
 use crate::schedule::Schedule;
-use crate::train::{EpochMetrics, TrainConfig, Trainer, progress_wanted};
+use crate::train::{EpochMetrics, TrainConfig, Trainer};
 use clap::ValueEnum;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,9 +62,18 @@ pub struct TrainCommand {
     pub config: Option<PathBuf>,
     pub print_config: bool,
     pub preview_batch: Option<PathBuf>,
+    /// Fetch the dataset first when it is not found.
+    pub download: bool,
+    /// Plain progress lines even on a terminal.
+    pub quiet: bool,
+    /// Seconds between plain progress lines within an epoch.
+    pub log_every: Option<f64>,
     pub adapter: AdapterOptions,
     pub list_adapters: bool,
 }
+
+/// Seconds between plain progress lines (no terminal, or --quiet) unless --log-every says.
+pub const DEFAULT_LOG_EVERY: f64 = 30.0;
 
 pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     if args.list_adapters {
@@ -190,6 +201,9 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         return Ok(0);
     }
 
+    if args.download {
+        crate::download::ensure_dataset(args.data.as_deref())?;
+    }
     let dir = data::locate(args.data.as_deref())?;
     let mut dataset = data::load_with_classes(&dir, classes)?;
     for (flag, limit, count) in [
@@ -290,6 +304,46 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         Some(d) => println!("checkpoints: {}", d.display()),
         None => println!("checkpoints: none (--no-save)"),
     }
+    let started_utc = crate::rundir::utc_readable();
+    let mut record = match &save_dir {
+        Some(d) => {
+            let resumed_from = resumed.as_ref().map(|(path, _, _)| match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            });
+            let session = Session {
+                adapter: gpu.describe(),
+                data: dir.clone(),
+                started_utc,
+                from_epoch: trainer.position.epochs_done,
+            };
+            let title = format!(
+                "{} ({})",
+                cfg.model.name,
+                d.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())
+            );
+            Some(RunRecord::start(
+                d,
+                &crate::config::to_toml(&cfg, patience, false),
+                title,
+                &session,
+                resumed_from.as_deref(),
+            )?)
+        }
+        None => None,
+    };
+    let test_batches = dataset.test.count.div_ceil(cfg.batch_size);
+    trainer.set_observer(Box::new(Progress::new(
+        Style::choose(args.quiet, args.log_every.unwrap_or(DEFAULT_LOG_EVERY)),
+        RunShape {
+            epochs: cfg.epochs,
+            first_epoch: trainer.position.epochs_done + 1,
+            train_batches: dataset.train.count.div_ceil(cfg.batch_size),
+            test_batches,
+            batch_size: cfg.batch_size,
+            adapter: gpu.info.name.clone(),
+        },
+    )));
     let saver = Saver {
         dir: save_dir,
         shape,
@@ -339,6 +393,9 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
             writeln!(file, "{}", m.json())
                 .and_then(|_| file.flush())
                 .map_err(|e| format!("{}: cannot write metrics: {e}", path.display()))?;
+        }
+        if let Some(record) = record.as_mut() {
+            record.add(m)?;
         }
         let improved = trainer.position.best.is_none_or(|(_, acc)| m.test_acc > acc);
         if improved {
@@ -453,7 +510,6 @@ fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
         augment: args.augment.unwrap_or_default(),
         // set from the training data once it is loaded (train_command)
         normalize: Normalize::Unit,
-        progress: progress_wanted(),
     }
 }
 
@@ -527,114 +583,7 @@ fn resumed_config(
         label_smoothing: ckpt.label_smoothing,
         augment: ckpt.augment,
         normalize: ckpt.normalize,
-        progress: progress_wanted(),
     })
-}
-
-const CHECKPOINT_FILES: [&str; 2] = ["last.safetensors", "best.safetensors"];
-
-/// Where this run writes checkpoints, and whether it replaces another run's there.
-struct SaveDir {
-    dir: PathBuf,
-    /// Another run's checkpoints are there and --overwrite was given: delete them first.
-    replace: bool,
-    /// The default runs/<UTC date-time>: claimed when created, with a suffix if another
-    /// run started in the same second.
-    stamped: bool,
-}
-
-/// The checkpoint directory this run will write, refusing one that holds another run's
-/// checkpoints unless --overwrite allows replacing them. Nothing is created yet.
-fn planned_save_dir(args: &TrainCommand) -> Result<Option<SaveDir>, String> {
-    if args.no_save {
-        return Ok(None);
-    }
-    let resumed_dir = args.resume.as_deref().map(|file| match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    });
-    let dir = match (&args.save, &resumed_dir) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(d)) => d.clone(),
-        (None, None) => {
-            return Ok(Some(SaveDir { dir: PathBuf::from("runs"), replace: false, stamped: true }));
-        }
-    };
-    if dir.exists() && !dir.is_dir() {
-        return Err(format!("{}: --save needs a directory, and this is a file", dir.display()));
-    }
-    let held: Vec<&str> = CHECKPOINT_FILES.iter().copied().filter(|f| dir.join(f).is_file()).collect();
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    };
-    // Resuming into the checkpoint's own directory continues the run that is there.
-    if held.is_empty() || resumed_dir.as_deref().is_some_and(|r| same(r, &dir)) {
-        return Ok(Some(SaveDir { dir, replace: false, stamped: false }));
-    }
-    if args.overwrite {
-        return Ok(Some(SaveDir { dir, replace: true, stamped: false }));
-    }
-    let (whose, resume_hint) = if resumed_dir.is_some() {
-        ("another run's", String::new())
-    } else if held.contains(&"last.safetensors") {
-        let last = dir.join("last.safetensors");
-        ("a run's", format!("continue that run with --resume {}, ", shell_quote(&last.to_string_lossy())))
-    } else {
-        ("a run's", String::new())
-    };
-    Err(format!(
-        "{}: already holds {whose} checkpoints ({}); {resume_hint}choose another --save DIR, or pass --overwrite to replace them",
-        dir.display(),
-        held.join(", ")
-    ))
-}
-
-/// Creates the checkpoint directory, removing the checkpoints of the run it replaces (so
-/// none of them mixes with this run's) and temporary files of killed saves. Returns it.
-fn prepare_save_dir(save: &SaveDir) -> Result<PathBuf, String> {
-    if save.stamped {
-        return claim_stamped_dir(&save.dir);
-    }
-    let dir = &save.dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("{}: cannot create the checkpoint directory: {e}", dir.display()))?;
-    if save.replace {
-        for name in CHECKPOINT_FILES {
-            let path = dir.join(name);
-            if path.is_file() {
-                std::fs::remove_file(&path)
-                    .map_err(|e| format!("{}: cannot remove it (--overwrite): {e}", path.display()))?;
-            }
-        }
-    }
-    // A run killed while saving leaves its temporary file behind; it is never the checkpoint.
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".safetensors.tmp-") {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-    Ok(dir.clone())
-}
-
-/// Creates parent/<UTC date-time> (or -2, -3, ... after it when that exists): creating a
-/// directory is atomic, so two runs started in the same second never share one.
-fn claim_stamped_dir(parent: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(parent)
-        .map_err(|e| format!("{}: cannot create the checkpoint directory: {e}", parent.display()))?;
-    let stamp = utc_stamp();
-    for n in 1..=1000 {
-        let dir = parent.join(if n == 1 { stamp.clone() } else { format!("{stamp}-{n}") });
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("{}: cannot create the checkpoint directory: {e}", dir.display())),
-        }
-    }
-    Err(format!("{}: cannot find a free name for this run's directory ({stamp}-N)", parent.display()))
 }
 
 /// The flags a resume needs besides --resume: where the data and metrics are, and which
@@ -697,97 +646,4 @@ fn open_metrics(path: Option<&Path>, append: bool) -> Result<Option<std::fs::Fil
         std::fs::File::create(path)
     };
     file.map(Some).map_err(|e| format!("{}: cannot open metrics file: {e}", path.display()))
-}
-
-/// YYYYMMDD-HHMMSS in UTC.
-fn utc_stamp() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian), by 400-year eras.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-struct Saver {
-    dir: Option<PathBuf>,
-    shape: DatasetShape,
-    class_names: Vec<String>,
-    align: usize,
-    /// Stored in every checkpoint: what a plain --resume continues with.
-    plan: RunPlan,
-    /// What the resume command line needs besides --resume (see `resume_flags`).
-    resume_flags: Vec<String>,
-}
-
-impl Saver {
-    fn path(&self, name: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(name))
-    }
-
-    /// A checkpoint of the trainer, refused if anything in it is not finite.
-    fn snapshot(&self, trainer: &Trainer, epoch: usize) -> Result<Checkpoint, String> {
-        let ckpt = trainer.snapshot(self.shape.clone(), self.class_names.clone())?;
-        if !ckpt.is_finite() {
-            return Err(self.keeping(format!(
-                "training diverged in epoch {epoch}: the weights are no longer finite (NaN or infinity); try a lower --lr (now {})",
-                readable(ckpt.optimizer.lr)
-            )));
-        }
-        Ok(ckpt)
-    }
-
-    fn save_epoch(&self, trainer: &Trainer, epoch: usize, best: bool) -> Result<(), String> {
-        let ckpt = self.snapshot(trainer, epoch)?;
-        let (Some(last), Some(best_path)) = (self.path("last.safetensors"), self.path("best.safetensors"))
-        else {
-            return Ok(());
-        };
-        ckpt.save_with(&last, self.align, Some(&self.plan))?;
-        if best {
-            ckpt.save_with(&best_path, self.align, Some(&self.plan))?;
-        }
-        Ok(())
-    }
-
-    fn save_last(&self, trainer: &Trainer, epoch: usize) -> Result<(), String> {
-        let Some(last) = self.path("last.safetensors") else {
-            println!("not saved (--no-save)");
-            return Ok(());
-        };
-        self.snapshot(trainer, epoch)?.save_with(&last, self.align, Some(&self.plan))?;
-        self.announce();
-        Ok(())
-    }
-
-    /// Says where the run was saved and the command line that continues it.
-    fn announce(&self) {
-        match self.path("last.safetensors") {
-            Some(last) => {
-                println!("saved {}", last.display());
-                let mut words = vec!["gpu-train".to_string(), "--resume".to_string()];
-                words.push(last.to_string_lossy().into_owned());
-                words.extend(self.resume_flags.iter().cloned());
-                let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
-                println!("continue with: {}", line.join(" "));
-            }
-            None => println!("not saved (--no-save)"),
-        }
-    }
-
-    /// `message`, plus where the last good checkpoint is, if there is one.
-    fn keeping(&self, message: String) -> String {
-        match self.path("last.safetensors").filter(|p| p.is_file()) {
-            Some(p) => format!("{message}; the last good checkpoint, {}, is kept", p.display()),
-            None => message,
-        }
-    }
 }

@@ -12,9 +12,10 @@ use crate::kernels::{Kernels, Step, StepSlots};
 use crate::layers::input::ResidentSplit;
 use crate::layers::optim::OptimizerConfig;
 use crate::model::{Model, ModelShape};
+use crate::progress::{StepObserver, Tick};
+use crate::running_metrics::RunningMetrics;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 /// Steps recorded into one command buffer.
@@ -22,6 +23,8 @@ pub const GROUP: usize = 16;
 /// Images one group may hold: larger batches make smaller groups, so that the work queued
 /// when Ctrl-C or SIGTERM comes (the running group and the one behind it) stays short.
 pub const GROUP_IMAGES: usize = 4096;
+/// The wall time a group of steps aims at.
+const GROUP_SECONDS: f64 = 0.25;
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -39,11 +42,10 @@ pub struct TrainConfig {
     pub augment: crate::augment::Augment,
     /// How pixels become inputs (unit by default).
     pub normalize: crate::normalize::Normalize,
-    pub progress: bool,
 }
 
 impl TrainConfig {
-    /// A constant learning rate, no warm-up, no progress line: what tests and tools start from.
+    /// A constant learning rate, no warm-up: what tests and tools start from.
     pub fn basic(
         model: crate::model_spec::ModelDef,
         epochs: usize,
@@ -62,7 +64,6 @@ impl TrainConfig {
             label_smoothing: 0.0,
             augment: Default::default(),
             normalize: Default::default(),
-            progress: false,
         }
     }
 }
@@ -81,6 +82,57 @@ pub struct EpochMetrics {
 }
 
 impl EpochMetrics {
+    /// The keys of `json`, in order: metrics.csv's columns.
+    pub const CSV_HEADER: &str =
+        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,train_images_per_sec,lr";
+
+    fn values(&self) -> [f64; 7] {
+        [
+            self.train_loss,
+            self.train_acc,
+            self.test_loss,
+            self.test_acc,
+            self.seconds,
+            self.train_images_per_sec,
+            self.lr,
+        ]
+    }
+
+    /// One metrics.csv row (an empty field where JSON has null).
+    pub fn csv_row(&self) -> String {
+        let mut row = self.epoch.to_string();
+        for v in self.values() {
+            row.push(',');
+            if v.is_finite() {
+                row.push_str(&v.to_string());
+            }
+        }
+        row
+    }
+
+    /// An epoch's line of metrics.jsonl (null for a value that was not finite).
+    pub fn from_json(line: &str) -> Option<EpochMetrics> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let num = |key: &str| -> Option<f64> {
+            match v.get(key)? {
+                serde_json::Value::Null => Some(f64::NAN),
+                x => x.as_f64(),
+            }
+        };
+        let epoch = usize::try_from(v.get("epoch")?.as_u64()?).ok()?;
+        Some(EpochMetrics {
+            epoch,
+            train_loss: num("train_loss")?,
+            train_acc: num("train_acc")?,
+            test_loss: num("test_loss")?,
+            test_acc: num("test_acc")?,
+            seconds: num("seconds")?,
+            train_images_per_sec: num("train_images_per_sec")?,
+            // older lines have no lr
+            lr: num("lr").unwrap_or(f64::NAN),
+        })
+    }
+
     pub fn json(&self) -> String {
         format!(
             "{{\"epoch\":{},\"train_loss\":{},\"train_acc\":{},\"test_loss\":{},\"test_acc\":{},\"seconds\":{},\"train_images_per_sec\":{},\"lr\":{}}}",
@@ -111,6 +163,10 @@ pub struct Trainer<'a> {
     shuffle_rng: rand::rngs::StdRng,
     /// Epochs and batches done, optimiser steps, best epoch: what a checkpoint records.
     pub position: Position,
+    observer: Option<Box<dyn StepObserver + 'a>>,
+    running: RunningMetrics,
+    /// Measured seconds per step, training and evaluation: sizes the groups.
+    step_seconds: [Option<f64>; 2],
 }
 
 fn shuffle_stream(seed: u64) -> rand::rngs::StdRng {
@@ -166,7 +222,21 @@ impl<'a> Trainer<'a> {
         let shuffle_rng = shuffle_stream(cfg.seed);
         let position =
             Position { epochs_done: 0, batches_done: 0, updates: 0, best: None, partial_metrics: Vec::new() };
-        Ok(Trainer { gpu, model, train, test, slots, cfg, shuffle_rng, position })
+        let group_rows = (GROUP_IMAGES / cfg.batch_size).clamp(1, GROUP) * cfg.batch_size;
+        let running = RunningMetrics::new(gpu, if training { group_rows } else { 1 });
+        Ok(Trainer {
+            gpu,
+            model,
+            train,
+            test,
+            slots,
+            cfg,
+            shuffle_rng,
+            position,
+            observer: None,
+            running,
+            step_seconds: [None, None],
+        })
     }
 
     /// Puts a checkpoint's weights, optimiser state and position on this trainer, which must
@@ -297,6 +367,10 @@ impl<'a> Trainer<'a> {
 
     /// Runs `batches[first..]` (metrics land at each sample's place in the order), checking `stop` after each
     /// group is queued. Returns the wall time and the batches run (all of them unless stopped).
+    ///
+    /// Groups are sized from the measured step time to last about GROUP_SECONDS (at most
+    /// `group_steps()` steps), so that progress, Ctrl-C and the running metrics stay prompt
+    /// on slow adapters; how steps are grouped never changes what they compute.
     pub fn run_steps_from(
         &mut self,
         batches: &[(u32, u32)],
@@ -308,10 +382,20 @@ impl<'a> Trainer<'a> {
     ) -> Result<(f64, usize)> {
         let start = Instant::now();
         let total = batches.len();
+        let kind = usize::from(!train);
+        let max_group = self.group_steps();
+        let mut next = first.min(total);
         let mut last_submit = None;
-        let mut ran = 0;
-        let group_steps = self.group_steps();
-        for (group_index, group) in batches[first.min(total)..].chunks(group_steps).enumerate() {
+        // (batches, images) of the group queued behind the running one
+        let mut in_flight: Option<(usize, usize)> = None;
+        let (mut done, mut images) = (next, 0usize);
+        let mut last_wait = start;
+        if train {
+            self.running.reset();
+        }
+        while next < total {
+            let steps_here = self.steps_per_group(kind, max_group);
+            let group = &batches[next..(next + steps_here).min(total)];
             let mut steps = Vec::with_capacity(group.len());
             for &(start, count) in group {
                 let mut step = Step { start, count, ..Default::default() };
@@ -331,6 +415,16 @@ impl<'a> Trainer<'a> {
                     self.model.record_step(&mut pass, train, slot);
                 }
             }
+            let group_images: usize = group.iter().map(|b| b.1 as usize).sum();
+            // the group's samples are contiguous in the epoch's order
+            let copy = if train && self.observer.is_some() {
+                let first_row = group[0].0 as usize;
+                self.running
+                    .record_copy(&mut encoder, &self.model.train_metrics, first_row, group_images)
+                    .map(|index| (index, (group_images * 8) as u64))
+            } else {
+                None
+            };
             let index = self.gpu.queue.submit([encoder.finish()]);
             // Keep at most one group queued behind the running one.
             if let Some(prev) = last_submit.replace(index) {
@@ -339,28 +433,86 @@ impl<'a> Trainer<'a> {
                     .poll(wgpu::PollType::Wait { submission_index: Some(prev), timeout: None })
                     .map_err(|e| format!("GPU wait failed: {e}"))?;
                 self.gpu.errors.check()?;
+                if let Some((b, n)) = in_flight.take() {
+                    let now = Instant::now();
+                    self.measured_group(kind, now - last_wait, b);
+                    last_wait = now;
+                    (done, images) = (done + b, images + n);
+                    self.tick(train, label, epoch, done, total, images, start, false);
+                }
             }
-            ran += group.len();
-            // Only groups the GPU has finished count: every group before this one.
-            if self.cfg.progress && group_index > 0 {
-                let done = group_index * group_steps;
-                let secs = start.elapsed().as_secs_f64();
-                eprint!(
-                    "\r\x1b[2Kepoch {epoch} {label}: {}/{total} batches, {:.0} images/s",
-                    first + done,
-                    (done * self.cfg.batch_size) as f64 / secs.max(1e-9)
-                );
-                let _ = std::io::stderr().flush();
+            if let Some((index, bytes)) = copy {
+                self.running.map_recorded(index, bytes);
             }
+            in_flight = Some((group.len(), group_images));
+            next += group.len();
             if stop() {
                 break;
             }
         }
         self.gpu.wait()?;
-        if self.cfg.progress {
-            eprint!("\r\x1b[2K");
+        if let Some((b, n)) = in_flight {
+            self.measured_group(kind, Instant::now() - last_wait, b);
+            (done, images) = (done + b, images + n);
         }
-        Ok((start.elapsed().as_secs_f64(), ran))
+        self.tick(train, label, epoch, done, total, images, start, true);
+        Ok((start.elapsed().as_secs_f64(), done - first.min(total)))
+    }
+
+    /// Steps for the next group: about GROUP_SECONDS of work by the step time measured so
+    /// far (one step until there is a measurement), at most `max_group`.
+    fn steps_per_group(&self, kind: usize, max_group: usize) -> usize {
+        match self.step_seconds[kind] {
+            Some(secs) => ((GROUP_SECONDS / secs.max(1e-6)).round() as usize).clamp(1, max_group),
+            None => 1,
+        }
+    }
+
+    /// Folds a finished group's wall time into the step time estimate.
+    fn measured_group(&mut self, kind: usize, elapsed: std::time::Duration, steps: usize) {
+        let per_step = elapsed.as_secs_f64() / steps.max(1) as f64;
+        let estimate = &mut self.step_seconds[kind];
+        *estimate = Some(estimate.map_or(per_step, |old| 0.5 * old + 0.5 * per_step));
+    }
+
+    /// Tells the observer, if any, how far this call has got.
+    #[allow(clippy::too_many_arguments)]
+    fn tick(
+        &mut self,
+        train: bool,
+        label: &str,
+        epoch: usize,
+        done: usize,
+        total: usize,
+        images: usize,
+        start: Instant,
+        finished: bool,
+    ) {
+        if self.observer.is_none() {
+            return;
+        }
+        if train {
+            self.running.collect();
+        }
+        let tick = Tick {
+            train,
+            label,
+            epoch,
+            done,
+            total,
+            images,
+            seconds: start.elapsed().as_secs_f64(),
+            running: if train { self.running.value() } else { None },
+            finished,
+        };
+        if let Some(observer) = self.observer.as_mut() {
+            observer.tick(&tick);
+        }
+    }
+
+    /// Sends progress reports to `observer` (the terminal bar or plain lines).
+    pub fn set_observer(&mut self, observer: Box<dyn StepObserver + 'a>) {
+        self.observer = Some(observer);
     }
 
     /// The schedule's factor at optimiser step `t` of this run.
@@ -463,8 +615,4 @@ impl<'a> Trainer<'a> {
             lr: self.cfg.optimizer.lr * self.lr_factor(self.position.updates),
         }))
     }
-}
-
-pub fn progress_wanted() -> bool {
-    std::io::stderr().is_terminal()
 }

@@ -261,6 +261,15 @@ fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(out_text.contains("(1200 train, 40 test"), "the run's limits apply again: {out_text}");
     assert_eq!(metrics(&ma), metrics(&mb), "the interrupted and resumed run differs");
+    // the run directory's record: every epoch once, in order, as in the straight run
+    assert_eq!(metrics(&b.join("metrics.jsonl")), metrics(&ma), "the run directory's metrics.jsonl");
+    assert_eq!(metrics(&a.join("metrics.jsonl")), metrics(&ma));
+    let csv = std::fs::read_to_string(b.join("metrics.csv")).unwrap();
+    let epochs: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(epochs, ["1", "2", "3", "4", "5"], "{csv}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["sessions"].as_array().unwrap().len(), 2, "a fresh session and the resumed one: {run}");
     assert_eq!(tensors(&a.join("last.safetensors")), tensors(&b.join("last.safetensors")));
     (code, stdout)
 }
