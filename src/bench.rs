@@ -36,7 +36,9 @@ fn spread(mut v: Vec<f64>) -> Spread {
     Spread { median, min: v[0], max: v[n - 1] }
 }
 
-/// Steps per timed group: enough to hide the submit.
+/// Steps per timed group: each is timed from its first submit until the GPU finishes it,
+/// so per-group costs (the final wait) spread over 8 steps. Inside a group the trainer
+/// submits as in training (groups of about a quarter of a second, two in flight).
 const TIMED_GROUP: usize = 8;
 
 /// Per-step milliseconds of each timed group: exactly `steps` steps in groups of

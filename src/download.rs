@@ -138,26 +138,31 @@ fn fetch_verified(
         }
     }
     let part = dir.join(format!(".{}.part", file.name));
+    // which URL the part came from: a part is resumed only from where it started, since
+    // two mirrors may hold different compressions of the same content
+    let origin = dir.join(format!(".{}.part.from", file.name));
     let mut problems = Vec::new();
     for base in mirrors {
         let url = format!("{}/{}", base.trim_end_matches('/'), file.name);
+        if part.exists() && std::fs::read_to_string(&origin).ok().as_deref() != Some(url.as_str()) {
+            let _ = std::fs::remove_file(&part);
+        }
+        std::fs::write(&origin, &url).map_err(|e| format!("{}: cannot write it: {e}", origin.display()))?;
         let started = Instant::now();
-        let mut outcome = fetch(agent, &url, &part);
-        // a connection that broke off part way is resumed at once, twice at most
-        for _ in 0..2 {
-            match outcome {
-                Err(Fetch::Interrupted(ref e)) => {
-                    println!("{}: {e}; resuming", file.name);
-                    outcome = fetch(agent, &url, &part);
-                }
-                _ => break,
-            }
+        let resumed = std::fs::metadata(&part).is_ok_and(|m| m.len() > 0);
+        let mut outcome = attempt(agent, &url, &part, file.name);
+        // a resumed part that does not verify is fetched once more from nothing
+        if resumed && outcome.is_ok() && verify(&part, file).is_err() {
+            println!("{}: the resumed copy does not verify; fetching it again from the start", file.name);
+            let _ = std::fs::remove_file(&part);
+            outcome = attempt(agent, &url, &part, file.name);
         }
         match outcome {
             Ok(bytes) => match verify(&part, file) {
                 Ok(()) => {
                     std::fs::rename(&part, &target)
                         .map_err(|e| format!("{}: cannot move it into place: {e}", target.display()))?;
+                    let _ = std::fs::remove_file(&origin);
                     sync_dir(dir);
                     println!(
                         "{}: {} in {:.1} s from {url}, verified",
@@ -175,6 +180,10 @@ fn fetch_verified(
             },
             Err(Fetch::Interrupted(e)) => {
                 let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+                if kept == 0 {
+                    problems.push(format!("{url}: the connection broke off before any data ({e})"));
+                    continue;
+                }
                 return Err(format!(
                     "{}: the download from {url} broke off after {} ({e}); the part is kept in {} \
                      and the same command resumes it",
@@ -184,8 +193,10 @@ fn fetch_verified(
                 ));
             }
             Err(Fetch::Failed(e)) => problems.push(format!("{url}: {e}")),
+            Err(Fetch::Local(e)) => return Err(e),
         }
     }
+    let _ = std::fs::remove_file(&origin);
     Err(format!(
         "{}: no mirror gave a good copy:\n  {}\ncheck the network, or pass --mirror URL of another copy (a directory holding {})",
         file.name,
@@ -194,9 +205,26 @@ fn fetch_verified(
     ))
 }
 
+/// `fetch`, resuming at once (twice at most) a connection that broke off part way.
+fn attempt(agent: &ureq::Agent, url: &str, part: &Path, name: &str) -> Result<u64, Fetch> {
+    let mut outcome = fetch(agent, url, part);
+    for _ in 0..2 {
+        match outcome {
+            Err(Fetch::Interrupted(ref e)) if std::fs::metadata(part).is_ok_and(|m| m.len() > 0) => {
+                println!("{name}: {e}; resuming");
+                outcome = fetch(agent, url, part);
+            }
+            _ => break,
+        }
+    }
+    outcome
+}
+
 enum Fetch {
     /// Nothing usable from this mirror (refused, not found, an HTTP error).
     Failed(String),
+    /// The part cannot be written here: no mirror would help.
+    Local(String),
     /// The body stopped part way; what arrived is kept for a resume.
     Interrupted(String),
 }
@@ -230,10 +258,8 @@ fn fetch(agent: &ureq::Agent, url: &str, part: &Path) -> Result<u64, Fetch> {
         }
         200 => false,
         // the part is already the whole file (or more): start again from nothing
-        416 => {
-            let _ = std::fs::remove_file(part);
-            return fetch(agent, url, part);
-        }
+        // nothing past the part's end: it may be whole already (the caller verifies it)
+        416 if have > 0 => return Ok(have),
         404 => return Err(Fetch::Failed("not found there (HTTP 404)".into())),
         s => return Err(Fetch::Failed(format!("HTTP status {s}"))),
     };
@@ -249,7 +275,7 @@ fn fetch(agent: &ureq::Agent, url: &str, part: &Path) -> Result<u64, Fetch> {
         .append(append)
         .truncate(!append)
         .open(part)
-        .map_err(|e| Fetch::Failed(format!("{}: cannot write it: {e}", part.display())))?;
+        .map_err(|e| Fetch::Local(format!("{}: cannot write it: {e}", part.display())))?;
     let mut body = response.into_body().into_reader();
     let mut written = if append { have } else { 0 };
     let mut buf = vec![0u8; 1 << 16];
@@ -265,7 +291,7 @@ fn fetch(agent: &ureq::Agent, url: &str, part: &Path) -> Result<u64, Fetch> {
             }
         };
         out.write_all(&buf[..n])
-            .map_err(|e| Fetch::Failed(format!("{}: cannot write it: {e}", part.display())))?;
+            .map_err(|e| Fetch::Local(format!("{}: cannot write it: {e}", part.display())))?;
         written += n as u64;
         if shown.elapsed() >= Duration::from_secs(2) {
             shown = Instant::now();
@@ -275,7 +301,7 @@ fn fetch(agent: &ureq::Agent, url: &str, part: &Path) -> Result<u64, Fetch> {
             }
         }
     }
-    out.sync_all().map_err(|e| Fetch::Failed(format!("{}: cannot write it: {e}", part.display())))?;
+    out.sync_all().map_err(|e| Fetch::Local(format!("{}: cannot write it: {e}", part.display())))?;
     if let Some(t) = total
         && written < t
     {
@@ -315,7 +341,7 @@ fn plain_error(e: &ureq::Error) -> String {
 /// Decompresses `path` and checks the content's length and SHA-256 against `file`.
 pub fn verify(path: &Path, file: &Expected) -> Result<(), String> {
     let raw = std::fs::File::open(path).map_err(|e| format!("cannot be read ({e})"))?;
-    let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(raw));
+    let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(raw));
     let mut hasher = Sha256::new();
     let mut len = 0u64;
     let mut buf = vec![0u8; 1 << 16];
@@ -359,6 +385,12 @@ pub fn ensure_dataset(data: Option<&Path>) -> Result<(), String> {
     let found = crate::data::locate_quietly(data);
     if found {
         return Ok(());
+    }
+    if let Some(d) = data
+        && d.exists()
+        && !d.is_dir()
+    {
+        return Err(format!("{}: --data needs a directory, and this is a file", d.display()));
     }
     let dir = match data {
         Some(d) => d.to_path_buf(),

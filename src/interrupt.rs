@@ -3,9 +3,15 @@
 //! (128 + SIGINT), as shells expect after Ctrl-C, whichever signal came: ctrlc runs one
 //! handler for all three and does not say which arrived.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static REQUESTS: AtomicUsize = AtomicUsize::new(0);
+/// A progress bar is on the terminal: the bar prints the first request's message, since a
+/// line written under it would be drawn over.
+pub static BAR_SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// What the first request prints.
+pub const FIRST_MESSAGE: &str = "interrupted: finishing the batches already queued (the running group and at most one more), then saving (a second Ctrl-C or SIGTERM quits at once)";
 
 pub const EXIT_CODE: u8 = 130;
 
@@ -13,9 +19,9 @@ pub const EXIT_CODE: u8 = 130;
 pub fn install() -> Result<(), String> {
     ctrlc::set_handler(|| {
         if REQUESTS.fetch_add(1, Ordering::SeqCst) == 0 {
-            eprintln!(
-                "\ninterrupted: finishing the batches already queued (the running group and at most one more), then saving (a second Ctrl-C or SIGTERM quits at once)"
-            );
+            if !BAR_SHOWN.load(Ordering::SeqCst) {
+                eprintln!("\n{FIRST_MESSAGE}");
+            }
         } else {
             eprintln!("\ninterrupted again: quitting without saving");
             std::process::exit(EXIT_CODE as i32);

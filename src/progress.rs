@@ -9,6 +9,7 @@
 //! - both print once, early in the first epoch, how long the whole run will take.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How far a call of the trainer's step loop has got.
@@ -78,6 +79,8 @@ pub struct Progress {
     step_seconds: Option<f64>,
     eval_seconds: Option<f64>,
     estimated: bool,
+    /// The interrupt message has been shown above the bar.
+    told_interrupt: bool,
 }
 
 impl Progress {
@@ -91,6 +94,7 @@ impl Progress {
             step_seconds: None,
             eval_seconds: None,
             estimated: false,
+            told_interrupt: false,
         }
     }
 
@@ -123,25 +127,31 @@ impl Progress {
             bar.set_prefix(format!("epoch {}/{} {}", tick.epoch, self.run.epochs, tick.label));
             bar.enable_steady_tick(Duration::from_millis(500));
             self.bar = Some(bar);
+            crate::interrupt::BAR_SHOWN.store(true, Ordering::SeqCst);
         }
     }
 
     fn finish_bar(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+            crate::interrupt::BAR_SHOWN.store(false, Ordering::SeqCst);
         }
     }
 
-    /// A line above the bar, or on stdout.
+    /// A line on stdout, with the bar out of the way while it is written.
     fn say(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.println(line),
+            Some(bar) => bar.suspend(|| println!("{line}")),
             None => println!("{line}"),
         }
     }
 
     fn maybe_estimate(&mut self, tick: &Tick) {
-        if self.estimated || !tick.train || tick.epoch != self.run.first_epoch {
+        if self.estimated
+            || !tick.train
+            || tick.epoch != self.run.first_epoch
+            || crate::interrupt::requested()
+        {
             return;
         }
         if tick.seconds < ESTIMATE_AFTER_SECS && !tick.finished {
@@ -155,11 +165,12 @@ impl Progress {
         } else {
             format!("the remaining {epochs_left} epoch(s)")
         };
+        let step = self.step_seconds.unwrap_or(0.0);
+        let per_step = if step >= 0.1 { format!("{step:.2} s") } else { format!("{:.1} ms", 1e3 * step) };
         let line = format!(
-            "estimate: about {} for {scope} on {} ({:.2} s per training step)",
+            "estimate: about {} for {scope} on {} ({per_step} per training step)",
             spoken_duration(tick.seconds + run_left),
-            self.run.adapter,
-            self.step_seconds.unwrap_or(0.0)
+            self.run.adapter
         );
         self.say(&line);
     }
@@ -169,6 +180,12 @@ impl StepObserver for Progress {
     fn tick(&mut self, tick: &Tick) {
         if self.phase != Some((tick.train, tick.epoch)) {
             self.start_phase(tick);
+        }
+        if self.bar.is_some() && !self.told_interrupt && crate::interrupt::requested() {
+            self.told_interrupt = true;
+            if let Some(bar) = &self.bar {
+                bar.suspend(|| eprintln!("{}", crate::interrupt::FIRST_MESSAGE));
+            }
         }
         let rate = tick.images as f64 / tick.seconds.max(1e-9);
         if tick.images > 0 {
@@ -258,13 +275,13 @@ pub fn short_duration(secs: f64) -> String {
 
 /// "40 s", "27 min", "2 h 31 min": rounded the way a person would say it.
 pub fn spoken_duration(secs: f64) -> String {
-    let s = secs.max(0.0);
-    if s < 60.0 {
+    let s = if secs.is_finite() { secs.max(0.0) } else { 0.0 };
+    let minutes = (s / 60.0).round() as u64;
+    if s < 59.5 {
         format!("{:.0} s", s.max(1.0))
-    } else if s < 3600.0 {
-        format!("{:.0} min", (s / 60.0).round().max(1.0))
+    } else if minutes < 60 {
+        format!("{minutes} min")
     } else {
-        let minutes = (s / 60.0).round() as u64;
         format!("{} h {} min", minutes / 60, minutes % 60)
     }
 }

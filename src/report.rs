@@ -61,7 +61,16 @@ pub fn report_command(args: &ReportCommand) -> Result<(), String> {
     };
     let gpu = open_gpu(&args.adapter.clone(), false)?;
     let (ckpt, plan) = Checkpoint::load_with_plan(&checkpoint, param_align_words(&gpu))?;
-    let data_dir = data::locate_test(args.data.as_deref())?;
+    let sessions = sessions(&dir.join("run.json"));
+    // the data the run trained on (run.json), unless --data says otherwise
+    let recorded = sessions.last().map(|s| PathBuf::from(&s.3)).filter(|d| d.is_dir());
+    if args.data.is_none()
+        && recorded.is_none()
+        && let Some(s) = sessions.last()
+    {
+        eprintln!("note: the run's data directory {} is gone; looking in the usual places", s.3);
+    }
+    let data_dir = data::locate_test(args.data.as_deref().or(recorded.as_deref()))?;
     let limit = plan.limit_test.flatten();
     let test = data::load_test(&data_dir, ckpt.dataset.classes)?.truncated(limit);
     let shape = DatasetShape {
@@ -71,9 +80,11 @@ pub fn report_command(args: &ReportCommand) -> Result<(), String> {
         test: test.count,
     };
     ckpt.check_dataset(&checkpoint, &shape, false)?;
-    let history = crate::rundir::read_metrics(&dir.join("metrics.jsonl"))?;
+    let (history, problems) = crate::rundir::read_metrics(&dir.join("metrics.jsonl"))?;
+    for p in problems {
+        eprintln!("note: {p}; left out of the curves");
+    }
     let config = std::fs::read_to_string(dir.join("config.toml")).ok().or(plan.config.clone());
-    let sessions = sessions(&dir.join("run.json"));
 
     let (logits, (loss, accuracy)) = logits_of(&gpu, &ckpt, &test, args.batch_size as usize)?;
     let findings = findings(&ckpt, &test.labels, &logits, loss, accuracy);
@@ -117,8 +128,8 @@ fn findings(ckpt: &Checkpoint, labels: &[u8], logits: &[f32], loss: f64, accurac
     Findings { names: ckpt.class_names.clone(), confusion, loss, accuracy, wrong }
 }
 
-/// (started, adapter, from epoch) of each session in run.json.
-fn sessions(path: &Path) -> Vec<(String, String, u64)> {
+/// (started, adapter, from epoch, data directory) of each session in run.json.
+fn sessions(path: &Path) -> Vec<(String, String, u64, String)> {
     let Some(v) =
         std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
     else {
@@ -134,6 +145,7 @@ fn sessions(path: &Path) -> Vec<(String, String, u64)> {
                         text(s, "started_utc"),
                         text(s, "adapter"),
                         s.get("from_epoch").and_then(|x| x.as_u64()).unwrap_or(0),
+                        text(s, "data"),
                     )
                 })
                 .collect()
@@ -147,7 +159,7 @@ struct PageParts<'a> {
     ckpt: &'a Checkpoint,
     history: &'a [EpochMetrics],
     config: Option<&'a str>,
-    sessions: &'a [(String, String, u64)],
+    sessions: &'a [(String, String, u64, String)],
     findings: &'a Findings,
     pixels: &'a [u8],
     side: usize,
@@ -236,7 +248,7 @@ fn facts(h: &mut String, p: &PageParts) {
             ),
         ));
     }
-    for (started, adapter, from) in p.sessions {
+    for (started, adapter, from, _) in p.sessions {
         let when = if *from == 0 { "started".to_string() } else { format!("resumed after epoch {from}") };
         rows.push(("adapter".into(), format!("{adapter} ({when} {started} UTC)")));
     }

@@ -18,7 +18,7 @@ use crate::model::param_align_words;
 use crate::model_spec::{self, ModelDef};
 use crate::normalize::{Normalize, NormalizeChoice};
 use crate::progress::{Progress, RunShape, Style};
-use crate::rundir::{RunRecord, Saver, Session, planned_save_dir, prepare_save_dir};
+use crate::rundir::{Prior, RunRecord, Saver, Session, planned_save_dir, prepare_save_dir};
 use crate::schedule::Schedule;
 use crate::train::{EpochMetrics, TrainConfig, Trainer};
 use clap::ValueEnum;
@@ -268,8 +268,18 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         );
         return Ok(0);
     }
+    // the record of the run being continued, read before the save directory changes
+    let prior = match (&resumed, &save_dir) {
+        (Some((path, ckpt, _)), Some(_)) => Prior::load(&checkpoint_dir(path), ckpt.position.epochs_done),
+        _ => Prior::default(),
+    };
     let save_dir = save_dir.as_ref().map(prepare_save_dir).transpose()?;
-    let mut metrics_file = open_metrics(args.metrics.as_deref(), resumed.is_some())?;
+    // --metrics naming the record's own metrics.jsonl: the record writes it
+    let metrics_path = args
+        .metrics
+        .as_deref()
+        .filter(|m| !save_dir.as_ref().is_some_and(|d| same_path(m, &d.join("metrics.jsonl"))));
+    let mut metrics_file = open_metrics(metrics_path, resumed.is_some())?;
     if !args.no_save {
         interrupt::install()?;
     }
@@ -307,28 +317,17 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     let started_utc = crate::rundir::utc_readable();
     let mut record = match &save_dir {
         Some(d) => {
-            let resumed_from = resumed.as_ref().map(|(path, _, _)| match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            });
             let session = Session {
                 adapter: gpu.describe(),
-                data: dir.clone(),
+                data: dir.canonicalize().unwrap_or_else(|_| dir.clone()),
                 started_utc,
                 from_epoch: trainer.position.epochs_done,
             };
-            let title = format!(
-                "{} ({})",
-                cfg.model.name,
-                d.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())
-            );
-            Some(RunRecord::start(
-                d,
-                &crate::config::to_toml(&cfg, patience, false),
-                title,
-                &session,
-                resumed_from.as_deref(),
-            )?)
+            let name =
+                d.canonicalize().ok().and_then(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let title = format!("{} ({})", cfg.model.name, name.unwrap_or_else(|| d.display().to_string()));
+            let settings = crate::config::to_toml(&cfg, patience, false);
+            Some(RunRecord::start(d, &settings, title, &session, prior)?)
         }
         None => None,
     };
@@ -389,13 +388,14 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
                 ))
                 .into());
         }
-        if let (Some(file), Some(path)) = (metrics_file.as_mut(), args.metrics.as_ref()) {
+        if let (Some(file), Some(path)) = (metrics_file.as_mut(), metrics_path) {
             writeln!(file, "{}", m.json())
                 .and_then(|_| file.flush())
                 .map_err(|e| format!("{}: cannot write metrics: {e}", path.display()))?;
         }
-        if let Some(record) = record.as_mut() {
-            record.add(m)?;
+        // the record never stops a run: the checkpoint below still gets written
+        if let Some(Err(e)) = record.as_mut().map(|r| r.add(m)) {
+            eprintln!("warning: {e} (the run's record lacks epoch {epoch}; training goes on)");
         }
         let improved = trainer.position.best.is_none_or(|(_, acc)| m.test_acc > acc);
         if improved {
@@ -584,6 +584,26 @@ fn resumed_config(
         augment: ckpt.augment,
         normalize: ckpt.normalize,
     })
+}
+
+/// The directory a checkpoint file is in ("." for a bare file name).
+fn checkpoint_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether two paths name the same file, whether or not it exists yet.
+fn same_path(a: &Path, b: &Path) -> bool {
+    let canonical = |p: &Path| match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            dir.canonicalize().map(|d| d.join(name)).unwrap_or_else(|_| p.to_path_buf())
+        }
+        _ => p.to_path_buf(),
+    };
+    canonical(a) == canonical(b)
 }
 
 /// The flags a resume needs besides --resume: where the data and metrics are, and which

@@ -11,7 +11,6 @@ use crate::checkpoint::{Checkpoint, DatasetShape, RunPlan};
 use crate::cli::readable;
 use crate::run::{TrainCommand, shell_quote};
 use crate::train::{EpochMetrics, Trainer};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const CHECKPOINT_FILES: [&str; 2] = ["last.safetensors", "best.safetensors"];
@@ -94,11 +93,12 @@ pub fn prepare_save_dir(save: &SaveDir) -> Result<PathBuf, String> {
             }
         }
     }
-    // A run killed while saving leaves its temporary file behind; it is never the checkpoint.
+    // A run killed while saving leaves its temporary file behind (a checkpoint's or a
+    // record file's); it is never the real file.
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".safetensors.tmp-") {
+            if name.starts_with('.') && name.contains(".tmp-") {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -244,31 +244,47 @@ pub struct Session {
     pub from_epoch: usize,
 }
 
+/// The record of the run a resume continues: its epochs up to the checkpoint's and its
+/// sessions. Read before anything in the save directory changes; a damaged line is
+/// skipped with a note (the record is a record: it never stops a run).
+#[derive(Default)]
+pub struct Prior {
+    history: Vec<EpochMetrics>,
+    sessions: Vec<serde_json::Value>,
+}
+
+impl Prior {
+    pub fn load(old_dir: &Path, upto_epoch: usize) -> Prior {
+        let path = old_dir.join("metrics.jsonl");
+        let history = match read_metrics(&path) {
+            Ok((epochs, problems)) => {
+                for p in problems {
+                    eprintln!("note: {p}; the line is left out of this run's record");
+                }
+                epochs.into_iter().filter(|m| m.epoch <= upto_epoch).collect()
+            }
+            Err(e) => {
+                eprintln!("note: {e}; this run's record starts without the earlier epochs");
+                Vec::new()
+            }
+        };
+        Prior { history, sessions: read_sessions(&old_dir.join("run.json")) }
+    }
+}
+
 impl RunRecord {
     /// Starts the record in `dir`: the settings, this session, and the epochs of the run
-    /// so far (for a resumed run, those of `resumed_from`'s metrics.jsonl up to the
-    /// checkpoint's epoch), written out again in every form.
+    /// so far (`prior`, for a resumed run), written out again in every form.
     pub fn start(
         dir: &Path,
         config_toml: &str,
         title: String,
         session: &Session,
-        resumed_from: Option<&Path>,
+        prior: Prior,
     ) -> Result<RunRecord, String> {
-        let history = match resumed_from {
-            Some(old_dir) => read_metrics(&old_dir.join("metrics.jsonl"))?
-                .into_iter()
-                .filter(|m| m.epoch <= session.from_epoch)
-                .collect(),
-            None => Vec::new(),
-        };
-        let old_sessions = match resumed_from {
-            Some(old_dir) => read_sessions(&old_dir.join("run.json")),
-            None => Vec::new(),
-        };
-        let record = RunRecord { dir: dir.to_path_buf(), history, title };
+        let record = RunRecord { dir: dir.to_path_buf(), history: prior.history, title };
         record.write("config.toml", config_toml)?;
-        let mut sessions = old_sessions;
+        let mut sessions = prior.sessions;
         sessions.push(serde_json::json!({
             "started_utc": session.started_utc,
             "from_epoch": session.from_epoch,
@@ -279,25 +295,17 @@ impl RunRecord {
         }));
         let run = serde_json::json!({ "sessions": sessions });
         record.write("run.json", &format!("{}\n", serde_json::to_string_pretty(&run).unwrap_or_default()))?;
-        record.rewrite_metrics()?;
+        record.rewrite()?;
         Ok(record)
     }
 
     /// Adds a finished epoch to metrics.jsonl, metrics.csv and curves.svg.
     pub fn add(&mut self, m: EpochMetrics) -> Result<(), String> {
         self.history.push(m);
-        let path = self.dir.join("metrics.jsonl");
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .and_then(|mut f| writeln!(f, "{}", m.json()))
-            .map_err(|e| format!("{}: cannot write metrics: {e}", path.display()))?;
-        self.write("metrics.csv", &csv(&self.history))?;
-        self.write("curves.svg", &crate::curves::svg(&self.history, &self.title)?)
+        self.rewrite()
     }
 
-    fn rewrite_metrics(&self) -> Result<(), String> {
+    fn rewrite(&self) -> Result<(), String> {
         let lines: String = self.history.iter().map(|m| m.json() + "\n").collect();
         self.write("metrics.jsonl", &lines)?;
         self.write("metrics.csv", &csv(&self.history))?;
@@ -327,23 +335,28 @@ pub fn csv(history: &[EpochMetrics]) -> String {
     out
 }
 
-/// The epochs of a metrics.jsonl (none when it does not exist). A line that is not an
-/// epoch's metrics is an error naming the file and line.
-pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+/// The epochs of a metrics.jsonl (none when it does not exist), and a note for each line
+/// that is not an epoch's metrics (naming the file and line). Unreadable: an error.
+pub fn read_metrics(path: &Path) -> Result<(Vec<EpochMetrics>, Vec<String>), String> {
+    let text = match std::fs::read(path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(format!("{}: cannot read it: {e}", path.display())),
     };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            EpochMetrics::from_json(l).ok_or_else(|| {
-                format!("{}: line {} is not an epoch's metrics: {}", path.display(), i + 1, clip(l))
-            })
-        })
-        .collect()
+    let mut epochs = Vec::new();
+    let mut problems = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match EpochMetrics::from_json(line) {
+            Some(m) => epochs.push(m),
+            None => problems.push(format!(
+                "{}: line {} is not an epoch's metrics: {}",
+                path.display(),
+                i + 1,
+                clip(line)
+            )),
+        }
+    }
+    Ok((epochs, problems))
 }
 
 fn read_sessions(path: &Path) -> Vec<serde_json::Value> {
