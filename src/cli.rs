@@ -88,8 +88,31 @@ pub enum Command {
     Download(DownloadArgs),
     /// Print a shell completion script (bash: `source <(gpu-train completions bash)`)
     Completions(CompletionsArgs),
-    /// Print the manual page (roff; `gpu-train man | man -l -`)
-    Man,
+    /// Print the manual page (roff; `gpu-train man | man -l -`), or write it and one page per
+    /// subcommand into a directory
+    Man(ManArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write gpu-train.1 and gpu-train-SUBCOMMAND.1 for each subcommand into DIR instead
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// The completion script for `shell`. clap_complete's bash script for a hyphenated name
+/// spells its subcommands' case labels differently from the names it matches them
+/// against (gpu__subcmd__train__subcmd__X against gpu__train__subcmd__X), so no option
+/// of a subcommand would complete; the labels are put right here.
+pub fn completion_script(shell: clap_complete::Shell) -> String {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command, "gpu-train", &mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    match shell {
+        clap_complete::Shell::Bash => text.replace("gpu__subcmd__train__subcmd__", "gpu__train__subcmd__"),
+        _ => text,
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,7 +148,8 @@ pub struct ReportArgs {
     /// Where to write the page [default: RUN_DIR/report.html]
     #[arg(long, short = 'o', value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Directory holding the test set (default: the usual search, see --help of training)
+    /// Directory holding the test set [default: the data the run trained on, from
+    /// RUN_DIR/run.json]
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Images per evaluation step
@@ -448,21 +472,14 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
         .map(|_| 0)
         .map_err(CommandError::from),
         Some(Command::Completions(c)) => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(c.shell, &mut command, "gpu-train", &mut std::io::stdout());
-            Ok(0)
-        }
-        Some(Command::Man) => {
-            let command = <Cli as clap::CommandFactory>::command();
-            let mut out = Vec::new();
-            clap_mangen::Man::new(command)
-                .render(&mut out)
-                .map_err(|e| CommandError::from(format!("cannot render the manual page: {e}")))?;
             use std::io::Write;
             std::io::stdout()
-                .write_all(&out)
-                .map_err(|e| CommandError::from(format!("cannot write the manual page: {e}")))?;
+                .write_all(completion_script(c.shell).as_bytes())
+                .map_err(|e| CommandError::from(format!("cannot write the completions: {e}")))?;
             Ok(0)
+        }
+        Some(Command::Man(m)) => {
+            crate::manual::man_command(m.dir.as_deref()).map(|_| 0).map_err(CommandError::from)
         }
         Some(Command::Report(r)) => crate::report::report_command(&crate::report::ReportCommand {
             run_dir: r.run_dir,

@@ -24,6 +24,12 @@ fn draw(out: &mut String, history: &[EpochMetrics], title: &str) -> Fallible {
     let root = SVGBackend::with_string(out, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 18))?;
+    if history.is_empty() {
+        let style = ("sans-serif", 16).into_font().color(&BLACK.mix(0.6));
+        root.draw_text("no finished epoch yet", &style, ((WIDTH / 2 - 80) as i32, (HEIGHT / 2 - 20) as i32))?;
+        root.present()?;
+        return Ok(());
+    }
     let (left, right) = root.split_horizontally(WIDTH / 2);
     let finite = |v: f64| if v.is_finite() { Some(v) } else { None };
     let loss: Vec<(f64, f64, f64)> = history
@@ -32,7 +38,7 @@ fn draw(out: &mut String, history: &[EpochMetrics], title: &str) -> Fallible {
         .collect();
     let acc: Vec<(f64, f64, f64)> =
         history.iter().map(|m| (m.epoch as f64, 100.0 * m.train_acc, 100.0 * m.test_acc)).collect();
-    let last_epoch = history.iter().map(|m| m.epoch).max().unwrap_or(1).max(2) as f64;
+    let last_epoch = history.iter().map(|m| m.epoch).max().unwrap_or(1) as f64;
     let loss_top = loss.iter().map(|p| p.1.max(p.2)).fold(0.0, f64::max).max(1e-3) * 1.08;
     panel(&left, "loss", &loss, last_epoch, (0.0, loss_top), false)?;
     let acc_low = acc.iter().map(|p| p.1.min(p.2)).fold(100.0, f64::min);
@@ -61,7 +67,7 @@ fn panel(
     chart
         .configure_mesh()
         .x_desc("epoch")
-        .x_labels(last_epoch.min(20.0) as usize)
+        .x_labels((last_epoch as usize).clamp(1, 20))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;

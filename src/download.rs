@@ -98,6 +98,7 @@ pub fn download_command(args: &DownloadCommand) -> Result<PathBuf, String> {
     if dir.exists() && !dir.is_dir() {
         return Err(format!("{}: --dir needs a directory, and this is a file", dir.display()));
     }
+    let created = !dir.exists();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: cannot create it: {e}", dir.display()))?;
     let mirrors: Vec<String> = if args.mirrors.is_empty() {
         args.dataset.mirrors().iter().map(|m| m.to_string()).collect()
@@ -113,7 +114,13 @@ pub fn download_command(args: &DownloadCommand) -> Result<PathBuf, String> {
         .into();
     println!("{} into {}", args.dataset.dir_name(), dir.display());
     for file in args.dataset.files() {
-        fetch_verified(&agent, &dir, &file, &mirrors)?;
+        if let Err(e) = fetch_verified(&agent, &dir, &file, &mirrors) {
+            // a directory made for nothing would only be skipped, with a note, by training
+            if created {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            return Err(e);
+        }
     }
     println!("done: train with --data {}", crate::run::shell_quote(&dir.to_string_lossy()));
     Ok(dir)
@@ -198,7 +205,7 @@ fn fetch_verified(
     }
     let _ = std::fs::remove_file(&origin);
     Err(format!(
-        "{}: no mirror gave a good copy:\n  {}\ncheck the network, or pass --mirror URL of another copy (a directory holding {})",
+        "{}: no mirror gave a good copy:\n  {}\ntry again later, or pass --mirror URL of another copy (a directory holding {})",
         file.name,
         problems.join("\n  "),
         file.name
@@ -233,6 +240,9 @@ enum Fetch {
 /// ranges. Returns the part's final length.
 fn fetch(agent: &ureq::Agent, url: &str, part: &Path) -> Result<u64, Fetch> {
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    if have > 0 {
+        println!("{}: resuming after the {} already here", part.display(), size_text(have));
+    }
     let mut request = agent.get(url);
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
@@ -397,10 +407,14 @@ pub fn ensure_dataset(data: Option<&Path>) -> Result<(), String> {
         None => default_dir(DatasetName::FashionMnist)?,
     };
     println!("--download: no dataset found; fetching Fashion-MNIST into {}", dir.display());
+    let quoted = crate::run::shell_quote(&dir.to_string_lossy());
     download_command(&DownloadCommand {
         dir: Some(dir),
         dataset: DatasetName::FashionMnist,
         mirrors: Vec::new(),
     })
     .map(|_| ())
+    .map_err(|e| {
+        format!("{e}\n(with another copy: `gpu-train download --dir {quoted} --mirror URL`, then train)")
+    })
 }

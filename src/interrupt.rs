@@ -11,7 +11,7 @@ static REQUESTS: AtomicUsize = AtomicUsize::new(0);
 pub static BAR_SHOWN: AtomicBool = AtomicBool::new(false);
 
 /// What the first request prints.
-pub const FIRST_MESSAGE: &str = "interrupted: finishing the batches already queued (the running group and at most one more), then saving (a second Ctrl-C or SIGTERM quits at once)";
+pub const FIRST_MESSAGE: &str = "interrupted: finishing the work in flight (the running group of steps and at most one more, or the epoch's evaluation), then saving (a second Ctrl-C or SIGTERM quits at once)";
 
 pub const EXIT_CODE: u8 = 130;
 

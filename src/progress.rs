@@ -21,7 +21,8 @@ pub struct Tick<'s> {
     /// Batches of the phase done (counting any done before a resume) of `total`.
     pub done: usize,
     pub total: usize,
-    /// Images finished and seconds elapsed in this call.
+    /// Batches and images finished, and seconds elapsed, in this call.
+    pub steps: usize,
     pub images: usize,
     pub seconds: f64,
     /// Mean training loss and accuracy of this epoch's samples read so far.
@@ -120,7 +121,7 @@ impl Progress {
         if self.style == Style::Bar {
             let bar = ProgressBar::with_draw_target(Some(tick.total as u64), ProgressDrawTarget::stderr());
             if let Ok(style) =
-                ProgressStyle::with_template("{prefix} [{bar:12}] {pos}/{len} {percent}% {wide_msg}")
+                ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} {percent}% {msg}")
             {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -160,10 +161,11 @@ impl Progress {
         let Some((_, run_left)) = self.eta(tick.epoch, tick.total - tick.done, None) else { return };
         self.estimated = true;
         let epochs_left = self.run.epochs + 1 - self.run.first_epoch;
-        let scope = if self.run.first_epoch == 1 {
-            format!("{} epoch(s)", self.run.epochs)
-        } else {
-            format!("the remaining {epochs_left} epoch(s)")
+        let resumed = self.run.first_epoch > 1 || tick.done > tick.steps;
+        let scope = match (resumed, epochs_left) {
+            (false, 1) => "1 epoch".to_string(),
+            (false, n) => format!("{n} epochs"),
+            (true, _) => "the rest of the run".to_string(),
         };
         let step = self.step_seconds.unwrap_or(0.0);
         let per_step = if step >= 0.1 { format!("{step:.2} s") } else { format!("{:.1} ms", 1e3 * step) };
@@ -188,8 +190,8 @@ impl StepObserver for Progress {
             }
         }
         let rate = tick.images as f64 / tick.seconds.max(1e-9);
-        if tick.images > 0 {
-            let secs = tick.seconds / (tick.images as f64 / self.run.batch_size as f64);
+        if tick.steps > 0 {
+            let secs = tick.seconds / tick.steps as f64;
             if tick.train {
                 self.step_seconds = Some(secs);
             } else if tick.finished && tick.done == tick.total {

@@ -43,6 +43,12 @@ struct Findings {
 
 pub fn report_command(args: &ReportCommand) -> Result<(), String> {
     let dir = &args.run_dir;
+    if dir.is_file() {
+        return Err(format!(
+            "{}: a file; give the run's directory (a --save DIR of a training run)",
+            dir.display()
+        ));
+    }
     if !dir.is_dir() {
         return Err(format!("{}: no such run directory (a --save DIR of a training run)", dir.display()));
     }
@@ -63,12 +69,16 @@ pub fn report_command(args: &ReportCommand) -> Result<(), String> {
     let (ckpt, plan) = Checkpoint::load_with_plan(&checkpoint, param_align_words(&gpu))?;
     let sessions = sessions(&dir.join("run.json"));
     // the data the run trained on (run.json), unless --data says otherwise
-    let recorded = sessions.last().map(|s| PathBuf::from(&s.3)).filter(|d| d.is_dir());
+    let recorded = sessions.last().map(|s| PathBuf::from(&s.3));
     if args.data.is_none()
-        && recorded.is_none()
-        && let Some(s) = sessions.last()
+        && let Some(d) = recorded.as_ref().filter(|d| !d.is_dir())
     {
-        eprintln!("note: the run's data directory {} is gone; looking in the usual places", s.3);
+        // another dataset of the same shape would give a plausible, wrong report
+        return Err(format!(
+            "{}: the run's data directory (from {}) is gone; pass --data DIR with the same test set",
+            d.display(),
+            dir.join("run.json").display()
+        ));
     }
     let data_dir = data::locate_test(args.data.as_deref().or(recorded.as_deref()))?;
     let limit = plan.limit_test.flatten();
@@ -96,18 +106,21 @@ pub fn report_command(args: &ReportCommand) -> Result<(), String> {
         config: config.as_deref(),
         sessions: &sessions,
         findings: &findings,
+        data: &data_dir,
+        train_count: ckpt.dataset.train,
         pixels: &test.pixels,
         side: test.side,
     })?;
     let out = args.out.clone().unwrap_or_else(|| dir.join("report.html"));
     write_atomically(&out, &html)?;
     println!(
-        "wrote {}: {} on {} test images, accuracy {:.2}%, {} epochs of metrics",
+        "wrote {}: {} on {} test images, accuracy {:.2}%, {} epoch{} of metrics",
         out.display(),
         checkpoint.display(),
         test.count,
         100.0 * accuracy,
-        history.len()
+        history.len(),
+        if history.len() == 1 { "" } else { "s" }
     );
     Ok(())
 }
@@ -161,6 +174,8 @@ struct PageParts<'a> {
     config: Option<&'a str>,
     sessions: &'a [(String, String, u64, String)],
     findings: &'a Findings,
+    data: &'a Path,
+    train_count: usize,
     pixels: &'a [u8],
     side: usize,
 }
@@ -196,8 +211,9 @@ fn page(p: &PageParts) -> Result<String, String> {
     }
     let _ = writeln!(
         h,
-        "<h2>Confusion matrix</h2><p>{} on the test set: loss {:.4}, accuracy {:.2}%. Rows: true class; columns: predicted class.</p>",
+        "<h2>Confusion matrix</h2><p>{} on the {} test images: loss {:.4}, accuracy {:.2}%. Rows: true class; columns: predicted class.</p>",
         esc(&p.checkpoint.display().to_string()),
+        f.confusion.iter().flatten().sum::<u64>(),
         f.loss,
         100.0 * f.accuracy
     );
@@ -248,9 +264,15 @@ fn facts(h: &mut String, p: &PageParts) {
             ),
         ));
     }
-    for (started, adapter, from, _) in p.sessions {
+    let tested: u64 = p.findings.confusion.iter().flatten().sum();
+    rows.push((
+        "data".into(),
+        format!("{} ({} training images, {} test images)", p.data.display(), p.train_count, tested),
+    ));
+    for (i, (started, adapter, from, _)) in p.sessions.iter().enumerate() {
         let when = if *from == 0 { "started".to_string() } else { format!("resumed after epoch {from}") };
-        rows.push(("adapter".into(), format!("{adapter} ({when} {started} UTC)")));
+        let label = if p.sessions.len() > 1 { format!("session {}", i + 1) } else { "adapter".into() };
+        rows.push((label, format!("{adapter} ({when} {started} UTC)")));
     }
     h.push_str("<table class=\"facts\">");
     for (k, v) in rows {

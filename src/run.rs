@@ -322,6 +322,7 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
                 data: dir.canonicalize().unwrap_or_else(|_| dir.clone()),
                 started_utc,
                 from_epoch: trainer.position.epochs_done,
+                from_batch: trainer.position.batches_done,
             };
             let name =
                 d.canonicalize().ok().and_then(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()));

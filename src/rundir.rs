@@ -209,7 +209,7 @@ impl Saver {
         match self.path("last.safetensors") {
             Some(last) => {
                 println!("saved {}", last.display());
-                let mut words = vec!["gpu-train".to_string(), "--resume".to_string()];
+                let mut words = vec![program_name(), "--resume".to_string()];
                 words.push(last.to_string_lossy().into_owned());
                 words.extend(self.resume_flags.iter().cloned());
                 let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
@@ -228,6 +228,26 @@ impl Saver {
     }
 }
 
+/// How to run this program again: `gpu-train` when that name on PATH is this program,
+/// else the path it was started by (`target/release/gpu-train` under `cargo run`), which
+/// works from the same directory.
+pub fn program_name() -> String {
+    let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .filter_map(|d| d.join("gpu-train").canonicalize().ok())
+            .any(|found| Some(&found) == me.as_ref())
+    });
+    if on_path {
+        return "gpu-train".into();
+    }
+    std::env::args_os()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "gpu-train".into())
+}
+
 /// The run's record in its directory (see the module note).
 pub struct RunRecord {
     dir: PathBuf,
@@ -240,8 +260,9 @@ pub struct Session {
     pub adapter: String,
     pub data: PathBuf,
     pub started_utc: String,
-    /// Epochs done when this session started (0 for a fresh run).
+    /// Epochs done, and batches of the next, when this session started (0, 0 when fresh).
     pub from_epoch: usize,
+    pub from_batch: usize,
 }
 
 /// The record of the run a resume continues: its epochs up to the checkpoint's and its
@@ -288,6 +309,7 @@ impl RunRecord {
         sessions.push(serde_json::json!({
             "started_utc": session.started_utc,
             "from_epoch": session.from_epoch,
+            "from_batch": session.from_batch,
             "adapter": session.adapter,
             "data": session.data.to_string_lossy(),
             "gpu_train": env!("CARGO_PKG_VERSION"),

@@ -51,6 +51,15 @@ impl RunningMetrics {
         self.rows = 0;
     }
 
+    /// Adds (loss, correct) pairs already on the host (a resumed epoch's first part).
+    pub fn add_pairs(&mut self, values: &[f32]) {
+        for pair in values.chunks_exact(2) {
+            self.loss_sum += pair[0] as f64;
+            self.correct_sum += pair[1] as f64;
+        }
+        self.rows += values.len() / 2;
+    }
+
     /// Records the copy of samples [first_row, first_row + rows) of `metrics` at the end of
     /// a group's encoder, into the staging buffer that is not pending. Returns its index;
     /// the caller submits the encoder, collects the pending copy, then calls `map_recorded`.
@@ -101,15 +110,11 @@ impl RunningMetrics {
             self.discard();
             return;
         };
-        let values: &[f32] = bytemuck::cast_slice(&view);
-        for pair in values.chunks_exact(2) {
-            self.loss_sum += pair[0] as f64;
-            self.correct_sum += pair[1] as f64;
-        }
-        self.rows += values.len() / 2;
+        let values: Vec<f32> = bytemuck::cast_slice(&view).to_vec();
         drop(view);
         self.staging[index].unmap();
         self.pending = None;
+        self.add_pairs(&values);
     }
 
     /// Drops a pending copy unread (unmapping it so the staging buffer can be reused).

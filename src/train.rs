@@ -385,6 +385,7 @@ impl<'a> Trainer<'a> {
         let kind = usize::from(!train);
         let max_group = self.group_steps();
         let mut next = first.min(total);
+        let first_here = next;
         let mut last_submit = None;
         // (batches, images) of the group queued behind the running one
         let mut in_flight: Option<(usize, usize)> = None;
@@ -392,6 +393,10 @@ impl<'a> Trainer<'a> {
         let mut last_wait = start;
         if train {
             self.running.reset();
+            // a resumed epoch's samples so far, as its metrics will count them
+            if next > 0 {
+                self.running.add_pairs(&self.position.partial_metrics);
+            }
         }
         while next < total {
             let steps_here = self.steps_per_group(kind, max_group);
@@ -438,7 +443,7 @@ impl<'a> Trainer<'a> {
                     self.measured_group(kind, now - last_wait, b);
                     last_wait = now;
                     (done, images) = (done + b, images + n);
-                    self.tick(train, label, epoch, done, total, images, start, false);
+                    self.tick(train, label, epoch, (first_here, done, total), images, start, false);
                 }
             }
             if let Some((index, bytes)) = copy {
@@ -455,7 +460,7 @@ impl<'a> Trainer<'a> {
             self.measured_group(kind, Instant::now() - last_wait, b);
             (done, images) = (done + b, images + n);
         }
-        self.tick(train, label, epoch, done, total, images, start, true);
+        self.tick(train, label, epoch, (first_here, done, total), images, start, true);
         Ok((start.elapsed().as_secs_f64(), done - first.min(total)))
     }
 
@@ -482,8 +487,7 @@ impl<'a> Trainer<'a> {
         train: bool,
         label: &str,
         epoch: usize,
-        done: usize,
-        total: usize,
+        (first, done, total): (usize, usize, usize),
         images: usize,
         start: Instant,
         finished: bool,
@@ -500,6 +504,7 @@ impl<'a> Trainer<'a> {
             epoch,
             done,
             total,
+            steps: done - first,
             images,
             seconds: start.elapsed().as_secs_f64(),
             running: if train { self.running.value() } else { None },

@@ -175,6 +175,19 @@ fn completions_for_each_shell_and_a_manual_page() {
             assert!(stdout.contains(word), "{shell} completes {word}");
         }
     }
+    // bash completes a subcommand's options and values (clap_complete's own script would not
+    // for a hyphenated program name)
+    let (_, script, _) = gpu_train(&["completions", "bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.bash"), &script).unwrap();
+    let probe = "source c.bash; \
+        COMP_WORDS=(gpu-train download --dataset ''); COMP_CWORD=3; _gpu__train gpu-train '' --dataset; echo \"A: ${COMPREPLY[*]}\"; \
+        COMP_WORDS=(gpu-train report --chec); COMP_CWORD=2; _gpu__train gpu-train --chec report; echo \"B: ${COMPREPLY[*]}\"";
+    let out =
+        std::process::Command::new("bash").args(["-c", probe]).current_dir(dir.path()).output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("A: fashion-mnist mnist"), "{out}");
+    assert!(out.contains("B: --checkpoint"), "{out}");
     let (code, _, stderr) = gpu_train(&["completions", "tcsh"]);
     assert_eq!(code, 2, "{stderr}");
     let (code, man, _) = gpu_train(&["man"]);
@@ -183,6 +196,12 @@ fn completions_for_each_shell_and_a_manual_page() {
     for word in ["\\-\\-epochs", "report", "download"] {
         assert!(man.contains(word), "the manual page lists {word}");
     }
+    // with --dir, a page per subcommand too: the pages the main one refers to
+    let (code, _, stderr) = gpu_train(&["man", "--dir", s(&dir.path().join("man"))]);
+    assert_eq!(code, 0, "{stderr}");
+    let download = read(&dir.path().join("man/gpu-train-download.1"));
+    assert!(download.contains(".TH gpu-train-download") && download.contains("mirror"), "{download:.300}");
+    assert!(dir.path().join("man/gpu-train-report.1").is_file());
 }
 
 #[test]
