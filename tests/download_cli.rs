@@ -186,17 +186,8 @@ fn a_good_mirror_gives_four_verified_files_that_train() {
     assert_eq!(server.log.lock().unwrap().len(), before, "no request for files already there");
     // the downloaded directory is a dataset training reads
     let data = dir.path().to_str().unwrap();
-    let (code, stdout, stderr) = gpu_train(&[
-        "--data",
-        data,
-        "--epochs",
-        "1",
-        "--limit-train",
-        "256",
-        "--limit-test",
-        "128",
-        "--no-save",
-    ]);
+    let short = ["--epochs", "1", "--limit-train", "256", "--limit-test", "128", "--no-save"];
+    let (code, stdout, stderr) = gpu_train(&[&["--data", data][..], &short].concat());
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("60000 train") || stdout.contains("256 train"), "{stdout}");
 }
