@@ -112,7 +112,7 @@ pub fn report_command(args: &ReportCommand) -> Result<(), String> {
         side: test.side,
     })?;
     let out = args.out.clone().unwrap_or_else(|| dir.join("report.html"));
-    write_atomically(&out, &html)?;
+    crate::rundir::write_whole(&out, &html)?;
     println!(
         "wrote {}: {} on {} test images, accuracy {:.2}%, {} epoch{} of metrics",
         out.display(),
@@ -388,14 +388,4 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    let name =
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report.html".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{}: cannot write the report: {e}", path.display())
-    })
 }

@@ -588,7 +588,7 @@ fn resumed_config(
 }
 
 /// The directory a checkpoint file is in ("." for a bare file name).
-fn checkpoint_dir(path: &Path) -> PathBuf {
+pub fn checkpoint_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -34,10 +34,7 @@ pub fn planned_save_dir(args: &TrainCommand) -> Result<Option<SaveDir>, String> 
     if args.no_save {
         return Ok(None);
     }
-    let resumed_dir = args.resume.as_deref().map(|file| match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    });
+    let resumed_dir = args.resume.as_deref().map(crate::run::checkpoint_dir);
     let dir = match (&args.save, &resumed_dir) {
         (Some(dir), _) => dir.clone(),
         (None, Some(d)) => d.clone(),
@@ -337,13 +334,19 @@ impl RunRecord {
     /// Replaces DIR/name whole (a temporary file renamed over it), so that a reader never
     /// sees half a file.
     fn write(&self, name: &str, text: &str) -> Result<(), String> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("{}: cannot write it: {e}", path.display())
-        })
+        write_whole(&self.dir.join(name), text)
     }
+}
+
+/// Replaces `path` whole: a temporary file beside it (.NAME.tmp-PID, which
+/// prepare_save_dir clears after a kill) renamed over it, so a reader never sees half.
+pub fn write_whole(path: &Path, text: &str) -> Result<(), String> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: cannot write it: {e}", path.display())
+    })
 }
 
 /// metrics.csv: a header and one row per epoch, the columns of metrics.jsonl.
