@@ -14,6 +14,14 @@
 // updates the running statistics) -> bn_forward_train. Evaluation: bn_forward_eval (the
 // running statistics). Backward: bn_grad_partial -> bn_grad_reduce (dgamma, dbeta into
 // grads) -> bn_backward_dx.
+//
+// With p.relu set, a ReLU that follows the layer is fused in: the forwards write
+// max(y, 0) (NaN and -0 give +0, as relu.wgsl), and the backward kernels mask dy by that
+// output (`out`) before using it, as relu_backward would have.
+//
+// The elementwise kernels (forwards, dx) give each thread up to PER_THREAD consecutive
+// values of one (sample, channel) row: one division finds the row, and the channel's
+// values are loaded once for all of them.
 
 override WG: u32 = 64u;
 
@@ -26,7 +34,13 @@ struct BnParams {
     param_offset: u32,
     eps: f32,
     momentum: f32,
+    relu: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
+
+const PER_THREAD: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: BnParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -36,15 +50,13 @@ struct BnParams {
 @group(0) @binding(5) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grads: array<f32>;
+// the layer's output, whose sign masks dy when a ReLU is fused
+@group(0) @binding(8) var<storage, read> out: array<f32>;
 @group(1) @binding(0) var<uniform> step: Step;
 
 // The batch's valid rows.
 fn rows() -> u32 {
     return min(step.count, p.batch);
-}
-
-fn index_of(c: u32, j: u32) -> u32 {
-    return ((j / p.plane) * p.channels + c) * p.plane + j % p.plane;
 }
 
 fn thread_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -58,6 +70,27 @@ fn count() -> f32 {
 const SUM: u32 = 0u;
 const SQDEV: u32 = 1u;
 
+// Walks channel c's values j = first .. end - 1 (j = b * plane + i) in order, with one
+// division at the start: `at` is j's flat index, and steps over the other channels' planes
+// at each sample's end.
+struct Walk {
+    at: u32,
+    i: u32,
+}
+
+fn walk_start(c: u32, first: u32) -> Walk {
+    let b = first / p.plane;
+    let i = first - b * p.plane;
+    return Walk((b * p.channels + c) * p.plane + i, i);
+}
+
+fn walk_next(w: Walk) -> Walk {
+    if w.i + 1u == p.plane {
+        return Walk(w.at + 1u + (p.channels - 1u) * p.plane, 0u);
+    }
+    return Walk(w.at + 1u, w.i + 1u);
+}
+
 // One thread per (chunk, channel): the chunk's sum of x or of (x - mean)^2.
 fn stat_partial(t: u32, what: u32) {
     if t >= p.chunks * p.channels {
@@ -66,15 +99,18 @@ fn stat_partial(t: u32, what: u32) {
     let chunk = t / p.channels;
     let c = t % p.channels;
     let mean = stats[c];
-    let end = min(rows() * p.plane, (chunk + 1u) * p.chunk_len);
+    let first = chunk * p.chunk_len;
+    let end = min(rows() * p.plane, first + p.chunk_len);
+    var w = walk_start(c, first);
     var sum = 0.0;
-    for (var j = chunk * p.chunk_len; j < end; j++) {
-        let v = x[index_of(c, j)];
+    for (var j = first; j < end; j++) {
+        let v = x[w.at];
         if what == SUM {
             sum += v;
         } else {
             sum += (v - mean) * (v - mean);
         }
+        w = walk_next(w);
     }
     partial[t] = sum;
 }
@@ -136,31 +172,74 @@ fn beta(c: u32) -> f32 {
     return params[p.param_offset + p.channels + c];
 }
 
-fn channel_of(i: u32) -> u32 {
-    return (i / p.plane) % p.channels;
+// Up to PER_THREAD consecutive values of row `row` (= sample * channels + channel),
+// starting at flat index `base`.
+struct Span {
+    base: u32,
+    len: u32,
+    channel: u32,
+    row: u32,
+}
+
+fn segments_per_row() -> u32 {
+    return (p.plane + PER_THREAD - 1u) / PER_THREAD;
+}
+
+// None past the end: threads = batch * channels * segments_per_row().
+fn span_of(t: u32) -> Span {
+    let segs = segments_per_row();
+    let row = t / segs;
+    let first = (t - row * segs) * PER_THREAD;
+    return Span(row * p.plane + first, min(PER_THREAD, p.plane - first), row % p.channels, row);
+}
+
+fn elementwise_threads() -> u32 {
+    return p.batch * p.channels * segments_per_row();
+}
+
+fn relu_if_fused(v: f32) -> f32 {
+    return select(v, select(0.0, v, v > 0.0), p.relu != 0u);
+}
+
+// dy at `at`, masked by the fused ReLU's output.
+fn dy_at(at: u32) -> f32 {
+    let g = dy[at];
+    if p.relu != 0u {
+        return select(0.0, g, out[at] > 0.0);
+    }
+    return g;
+}
+
+// y = (x - mean) * (gamma * inv_std) + beta over one span.
+fn normalise(s: Span, mean: f32, inv_std: f32) {
+    let scale = gamma(s.channel) * inv_std;
+    let shift = beta(s.channel);
+    for (var k = 0u; k < s.len; k++) {
+        dst[s.base + k] = relu_if_fused((x[s.base + k] - mean) * scale + shift);
+    }
 }
 
 @compute @workgroup_size(WG)
 fn bn_forward_train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let i = thread_id(wid, nwg, lid);
-    if i >= p.batch * p.channels * p.plane {
+    let t = thread_id(wid, nwg, lid);
+    if t >= elementwise_threads() {
         return;
     }
-    let c = channel_of(i);
-    dst[i] = gamma(c) * (x[i] - stats[c]) * stats[p.channels + c] + beta(c);
+    let s = span_of(t);
+    normalise(s, stats[s.channel], stats[p.channels + s.channel]);
 }
 
 @compute @workgroup_size(WG)
 fn bn_forward_eval(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let i = thread_id(wid, nwg, lid);
-    if i >= p.batch * p.channels * p.plane {
+    let t = thread_id(wid, nwg, lid);
+    if t >= elementwise_threads() {
         return;
     }
-    let c = channel_of(i);
-    let inv_std = 1.0 / sqrt(stats[3u * p.channels + c] + p.eps);
-    dst[i] = gamma(c) * (x[i] - stats[2u * p.channels + c]) * inv_std + beta(c);
+    let s = span_of(t);
+    let c = s.channel;
+    normalise(s, stats[2u * p.channels + c], 1.0 / sqrt(stats[3u * p.channels + c] + p.eps));
 }
 
 // One thread per (chunk, channel): partial[2 t] = sum dy, partial[2 t + 1] = sum dy * xhat.
@@ -175,14 +254,16 @@ fn bn_grad_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let c = t % p.channels;
     let mean = stats[c];
     let inv_std = stats[p.channels + c];
-    let end = min(rows() * p.plane, (chunk + 1u) * p.chunk_len);
+    let first = chunk * p.chunk_len;
+    let end = min(rows() * p.plane, first + p.chunk_len);
+    var w = walk_start(c, first);
     var sum_dy = 0.0;
     var sum_dy_xhat = 0.0;
-    for (var j = chunk * p.chunk_len; j < end; j++) {
-        let at = index_of(c, j);
-        let g = dy[at];
+    for (var j = first; j < end; j++) {
+        let g = dy_at(w.at);
         sum_dy += g;
-        sum_dy_xhat += g * (x[at] - mean) * inv_std;
+        sum_dy_xhat += g * (x[w.at] - mean) * inv_std;
+        w = walk_next(w);
     }
     partial[2u * t] = sum_dy;
     partial[2u * t + 1u] = sum_dy_xhat;
@@ -205,15 +286,22 @@ fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 @compute @workgroup_size(WG)
 fn bn_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let i = thread_id(wid, nwg, lid);
-    if i >= p.batch * p.channels * p.plane {
+    let t = thread_id(wid, nwg, lid);
+    if t >= elementwise_threads() {
         return;
     }
-    let c = channel_of(i);
+    let s = span_of(t);
+    let c = s.channel;
+    let mean = stats[c];
     let inv_std = stats[p.channels + c];
-    let xhat = (x[i] - stats[c]) * inv_std;
+    let scale = gamma(c) * inv_std;
     let dgamma = grads[p.param_offset + c];
     let dbeta = grads[p.param_offset + p.channels + c];
-    let valid = i / (p.channels * p.plane) < rows();
-    dst[i] = select(0.0, gamma(c) * inv_std * (dy[i] - (dbeta + xhat * dgamma) / count()), valid);
+    let n = count();
+    let valid = s.row / p.channels < rows();
+    for (var k = 0u; k < s.len; k++) {
+        let at = s.base + k;
+        let xhat = (x[at] - mean) * inv_std;
+        dst[at] = select(0.0, scale * (dy_at(at) - (dbeta + xhat * dgamma) / n), valid);
+    }
 }

@@ -1,5 +1,6 @@
-// ReLU over n f32 values of any shape (layout does not matter: one thread per value, flat
-// index, no loops).
+// ReLU over n f32 values of any shape (layout does not matter): thread t takes the
+// PER_THREAD consecutive values from t * PER_THREAD, which on a CPU adapter spreads each
+// invocation's start-up over several values.
 //
 // relu_forward:   x -> y = max(x, 0), written as select(0.0, v, v > 0.0) so that NaN and -0
 //                 give +0 whatever the driver's max does with them.
@@ -10,6 +11,7 @@
 //                 wgpu refuses one buffer bound both read-only and read_write in a dispatch.
 
 override WG: u32 = 64u;
+const PER_THREAD: u32 = 4u;
 
 struct ReluParams {
     n: u32,
@@ -31,30 +33,27 @@ struct ReluParams {
 @compute @workgroup_size(WG)
 fn relu_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= p.n {
-        return;
+    let first = ((wid.x + wid.y * nwg.x) * WG + lid) * PER_THREAD;
+    for (var i = first; i < min(first + PER_THREAD, p.n); i++) {
+        let v = src[i];
+        dst[i] = select(0.0, v, v > 0.0);
     }
-    let v = src[i];
-    dst[i] = select(0.0, v, v > 0.0);
 }
 
 @compute @workgroup_size(WG)
 fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= p.n {
-        return;
+    let first = ((wid.x + wid.y * nwg.x) * WG + lid) * PER_THREAD;
+    for (var i = first; i < min(first + PER_THREAD, p.n); i++) {
+        dst[i] = select(0.0, src[i], out[i] > 0.0);
     }
-    dst[i] = select(0.0, src[i], out[i] > 0.0);
 }
 
 @compute @workgroup_size(WG)
 fn relu_mask(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= p.n {
-        return;
+    let first = ((wid.x + wid.y * nwg.x) * WG + lid) * PER_THREAD;
+    for (var i = first; i < min(first + PER_THREAD, p.n); i++) {
+        grad[i] = select(0.0, grad[i], out[i] > 0.0);
     }
-    grad[i] = select(0.0, grad[i], out[i] > 0.0);
 }

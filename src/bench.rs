@@ -137,6 +137,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
                             "layer": k.layer, "kernel": k.kernel, "calls_per_step": k.calls_per_step,
                             "ms_per_step": k.ms_per_step, "flops_per_step": k.flops_per_step,
                             "gflops": k.gflops(),
+                            "bytes_per_step": k.bytes_per_step, "gbytes_per_sec": k.gbps(),
                         })
                     })
                     .collect(),

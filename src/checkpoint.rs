@@ -113,7 +113,7 @@ pub struct Checkpoint {
 pub fn state_slots(nodes: &[Node]) -> Vec<(String, usize)> {
     let mut out = Vec::new();
     for n in nodes {
-        if n.op == Op::BatchNorm {
+        if matches!(n.op, Op::BatchNorm { .. }) {
             let c = crate::network::channels_of(n.input);
             out.push((format!("{}.running_mean", n.torch_index), c));
             out.push((format!("{}.running_var", n.torch_index), c));

@@ -278,6 +278,9 @@ pub struct Dispatch {
     pub layer: String,
     /// Floating-point operations per launch (multiply-add = 2); 0 for data movement.
     pub flops: u64,
+    /// Bytes the launch must read and write at least (each value once), for the
+    /// memory-bound kernels' GB/s; 0 where not counted.
+    pub bytes: u64,
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     /// Empty unless the kernel reads the per-step uniform (group 1).
@@ -299,6 +302,7 @@ impl Dispatch {
             name: kernel.name,
             layer: String::new(),
             flops: 0,
+            bytes: 0,
             pipeline: kernel.pipeline.clone(),
             bind_group: kernel.bind(gpu, 0, entries),
             step_groups: Vec::new(),
@@ -319,6 +323,11 @@ impl Dispatch {
 
     pub fn with_flops(mut self, flops: u64) -> Dispatch {
         self.flops = flops;
+        self
+    }
+
+    pub fn with_bytes(mut self, bytes: u64) -> Dispatch {
+        self.bytes = bytes;
         self
     }
 
@@ -384,8 +393,10 @@ pub fn uniform_struct_sizes() -> Vec<(&'static str, usize)> {
 
 /// Constants the host and a shader must agree on: (module label, WGSL constant, value).
 pub fn shared_constants() -> Vec<(&'static str, &'static str, u32)> {
-    use crate::layers::{conv, dense};
+    use crate::layers::{batchnorm, conv, dense, relu};
     vec![
+        ("batchnorm.wgsl", "PER_THREAD", batchnorm::PER_THREAD as u32),
+        ("relu.wgsl", "PER_THREAD", relu::PER_THREAD as u32),
         ("conv.wgsl", "OT", conv::OUT_TILE as u32),
         ("conv_wgrad.wgsl", "OT", conv::WGRAD_TILE as u32),
         ("dense.wgsl", "TM", dense::TILE.0),

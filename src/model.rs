@@ -134,7 +134,7 @@ impl Model {
         if training && shape.batch == 1 {
             // One value per feature has no spread to normalise by (PyTorch refuses it too).
             if let Some(n) = nodes.iter().find(|n| {
-                n.op == crate::network::Op::BatchNorm
+                matches!(n.op, crate::network::Op::BatchNorm { .. })
                     && matches!(n.input, crate::model_spec::Shape::Flat { .. })
             }) {
                 return Err(format!(

@@ -41,7 +41,10 @@ pub enum Op {
     Relu,
     Pool,
     Gap,
-    BatchNorm,
+    /// `relu`: bn,relu fused (the ReLU applied as batch norm writes its output).
+    BatchNorm {
+        relu: bool,
+    },
     Dropout {
         p: f64,
     },
@@ -102,7 +105,7 @@ fn fast_conv(kernel: usize, input: Shape, out_channels: usize, first: bool) -> b
 }
 
 /// Shape inference (model_spec::infer, whose errors name the layer) and the fusion pass:
-/// conv,relu,pool and fc,relu become one node wherever they appear in a row.
+/// conv,relu,pool, fc,relu and bn,relu become one node wherever they appear in a row.
 pub fn plan(layers: &[LayerSpec], channels: usize, side: usize, classes: usize) -> Result<Vec<Node>> {
     let info = crate::model_spec::infer(layers, channels, side, classes)?;
     let torch = torch_indices(layers);
@@ -130,7 +133,10 @@ pub fn plan(layers: &[LayerSpec], channels: usize, side: usize, classes: usize) 
             LayerSpec::Relu => (Op::Relu, 1),
             LayerSpec::MaxPool => (Op::Pool, 1),
             LayerSpec::GlobalAvgPool => (Op::Gap, 1),
-            LayerSpec::BatchNorm => (Op::BatchNorm, 1),
+            LayerSpec::BatchNorm => {
+                let relu = next(1) == Some(&LayerSpec::Relu);
+                (Op::BatchNorm { relu }, if relu { 2 } else { 1 })
+            }
             LayerSpec::Dropout { p } => (Op::Dropout { p: *p }, 1),
         };
         let text = layers[i..i + len].iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",");
@@ -220,7 +226,7 @@ impl ParamLayout {
                     add("weight", vec![*outputs, input.len()], Init::Uniform(bound), true, true);
                     add("bias", vec![*outputs], Init::Uniform(bound), true, false);
                 }
-                (Op::BatchNorm, input) => {
+                (Op::BatchNorm { .. }, input) => {
                     let c = channels_of(input);
                     add("weight", vec![c], Init::Ones, true, false);
                     add("bias", vec![c], Init::Zeros, true, false);
@@ -613,7 +619,7 @@ impl Network {
                 )?;
                 Built::same(gap.forward, gap.backward, vec![gap.uniform])
             }
-            Op::BatchNorm => {
+            Op::BatchNorm { relu } => {
                 let shape = BnShape { batch, channels: channels_of(node.input), plane: plane_of(node.input) };
                 let stats =
                     gpu.storage_init(&format!("{} statistics", node.label()), &shape.initial_stats())?;
@@ -621,6 +627,7 @@ impl Network {
                     gpu,
                     k,
                     shape,
+                    relu,
                     &BnBuffers {
                         x,
                         y,

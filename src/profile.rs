@@ -14,12 +14,19 @@ pub struct KernelTime {
     pub calls_per_step: usize,
     pub ms_per_step: f64,
     pub flops_per_step: u64,
+    /// Bytes read and written at least (memory-bound kernels; 0 where not counted).
+    pub bytes_per_step: u64,
 }
 
 impl KernelTime {
     pub fn gflops(&self) -> Option<f64> {
         (self.flops_per_step > 0 && self.ms_per_step > 0.0)
             .then(|| self.flops_per_step as f64 / (self.ms_per_step * 1e6))
+    }
+    /// Memory throughput: the bytes the kernel must move over its time.
+    pub fn gbps(&self) -> Option<f64> {
+        (self.bytes_per_step > 0 && self.ms_per_step > 0.0)
+            .then(|| self.bytes_per_step as f64 / (self.ms_per_step * 1e6))
     }
 }
 
@@ -103,6 +110,7 @@ pub fn profile(gpu: &Gpu, dispatches: &[Dispatch], steps: usize) -> Result<Optio
                 k.calls_per_step += 1;
                 k.ms_per_step += ms;
                 k.flops_per_step += d.flops;
+                k.bytes_per_step += d.bytes;
             }
             None => kernels.push(KernelTime {
                 layer: d.layer.clone(),
@@ -110,6 +118,7 @@ pub fn profile(gpu: &Gpu, dispatches: &[Dispatch], steps: usize) -> Result<Optio
                 calls_per_step: 1,
                 ms_per_step: ms,
                 flops_per_step: d.flops,
+                bytes_per_step: d.bytes,
             }),
         }
     }
@@ -121,22 +130,24 @@ pub fn format_table(profile: &KernelProfile, step_ms: f64) -> String {
     // layer names come from the model ("layer 4 (c64,relu,pool) backward"): size the column
     let lw = profile.kernels.iter().map(|k| k.layer.len()).max().unwrap_or(0).max(5);
     let mut out = format!(
-        "{:<lw$} {:<24} {:>5} {:>10} {:>7} {:>9} {:>8}\n",
-        "layer", "kernel", "calls", "ms/step", "share", "MFLOP", "GFLOP/s"
+        "{:<lw$} {:<24} {:>5} {:>10} {:>7} {:>9} {:>8} {:>7}\n",
+        "layer", "kernel", "calls", "ms/step", "share", "MFLOP", "GFLOP/s", "GB/s"
     );
     for k in &profile.kernels {
         let gflops = k.gflops().map_or("-".to_string(), |g| format!("{g:.1}"));
+        let gbps = k.gbps().map_or("-".to_string(), |g| format!("{g:.2}"));
         let mflop =
             if k.flops_per_step > 0 { format!("{:.1}", k.flops_per_step as f64 / 1e6) } else { "-".into() };
         out += &format!(
-            "{:<lw$} {:<24} {:>5} {:>10.3} {:>6.1}% {:>9} {:>8}\n",
+            "{:<lw$} {:<24} {:>5} {:>10.3} {:>6.1}% {:>9} {:>8} {:>7}\n",
             k.layer,
             k.kernel,
             k.calls_per_step,
             k.ms_per_step,
             100.0 * k.ms_per_step / step_ms,
             mflop,
-            gflops
+            gflops,
+            gbps
         );
     }
     let total = profile.total_ms();

@@ -1,7 +1,8 @@
 //! Batch norm against an f64 reference (PyTorch's rules: biased variance to normalise,
 //! unbiased in the running estimate, momentum 0.1, eps 1e-5) on image and feature shapes
 //! in every kernel configuration, training and evaluation forward, dgamma, dbeta and dx,
-//! and dx against finite differences.
+//! and dx against finite differences; and with a ReLU fused in, against the reference's
+//! max(y, 0) and its masked gradient.
 
 mod common;
 use common::*;
@@ -23,13 +24,14 @@ fn run_bn(
     pg: &[f32],
     dy: &[f32],
 ) -> Run {
-    run_bn_rows(dev, s, x, pg, dy, s.batch)
+    run_bn_rows(dev, s, false, x, pg, dy, s.batch)
 }
 
 /// `run_bn` with only the first `rows` of the batch valid (a short last batch).
 fn run_bn_rows(
     dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
     s: BnShape,
+    relu: bool,
     x: &[f32],
     pg: &[f32],
     dy: &[f32],
@@ -50,7 +52,7 @@ fn run_bn_rows(
     let b =
         BnBuffers { x: &xb, y: &yb, params: &pb, grads: &gb, offset, stats: &sb, dy: &dyb, dx: Some(&dxb) };
     let slots = slots_with(&gpu, gpu_train::kernels::Step { count: rows as u32, ..Default::default() });
-    let layer = BatchNorm::new(&gpu, &k, s, &b, true, &slots).unwrap();
+    let layer = BatchNorm::new(&gpu, &k, s, relu, &b, true, &slots).unwrap();
     for step in [&layer.train_forward, &layer.eval_forward, &layer.backward] {
         gpu_train::loop_budget::check(&gpu, step).unwrap();
     }
@@ -74,6 +76,12 @@ struct Reference {
 }
 
 fn reference(s: BnShape, x: &[f32], pg: &[f32], dy: &[f32]) -> Reference {
+    reference_relu(s, false, x, pg, dy)
+}
+
+/// With `relu`, y and the evaluation output are max(., 0) and dy is masked by y > 0
+/// before batch norm's own backward.
+fn reference_relu(s: BnShape, relu: bool, x: &[f32], pg: &[f32], dy: &[f32]) -> Reference {
     let (c_n, n) = (s.channels, (s.batch * s.plane) as f64);
     let at = |c: usize, j: usize| ((j / s.plane) * c_n + c) * s.plane + j % s.plane;
     let mut r = Reference {
@@ -95,18 +103,22 @@ fn reference(s: BnShape, x: &[f32], pg: &[f32], dy: &[f32]) -> Reference {
         r.stats[3 * c_n + c] = rv;
         let (gamma, beta) = (pg[c] as f64, pg[c_n + c] as f64);
         let (mut dgamma, mut dbeta) = (0.0, 0.0);
+        let clip = |v: f64| if relu { v.max(0.0) } else { v };
+        let mut g = vec![0.0; s.len()];
         for &i in &idx {
             let xhat = (x[i] as f64 - mean) * inv_std;
-            r.y[i] = gamma * xhat + beta;
-            r.eval_y[i] = gamma * (x[i] as f64 - rm) / (rv + EPS).sqrt() + beta;
-            dgamma += dy[i] as f64 * xhat;
-            dbeta += dy[i] as f64;
+            let y = gamma * xhat + beta;
+            r.y[i] = clip(y);
+            r.eval_y[i] = clip(gamma * (x[i] as f64 - rm) / (rv + EPS).sqrt() + beta);
+            g[i] = if relu && y <= 0.0 { 0.0 } else { dy[i] as f64 };
+            dgamma += g[i] * xhat;
+            dbeta += g[i];
         }
         r.grads[c] = dgamma;
         r.grads[c_n + c] = dbeta;
         for &i in &idx {
             let xhat = (x[i] as f64 - mean) * inv_std;
-            r.dx[i] = gamma * inv_std * (dy[i] as f64 - (dbeta + xhat * dgamma) / n);
+            r.dx[i] = gamma * inv_std * (g[i] - (dbeta + xhat * dgamma) / n);
         }
     }
     r
@@ -178,12 +190,48 @@ fn a_short_batch_normalises_over_its_valid_rows_only() {
         let short = BnShape { batch: valid, ..s };
         let want = reference(short, &x[..valid * per_row], &pg, &dy[..valid * per_row]);
         for dev in variants() {
-            let got = run_bn_rows(dev, s, &x, &pg, &dy, valid);
+            let got = run_bn_rows(dev, s, false, &x, &pg, &dy, valid);
             assert_close("short batch y", &got.y[..valid * per_row], &want.y, 1e-5);
             assert_close("short batch statistics", &got.stats, &want.stats, 1e-5);
             assert_close("short batch dgamma, dbeta", &got.grads, &want.grads, 1e-5);
             assert_close("short batch dx", &got.dx[..valid * per_row], &want.dx, 1e-5);
             assert!(got.dx[valid * per_row..].iter().all(|&v| v == 0.0), "padding rows get no gradient");
+        }
+    }
+}
+
+#[test]
+fn batchnorm_with_a_fused_relu_matches_reference() {
+    // planes that fill whole threads (8), end in a partial one (7x7 = 49, 3) and features
+    // (1); a short batch too, whose padding rows get no gradient
+    let shapes = [
+        (BnShape { batch: 5, channels: 3, plane: 8 }, 5),
+        (BnShape { batch: 3, channels: 5, plane: 49 }, 3),
+        (BnShape { batch: 6, channels: 4, plane: 3 }, 4),
+        (BnShape { batch: 13, channels: 6, plane: 1 }, 13),
+    ];
+    for (s, valid) in shapes {
+        let mut r = rng(300 + s.plane as u64);
+        let per_row = s.channels * s.plane;
+        let x: Vec<f32> =
+            random(&mut r, s.len()).iter().enumerate().map(|(i, v)| 2.0 * v + (i % 5) as f32).collect();
+        let pg = random(&mut r, s.param_len());
+        let mut dy = random(&mut r, s.len());
+        dy[valid * per_row..].fill(0.0);
+        let short = BnShape { batch: valid, ..s };
+        let want = reference_relu(short, true, &x[..valid * per_row], &pg, &dy[..valid * per_row]);
+        let negative = want.y.iter().filter(|&&v| v == 0.0).count();
+        assert!(negative > 0 && negative < want.y.len(), "the ReLU must clip some values and not all");
+        for dev in variants() {
+            println!("{:?} {s:?}, {valid} valid rows", dev.1.variant);
+            let got = run_bn_rows(dev, s, true, &x, &pg, &dy, valid);
+            let v = valid * per_row;
+            assert_close("bn+relu forward (train)", &got.y[..v], &want.y, 1e-4);
+            assert!(got.y.iter().all(|&y| y >= 0.0 && !y.is_sign_negative()), "ReLU output is +0 or more");
+            assert_close("bn+relu statistics", &got.stats, &want.stats, 1e-4);
+            assert_close("bn+relu dgamma, dbeta", &got.grads, &want.grads, 1e-4);
+            assert_close("bn+relu dx", &got.dx[..v], &want.dx, 1e-4);
+            assert!(got.dx[v..].iter().all(|&d| d == 0.0), "padding rows get no gradient");
         }
     }
 }

@@ -26,13 +26,12 @@ fn the_fusion_pass_fuses_conv_relu_pool_and_fc_relu_wherever_they_appear() {
             Op::Dense { outputs: 10, relu: false }
         ]
     );
-    // batch norm between conv and relu: no fusion, and no conv bias
+    // batch norm between conv and relu: no conv fusion and no conv bias; bn,relu fuse
     assert_eq!(
         ops("c16,bn,relu,pool,fc", 8),
         vec![
             conv(16, false, false),
-            Op::BatchNorm,
-            Op::Relu,
+            Op::BatchNorm { relu: true },
             Op::Pool,
             Op::Dense { outputs: 10, relu: false }
         ]

@@ -61,8 +61,9 @@ fn relu_matches_reference() {
 
 #[test]
 fn relu_runs_right_on_a_two_dimensional_grid() {
-    // more than 65,535 workgroups even at 64 lanes, so the grid folds into y everywhere
-    let n = 65_535 * 64 + 4_099;
+    // more than 65,535 workgroups even at 64 lanes and PER_THREAD values a lane, so the
+    // grid folds into y everywhere
+    let n = 65_535 * 64 * gpu_train::layers::relu::PER_THREAD + 4_099;
     for (gpu, k) in variants() {
         let started = std::time::Instant::now();
         let grid = check(&gpu, &k, n, 7);

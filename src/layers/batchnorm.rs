@@ -8,6 +8,9 @@
 //! statistics (mean, 1/std of the last batch, running mean, running variance: 4 x C) are
 //! the layer's non-trainable state. Every per-channel sum runs in chunks of the channel's
 //! B * P values, then over the chunks in order: deterministic, and within the loop budget.
+//! A ReLU right after the layer can be fused in (`relu`): the forwards write max(y, 0) and
+//! the backward masks dy by that output, saving the ReLU's two passes over the values.
+//! The elementwise kernels give each thread PER_THREAD consecutive values of one plane.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, StepSlots, whole};
@@ -16,6 +19,8 @@ use crate::loop_budget::{LoopBound, loop_ticks};
 pub const BATCHNORM_WGSL: &str = include_str!("../../shaders/batchnorm.wgsl");
 pub const EPS: f64 = 1e-5;
 pub const MOMENTUM: f64 = 0.1;
+/// Values per thread in the elementwise kernels (shaders/batchnorm.wgsl PER_THREAD).
+pub const PER_THREAD: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 pub struct BnShape {
@@ -35,6 +40,11 @@ impl BnShape {
     /// gamma then beta.
     pub fn param_len(&self) -> usize {
         2 * self.channels
+    }
+    /// Threads of the elementwise kernels: each takes up to PER_THREAD consecutive values
+    /// of one (sample, channel) plane.
+    pub fn elementwise_threads(&self) -> usize {
+        self.batch * self.channels * self.plane.div_ceil(PER_THREAD)
     }
     pub fn stats_len(&self) -> usize {
         4 * self.channels
@@ -65,6 +75,8 @@ pub(crate) struct BnParams {
     param_offset: u32,
     eps: f32,
     momentum: f32,
+    relu: u32,
+    _pad: [u32; 3],
 }
 
 /// Buffers the layer reads and writes; `offset` is its (gamma, beta) block in the flat
@@ -93,10 +105,12 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
+    /// With `relu`, the ReLU that follows is fused in (b.y then holds max(y, 0)).
     pub fn new(
         gpu: &Gpu,
         k: &Kernels,
         shape: BnShape,
+        relu: bool,
         b: &BnBuffers,
         with_backward: bool,
         slots: &StepSlots,
@@ -115,6 +129,8 @@ impl BatchNorm {
                 param_offset: b.offset as u32,
                 eps: EPS as f32,
                 momentum: MOMENTUM as f32,
+                relu: relu.into(),
+                _pad: [0; 3],
             }],
         );
         let partial = gpu.storage("batchnorm partial sums", 2 * chunks * c)?;
@@ -125,11 +141,29 @@ impl BatchNorm {
             |times: u64| LoopBound::new(times * loop_ticks(chunks as u64), format!("{chunks} chunks"));
         let u = || (0, whole(&uniform));
         let per_chunk = (chunks * c) as u32;
-        let elements = shape.len() as u32;
+        let elements = u32::try_from(shape.elementwise_threads())
+            .map_err(|_| format!("batch norm over {} values: too many for one dispatch", shape.len()))?;
+        let span_loops = || {
+            LoopBound::new(loop_ticks(PER_THREAD as u64), format!("{PER_THREAD} values per thread"))
+        };
+        // Words each kernel reads or writes per value (for the kernel table's GB/s); the
+        // fused ReLU's mask reads the output once more in the backward.
+        let words_per_value = |entry: &str| -> u64 {
+            let mask = u64::from(relu);
+            match entry {
+                "bn_sum_partial" | "bn_sqdev_partial" => 1,
+                "bn_forward_train" | "bn_forward_eval" => 2,
+                "bn_grad_partial" => 2 + mask,
+                "bn_backward_dx" => 3 + mask,
+                _ => 0,
+            }
+        };
         // Kernels that read the step's valid row count bind the per-step uniform.
         let stat = |entry, threads, entries: &[(u32, wgpu::BindingResource)], loops| -> Result<Dispatch> {
             let kernel = kernel(entry)?;
-            let d = Dispatch::new(gpu, &kernel, threads, entries)?.with_loops(loops);
+            let d = Dispatch::new(gpu, &kernel, threads, entries)?
+                .with_loops(loops)
+                .with_bytes(4 * words_per_value(entry) * shape.len() as u64);
             let per_step = !matches!(entry, "bn_forward_train" | "bn_forward_eval" | "bn_grad_reduce");
             Ok(if per_step { d.with_steps(gpu, &kernel, slots) } else { d })
         };
@@ -141,15 +175,22 @@ impl BatchNorm {
             stat("bn_mean", c as u32, &reduce_entries, reduce_loops(1))?,
             stat("bn_sqdev_partial", per_chunk, &stats_entries, chunk_loops.clone())?,
             stat("bn_var", c as u32, &reduce_entries, reduce_loops(1))?,
-            stat("bn_forward_train", elements, &normalise, LoopBound::none())?,
+            stat("bn_forward_train", elements, &normalise, span_loops())?,
         ];
-        let eval_forward = vec![stat("bn_forward_eval", elements, &normalise, LoopBound::none())?];
+        let eval_forward = vec![stat("bn_forward_eval", elements, &normalise, span_loops())?];
         let mut backward = Vec::new();
         if with_backward {
             backward.push(stat(
                 "bn_grad_partial",
                 per_chunk,
-                &[u(), (1, whole(b.x)), (4, whole(b.stats)), (5, whole(&partial)), (6, whole(b.dy))],
+                &[
+                    u(),
+                    (1, whole(b.x)),
+                    (4, whole(b.stats)),
+                    (5, whole(&partial)),
+                    (6, whole(b.dy)),
+                    (8, whole(b.y)),
+                ],
                 chunk_loops,
             )?);
             backward.push(stat(
@@ -170,8 +211,9 @@ impl BatchNorm {
                         (4, whole(b.stats)),
                         (6, whole(b.dy)),
                         (7, whole(b.grads)),
+                        (8, whole(b.y)),
                     ],
-                    LoopBound::none(),
+                    span_loops(),
                 )?);
             }
         }

@@ -2,13 +2,23 @@
 //! max(x, 0), with NaN and -0 giving +0; backward dy -> dx = dy where y > 0, else 0. The
 //! backward masks by the output y, so x need not survive the forward. `relu_mask_in_place`
 //! is the same mask applied to dy in place, for a fused dense + ReLU whose consumer cannot
-//! apply it. One thread per value, no loops.
+//! apply it. Each thread takes PER_THREAD consecutive values.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, whole};
-use crate::loop_budget::LoopBound;
+use crate::loop_budget::{LoopBound, loop_ticks};
 
 pub const RELU_WGSL: &str = include_str!("../../shaders/relu.wgsl");
+/// Values per thread (shaders/relu.wgsl PER_THREAD).
+pub const PER_THREAD: usize = 4;
+
+fn threads(n: usize) -> u32 {
+    n.div_ceil(PER_THREAD) as u32
+}
+
+fn span_loops() -> LoopBound {
+    LoopBound::new(loop_ticks(PER_THREAD as u64), format!("{PER_THREAD} values per thread"))
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -42,8 +52,9 @@ impl Relu {
         let uniform = params(gpu, n)?;
         let fwd = k.on_demand(gpu, "relu.wgsl", "relu_forward")?;
         let forward = vec![
-            Dispatch::new(gpu, &fwd, n as u32, &[(0, whole(&uniform)), (1, whole(x)), (2, whole(y))])?
-                .with_loops(LoopBound::none()),
+            Dispatch::new(gpu, &fwd, threads(n), &[(0, whole(&uniform)), (1, whole(x)), (2, whole(y))])?
+                .with_loops(span_loops())
+                .with_bytes(8 * n as u64),
         ];
         let mut backward = Vec::new();
         if let Some((dy, dx)) = grads {
@@ -52,10 +63,11 @@ impl Relu {
                 Dispatch::new(
                     gpu,
                     &bwd,
-                    n as u32,
+                    threads(n),
                     &[(0, whole(&uniform)), (1, whole(dy)), (2, whole(dx)), (3, whole(y))],
                 )?
-                .with_loops(LoopBound::none()),
+                .with_loops(span_loops())
+                .with_bytes(12 * n as u64),
             );
         }
         Ok(Relu { forward, backward, uniform })
@@ -74,7 +86,8 @@ pub fn relu_mask_in_place(
     let uniform = params(gpu, n)?;
     let kernel = k.on_demand(gpu, "relu.wgsl", "relu_mask")?;
     let dispatch =
-        Dispatch::new(gpu, &kernel, n as u32, &[(0, whole(&uniform)), (3, whole(y)), (4, whole(dy))])?
-            .with_loops(LoopBound::none());
+        Dispatch::new(gpu, &kernel, threads(n), &[(0, whole(&uniform)), (3, whole(y)), (4, whole(dy))])?
+            .with_loops(span_loops())
+            .with_bytes(12 * n as u64);
     Ok((dispatch, uniform))
 }
