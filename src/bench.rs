@@ -19,7 +19,20 @@ pub struct BenchConfig {
     pub synthetic: bool,
     pub adapter: AdapterOptions,
     pub json: bool,
+    /// Measure every model at every batch size instead (`--sweep`).
+    pub sweep: Option<Sweep>,
 }
+
+/// The table `bench --sweep` measures.
+pub struct Sweep {
+    pub models: Vec<crate::model_spec::ModelDef>,
+    pub batch_sizes: Vec<usize>,
+}
+
+/// The batch sizes `--sweep` measures unless told others.
+pub const SWEEP_BATCHES: [usize; 6] = [32, 64, 128, 256, 512, 1024];
+/// Timed steps per cell of the sweep unless `--steps` says otherwise.
+pub const SWEEP_STEPS: usize = 8;
 
 /// Median, minimum and maximum of per-step milliseconds over the timed groups.
 #[derive(Debug, Clone, Copy)]
@@ -66,59 +79,104 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError> {
-    let t0 = Instant::now();
-    let gpu = crate::gpu::open_gpu(&cfg.adapter, !cfg.json)?;
-    let adapter_s = t0.elapsed().as_secs_f64();
+/// One model at one batch size, measured.
+struct Measured {
+    trainer_startup: (f64, f64),
+    train: Spread,
+    eval: Spread,
+    forward_flops: u64,
+}
 
-    let t = Instant::now();
-    let dataset: Dataset = if cfg.synthetic {
-        data::synthetic(60_000, 10_000, 28, 10, 0)
-    } else {
-        match data::locate(cfg.data.as_deref()) {
-            Ok(dir) => data::load_with_classes(&dir, data::ClassCount::AnyLabels)?,
-            Err(e) if cfg.data.is_none() => {
-                if !cfg.json {
-                    println!("no dataset installed ({e}); using synthetic data of the same shape");
-                }
-                data::synthetic(60_000, 10_000, 28, 10, 0)
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let data_s = t.elapsed().as_secs_f64();
-
-    // A model that does not fit the data is a usage error, as for training.
-    if let Err(e) = crate::model_spec::infer(&cfg.model.layers, 1, dataset.train.side, dataset.classes) {
-        return Err(crate::error::CommandError::usage_line(format!("--model {}: {e}", cfg.model.label())));
+impl Measured {
+    fn images_per_sec(&self, batch: usize) -> (f64, f64) {
+        let b = batch as f64;
+        (b * 1e3 / self.train.median, b * 1e3 / self.eval.median)
     }
+}
+
+/// Builds a trainer for `model` at `batch`, runs its first step (compiling what the driver
+/// compiles), `warm_up` steps of each kind, then times `steps` training and evaluation steps.
+fn measure<'a>(
+    gpu: &'a crate::gpu::Gpu,
+    kernels: &'a Kernels,
+    dataset: &'a Dataset,
+    model: &crate::model_spec::ModelDef,
+    batch: usize,
+    steps: usize,
+    warm_up: usize,
+) -> Result<(Measured, Trainer<'a>)> {
     let t = Instant::now();
-    let kernels = Kernels::new(&gpu)?;
-    let pipelines_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let train_cfg = TrainConfig::basic(cfg.model.clone(), 1, cfg.batch_size, 0, OptimizerConfig::default());
-    let mut trainer = Trainer::new(&gpu, &kernels, &dataset, train_cfg)?;
+    let train_cfg = TrainConfig::basic(model.clone(), 1, batch, 0, OptimizerConfig::default());
+    let mut trainer = Trainer::new(gpu, kernels, dataset, train_cfg)?;
     trainer.shuffle();
     let upload_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let first = trainer.batches(trainer.train.count)[..1].to_vec();
     trainer.run_steps(&first, true, "first step", 0)?;
     let first_step_s = t.elapsed().as_secs_f64();
-    let startup_s = t0.elapsed().as_secs_f64();
-
-    // Warm-up (first eval step compiles nothing new, but fills caches), then timed groups.
-    time_steps(&mut trainer, true, TIMED_GROUP)?;
-    time_steps(&mut trainer, false, TIMED_GROUP)?;
-    let steps = cfg.steps.max(1);
-    let groups = steps.div_ceil(TIMED_GROUP);
+    time_steps(&mut trainer, true, warm_up)?;
+    time_steps(&mut trainer, false, warm_up)?;
     let train = spread(time_steps(&mut trainer, true, steps)?);
     let eval = spread(time_steps(&mut trainer, false, steps)?);
-
     let forward_flops = trainer.model.forward_flops();
+    Ok((Measured { trainer_startup: (upload_s, first_step_s), train, eval, forward_flops }, trainer))
+}
+
+/// The dataset bench measures on: the one asked for, else the installed one, else random
+/// data of Fashion-MNIST's shape.
+fn bench_data(cfg: &BenchConfig) -> std::result::Result<Dataset, crate::error::CommandError> {
+    if cfg.synthetic {
+        return Ok(data::synthetic(60_000, 10_000, 28, 10, 0));
+    }
+    match data::locate(cfg.data.as_deref()) {
+        Ok(dir) => Ok(data::load_with_classes(&dir, data::ClassCount::AnyLabels)?),
+        Err(e) if cfg.data.is_none() => {
+            if !cfg.json {
+                println!("no dataset installed ({e}); using synthetic data of the same shape");
+            }
+            Ok(data::synthetic(60_000, 10_000, 28, 10, 0))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A model that does not fit the data is a usage error, as for training.
+fn check_fits(
+    model: &crate::model_spec::ModelDef,
+    dataset: &Dataset,
+) -> std::result::Result<(), crate::error::CommandError> {
+    match crate::model_spec::infer(&model.layers, 1, dataset.train.side, dataset.classes) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(crate::error::CommandError::usage_line(format!("--model {}: {e}", model.label()))),
+    }
+}
+
+pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError> {
+    if cfg.sweep.is_some() {
+        return sweep(cfg);
+    }
+    let t0 = Instant::now();
+    let gpu = crate::gpu::open_gpu(&cfg.adapter, !cfg.json)?;
+    let adapter_s = t0.elapsed().as_secs_f64();
+    let machine = crate::machine::Machine::of(&gpu);
+
+    let t = Instant::now();
+    let dataset = bench_data(&cfg)?;
+    let data_s = t.elapsed().as_secs_f64();
+    check_fits(&cfg.model, &dataset)?;
+    let t = Instant::now();
+    let kernels = Kernels::new(&gpu)?;
+    let pipelines_s = t.elapsed().as_secs_f64();
+    let steps = cfg.steps.max(1);
+    let groups = steps.div_ceil(TIMED_GROUP);
+    let (m, trainer) = measure(&gpu, &kernels, &dataset, &cfg.model, cfg.batch_size, steps, TIMED_GROUP)?;
+    let (upload_s, first_step_s) = m.trainer_startup;
+    let startup_s = adapter_s + data_s + pipelines_s + upload_s + first_step_s;
+    let (train, eval) = (m.train, m.eval);
+
+    let forward_flops = m.forward_flops;
     let train_flops = 3 * forward_flops;
-    let b = cfg.batch_size as f64;
-    let train_ips = b * 1e3 / train.median;
-    let eval_ips = b * 1e3 / eval.median;
+    let (train_ips, eval_ips) = m.images_per_sec(cfg.batch_size);
     let train_profile = profile::profile(&gpu, &trainer.model.train_step, 3)?;
     let eval_profile = profile::profile(&gpu, &trainer.model.eval_step, 3)?;
     let mem = trainer.model.memory();
@@ -145,6 +203,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
         };
         let out = serde_json::json!({
             "model": cfg.model.name, "model_layers": cfg.model.text,
+            "machine": machine.to_json(),
             "adapter": gpu.describe(),
             "software_adapter": gpu.is_software(),
             "kernel_variant": format!("{:?}", kernels.variant),
@@ -174,6 +233,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
         println!("{out}");
         return Ok(());
     }
+    println!("{}", machine.line());
     println!(
         "model: {} ({}), batch {}, kernels {:?}, data {}",
         cfg.model.name,
@@ -220,6 +280,82 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
             println!("evaluation step kernels:\n{}", profile::format_table(ep, eval.median));
         }
         _ => println!("this adapter has no timestamp queries: no per-kernel profile"),
+    }
+    Ok(())
+}
+
+/// `bench --sweep`: every model at every batch size, one row each as it is measured. A
+/// batch that does not fit the adapter (or fails) gets a row saying why; the rest go on.
+fn sweep(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError> {
+    let Some(plan) = &cfg.sweep else { return Ok(()) };
+    let gpu = crate::gpu::open_gpu(&cfg.adapter, !cfg.json)?;
+    let machine = crate::machine::Machine::of(&gpu);
+    let dataset = bench_data(&cfg)?;
+    for model in &plan.models {
+        check_fits(model, &dataset)?;
+    }
+    let kernels = Kernels::new(&gpu)?;
+    let steps = cfg.steps.max(1);
+    // the first step compiles; one short group more settles the caches
+    let warm_up = steps.min(2);
+    if !cfg.json {
+        println!("{}", machine.line());
+        println!(
+            "sweep: {} model(s) x {} batch size(s), {steps} timed steps each for training and for evaluation, data {}",
+            plan.models.len(),
+            plan.batch_sizes.len(),
+            dataset.dir.display()
+        );
+        println!(
+            "{:<10} {:>6} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8}",
+            "model", "batch", "train img/s", "ms/step", "GFLOP/s", "eval img/s", "ms/step", "GFLOP/s"
+        );
+    }
+    let mut rows = Vec::new();
+    for model in &plan.models {
+        for &batch in &plan.batch_sizes {
+            let measured = measure(&gpu, &kernels, &dataset, model, batch, steps, warm_up).map(|(m, _)| m);
+            let name = model.label();
+            match measured {
+                Ok(m) => {
+                    let (train_ips, eval_ips) = m.images_per_sec(batch);
+                    let train_gflops = 3.0 * m.forward_flops as f64 * train_ips / 1e9;
+                    let eval_gflops = m.forward_flops as f64 * eval_ips / 1e9;
+                    if !cfg.json {
+                        println!(
+                            "{name:<10} {batch:>6} {train_ips:>12.1} {:>10.2} {train_gflops:>8.1} {eval_ips:>12.1} {:>10.2} {eval_gflops:>8.1}",
+                            m.train.median, m.eval.median
+                        );
+                    }
+                    rows.push(serde_json::json!({
+                        "model": model.name, "model_layers": model.text, "batch_size": batch,
+                        "train_images_per_sec": train_ips, "train_ms_per_step": m.train.median,
+                        "train_gflops": train_gflops,
+                        "eval_images_per_sec": eval_ips, "eval_ms_per_step": m.eval.median,
+                        "eval_gflops": eval_gflops,
+                    }));
+                }
+                Err(e) => {
+                    if !cfg.json {
+                        println!("{name:<10} {batch:>6}  not measured: {e}");
+                    }
+                    rows.push(serde_json::json!({
+                        "model": model.name, "model_layers": model.text, "batch_size": batch,
+                        "error": e.to_string(),
+                    }));
+                }
+            }
+        }
+    }
+    if cfg.json {
+        let out = serde_json::json!({
+            "machine": machine.to_json(),
+            "kernel_variant": format!("{:?}", kernels.variant),
+            "data": dataset.dir.display().to_string(),
+            "timed_steps": steps,
+            "sweep": rows,
+        });
+        println!("{out}");
     }
     Ok(())
 }

@@ -222,9 +222,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: u32,
     /// Timed steps for training and for evaluation, after warm-up: exactly N, timed in groups of
-    /// 8 (the last group shorter when N is not a multiple of 8)
-    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub steps: u32,
+    /// 8 (the last group shorter when N is not a multiple of 8) [default: 64, with --sweep 8]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub steps: Option<u32>,
     /// Dataset directory (default: the usual search; synthetic data when none is found)
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -237,6 +237,16 @@ pub struct BenchArgs {
     /// Model to measure: a preset name (see `gpu-train models`), a layer string or a model file
     #[arg(long, default_value = "ref-cnn")]
     pub model: String,
+    /// Measure a table instead: every preset model (or each --sweep-model) at batch sizes 32
+    /// to 1024 (or each --sweep-batch), with images/s, ms/step and GFLOP/s
+    #[arg(long, conflicts_with_all = ["model", "batch_size"])]
+    pub sweep: bool,
+    /// A model for --sweep (repeatable): a preset name, a layer string or a model file
+    #[arg(long, value_name = "MODEL", requires = "sweep")]
+    pub sweep_model: Vec<String>,
+    /// A batch size for --sweep (repeatable)
+    #[arg(long, value_name = "N", requires = "sweep", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub sweep_batch: Vec<u32>,
     #[command(flatten)]
     pub adapter: AdapterArgs,
 }
@@ -447,19 +457,41 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
             print!("{}", crate::model_spec::presets_listing(m.summary));
             Ok(0)
         }
-        Some(Command::Bench(b)) => crate::bench::run(crate::bench::BenchConfig {
-            model: match crate::model_spec::resolve(&b.model) {
-                Ok(m) => m,
-                Err(e) => return Err(CommandError::usage_line(e)),
-            },
-            batch_size: b.batch_size as usize,
-            steps: b.steps as usize,
-            data: b.data,
-            synthetic: b.synthetic,
-            adapter: b.adapter.options(),
-            json: b.json,
-        })
-        .map(|_| 0),
+        Some(Command::Bench(b)) => {
+            let resolve = |text: &str, flag: &str| {
+                // resolve's errors name --model; the sweep's name its own flag
+                crate::model_spec::resolve(text)
+                    .map_err(|e| CommandError::usage_line(e.replacen("--model", flag, 1)))
+            };
+            let sweep = if b.sweep {
+                let names: Vec<String> = if b.sweep_model.is_empty() {
+                    crate::model_spec::PRESETS.iter().map(|(n, _, _)| n.to_string()).collect()
+                } else {
+                    b.sweep_model.clone()
+                };
+                let models = names.iter().map(|m| resolve(m, "--sweep-model")).collect::<Result<Vec<_>, _>>()?;
+                let batch_sizes = if b.sweep_batch.is_empty() {
+                    crate::bench::SWEEP_BATCHES.to_vec()
+                } else {
+                    b.sweep_batch.iter().map(|&n| n as usize).collect()
+                };
+                Some(crate::bench::Sweep { models, batch_sizes })
+            } else {
+                None
+            };
+            let default_steps = if b.sweep { crate::bench::SWEEP_STEPS } else { 64 };
+            crate::bench::run(crate::bench::BenchConfig {
+                model: if b.sweep { Default::default() } else { resolve(&b.model, "--model")? },
+                batch_size: b.batch_size as usize,
+                steps: b.steps.map_or(default_steps, |s| s as usize),
+                data: b.data,
+                synthetic: b.synthetic,
+                adapter: b.adapter.options(),
+                json: b.json,
+                sweep,
+            })
+            .map(|_| 0)
+        }
         Some(Command::Eval(e)) => {
             crate::evaluate::eval_command(&e.into()).map(|_| 0).map_err(CommandError::from)
         }

@@ -18,6 +18,7 @@ pub mod interrupt;
 pub mod kernels;
 pub mod layers;
 pub mod loop_budget;
+pub mod machine;
 pub mod manual;
 pub mod model;
 pub mod model_spec;

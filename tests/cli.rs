@@ -274,6 +274,80 @@ fn bench_reports_json_with_the_documented_keys() {
 }
 
 #[test]
+fn bench_json_names_the_machine() {
+    let (code, stdout, stderr) =
+        gpu_train(&["bench", "--synthetic", "--steps", "1", "--json", "--model", "c16,bn,relu,pool,fc"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    let m = &v["machine"];
+    for key in ["cpu", "adapter", "adapter_type", "backend", "driver", "driver_info", "os", "arch"] {
+        assert!(m[key].as_str().is_some_and(|s| !s.is_empty() || key == "driver_info"), "{key} in {m}");
+    }
+    assert!(m["cpu_cores"].as_u64().unwrap() >= 1, "{m}");
+    assert_eq!(m["gpu_train"], env!("CARGO_PKG_VERSION"));
+    // kernels that move memory rather than compute report GB/s (where the adapter has
+    // timestamp queries, as lavapipe does)
+    match v["kernels"].as_array() {
+        Some(kernels) => {
+            let bn = kernels.iter().find(|k| k["kernel"] == "bn_forward_train").unwrap();
+            assert_eq!(bn["layer"], "layer 2 (bn,relu) forward", "bn,relu fused: {bn}");
+            assert_eq!(bn["bytes_per_step"].as_u64().unwrap(), 2 * 4 * 128 * 16 * 28 * 28, "{bn}");
+            assert!(bn["gbytes_per_sec"].as_f64().unwrap() > 0.0, "{bn}");
+            assert!(!kernels.iter().any(|k| k["kernel"] == "relu_forward"), "the ReLU has no pass of its own");
+        }
+        None => println!("no timestamp queries on this adapter: no kernel table to check"),
+    }
+}
+
+#[test]
+fn bench_sweep_measures_every_cell_and_reports_the_ones_that_do_not_fit() {
+    // two models, a batch that fits and one no adapter binds (65,536 images of a
+    // 4,096-channel 8x8 value: 64 GiB)
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 8, 3, 40, 10, false);
+    let data = s(dir.path());
+    let args = [
+        "bench", "--sweep", "--data", data, "--steps", "1", "--sweep-model", "mlp", "--sweep-model",
+        "c4096,fc", "--sweep-batch", "3", "--sweep-batch", "65536",
+    ];
+    let (code, stdout, stderr) = gpu_train(&args);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("machine: "), "{stdout}");
+    assert!(stdout.contains("2 model(s) x 2 batch size(s), 1 timed steps"), "{stdout}");
+    let row = |model: &str, batch: &str| {
+        stdout.lines().find(|l| l.split_whitespace().take(2).eq([model, batch])).unwrap_or_else(|| panic!("{model} {batch}: {stdout}"))
+    };
+    assert!(row("mlp", "3").split_whitespace().nth(2).unwrap().parse::<f64>().unwrap() > 0.0);
+    assert!(row("c4096,fc", "65536").contains("not measured:") && row("c4096,fc", "65536").contains("the largest batch"));
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let (code, stdout, stderr) = gpu_train(&json_args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim().lines().count(), 1, "one line to paste: {stdout}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let cells = v["sweep"].as_array().unwrap();
+    assert_eq!(cells.len(), 4, "{v}");
+    assert_eq!((cells[0]["model"].as_str(), cells[0]["batch_size"].as_u64()), (Some("mlp"), Some(3)));
+    for key in ["train_images_per_sec", "train_ms_per_step", "train_gflops", "eval_images_per_sec"] {
+        assert!(cells[0][key].as_f64().unwrap() > 0.0, "{key} in {v}");
+    }
+    assert!(cells[3]["error"].as_str().unwrap().contains("max_storage_buffer_binding_size")
+        || cells[3]["error"].as_str().unwrap().contains("max_buffer_size"), "{v}");
+    assert!(v["machine"]["adapter"].as_str().is_some(), "{v}");
+
+    // --sweep with the single-measurement flags, or the sweep's flags without --sweep: usage errors
+    for bad in [vec!["bench", "--sweep", "--model", "mlp"], vec!["bench", "--sweep-batch", "3"]] {
+        let (code, _, stderr) = gpu_train(&bad);
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+    }
+    let (code, _, stderr) = gpu_train(&["bench", "--sweep", "--sweep-model", "nonsense"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--sweep-model 'nonsense'"), "{stderr}");
+}
+
+#[test]
 fn a_batch_too_large_for_the_adapter_names_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     idx_files::write_dataset(dir.path(), 8, 3, 20, 10, false);
