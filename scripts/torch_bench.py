@@ -19,7 +19,13 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_model import sequential  # noqa: E402
 
-REF_CNN = "c32,relu,pool,c64,relu,pool,fc128,relu,fc"
+# gpu-train's preset models (`gpu-train models`), so that --model takes their names too
+PRESETS = {
+    "ref-cnn": "c32,relu,pool,c64,relu,pool,fc128,relu,fc",
+    "mlp": "fc256,relu,fc128,relu,fc",
+    "bn-cnn": "c32,bn,relu,c32,bn,relu,pool,c64,bn,relu,c64,bn,relu,pool,fc256,bn,relu,drop0.3,fc",
+}
+REF_CNN = PRESETS["ref-cnn"]
 
 
 def timed(device, fn, steps):
@@ -37,7 +43,7 @@ def timed(device, fn, steps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=REF_CNN)
+    ap.add_argument("--model", default=REF_CNN, help="a preset name or a layer string")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -47,7 +53,7 @@ def main():
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     torch.manual_seed(0)
-    model = sequential(a.model).to(device)
+    model = sequential(PRESETS.get(a.model.strip().lower(), a.model)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(a.batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (a.batch_size,), device=device)

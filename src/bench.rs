@@ -140,14 +140,16 @@ fn bench_data(cfg: &BenchConfig) -> std::result::Result<Dataset, crate::error::C
     }
 }
 
-/// A model that does not fit the data is a usage error, as for training.
+/// A model that does not fit the data is a usage error, as for training; `flag` is the
+/// option that named it.
 fn check_fits(
     model: &crate::model_spec::ModelDef,
     dataset: &Dataset,
+    flag: &str,
 ) -> std::result::Result<(), crate::error::CommandError> {
     match crate::model_spec::infer(&model.layers, 1, dataset.train.side, dataset.classes) {
         Ok(_) => Ok(()),
-        Err(e) => Err(crate::error::CommandError::usage_line(format!("--model {}: {e}", model.label()))),
+        Err(e) => Err(crate::error::CommandError::usage_line(format!("{flag} {}: {e}", model.label()))),
     }
 }
 
@@ -163,7 +165,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
     let t = Instant::now();
     let dataset = bench_data(&cfg)?;
     let data_s = t.elapsed().as_secs_f64();
-    check_fits(&cfg.model, &dataset)?;
+    check_fits(&cfg.model, &dataset, "--model")?;
     let t = Instant::now();
     let kernels = Kernels::new(&gpu)?;
     let pipelines_s = t.elapsed().as_secs_f64();
@@ -292,7 +294,7 @@ fn sweep(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError
     let machine = crate::machine::Machine::of(&gpu);
     let dataset = bench_data(&cfg)?;
     for model in &plan.models {
-        check_fits(model, &dataset)?;
+        check_fits(model, &dataset, "--sweep-model")?;
     }
     let kernels = Kernels::new(&gpu)?;
     let steps = cfg.steps.max(1);
@@ -336,6 +338,10 @@ fn sweep(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError
                     }));
                 }
                 Err(e) => {
+                    // the next cell starts afresh: an out-of-memory here says nothing of it
+                    gpu.errors.clear();
+                    // the batch is the sweep's, not a --batch-size to change
+                    let e = e.split("; pass --batch-size").next().unwrap_or_default().to_string();
                     if !cfg.json {
                         println!("{name:<10} {batch:>6}  not measured: {e}");
                     }

@@ -224,6 +224,14 @@ impl ErrorSink {
         }
     }
 
+    /// Forgets the captured errors, for a caller that reported them and goes on with new
+    /// work on the same device (`bench --sweep` after a cell that ran out of memory).
+    pub fn clear(&self) {
+        if let Ok(mut v) = self.0.lock() {
+            v.clear();
+        }
+    }
+
     /// The first captured error, if any.
     pub fn check(&self) -> Result<()> {
         match self.0.lock() {

@@ -179,10 +179,11 @@ impl Kernels {
     }
 }
 
-/// Lanes per workgroup of the on-demand kernels at least: they are one thread per value
-/// (or per chunk) without subgroup operations, and on a CPU adapter, where a workgroup's
-/// start-up costs about as much as a few values' work, 64 lanes ran them 2-3 times faster
-/// than 8 (bn-cnn's ReLU: 56 -> 17 ms per step on lavapipe).
+/// Lanes per workgroup of the on-demand kernels at least: they are one thread per value,
+/// a few values or a chunk, without subgroup operations, and on a CPU adapter, where a
+/// workgroup's start-up costs about as much as a few values' work, 64 lanes ran them 2-3
+/// times faster than 8 (bn-cnn's ReLU, one value a thread: 56 -> 17 ms per step on
+/// lavapipe).
 pub const ON_DEMAND_WG: u32 = 64;
 
 impl Kernels {

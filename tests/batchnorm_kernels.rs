@@ -202,13 +202,18 @@ fn a_short_batch_normalises_over_its_valid_rows_only() {
 
 #[test]
 fn batchnorm_with_a_fused_relu_matches_reference() {
-    // planes that fill whole threads (8), end in a partial one (7x7 = 49, 3) and features
-    // (1); a short batch too, whose padding rows get no gradient
+    // planes that fill whole threads (32 = 2 x PER_THREAD), end in a partial one (7x7 =
+    // 49, 8, 3) and features (1); short batches too, whose padding rows get no gradient; and
+    // shapes with several values per chunk of the statistics, so their walk crosses
+    // from one sample's plane to the next (features: every step)
     let shapes = [
-        (BnShape { batch: 5, channels: 3, plane: 8 }, 5),
+        (BnShape { batch: 5, channels: 3, plane: 32 }, 5),
+        (BnShape { batch: 5, channels: 3, plane: 8 }, 4),
         (BnShape { batch: 3, channels: 5, plane: 49 }, 3),
         (BnShape { batch: 6, channels: 4, plane: 3 }, 4),
         (BnShape { batch: 13, channels: 6, plane: 1 }, 13),
+        (BnShape { batch: 100, channels: 64, plane: 1 }, 97),
+        (BnShape { batch: 40, channels: 64, plane: 49 }, 40),
     ];
     for (s, valid) in shapes {
         let mut r = rng(300 + s.plane as u64);
@@ -222,6 +227,8 @@ fn batchnorm_with_a_fused_relu_matches_reference() {
         let want = reference_relu(short, true, &x[..valid * per_row], &pg, &dy[..valid * per_row]);
         let negative = want.y.iter().filter(|&&v| v == 0.0).count();
         assert!(negative > 0 && negative < want.y.len(), "the ReLU must clip some values and not all");
+        let (chunks, chunk_len) = s.plan(65_535);
+        println!("{s:?}: statistics in {chunks} chunks of {chunk_len} values per channel");
         for dev in variants() {
             println!("{:?} {s:?}, {valid} valid rows", dev.1.variant);
             let got = run_bn_rows(dev, s, true, &x, &pg, &dy, valid);
@@ -232,6 +239,7 @@ fn batchnorm_with_a_fused_relu_matches_reference() {
             assert_close("bn+relu dgamma, dbeta", &got.grads, &want.grads, 1e-4);
             assert_close("bn+relu dx", &got.dx[..v], &want.dx, 1e-4);
             assert!(got.dx[v..].iter().all(|&d| d == 0.0), "padding rows get no gradient");
+            assert_close("bn+relu forward (eval)", &got.eval_y[..v], &want.eval_y, 1e-4);
         }
     }
 }

@@ -172,3 +172,13 @@ fn buffers_that_follow_the_batch_are_named_by_layer() {
     assert!(find(&train, "layer 4 (c24k5) weight-gradient partials").is_some());
     assert_eq!(find(&eval, "layer 4 (c24k5) output gradient"), None, "evaluation allocates no gradients");
 }
+
+#[test]
+fn the_pytorch_throughput_script_spells_the_presets_as_they_are() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/torch_bench.py");
+    let script = std::fs::read_to_string(path).unwrap();
+    for (name, text, _) in PRESETS {
+        let entry = format!("\"{name}\": \"{text}\"");
+        assert!(script.contains(&entry), "{path} lacks {entry}");
+    }
+}
