@@ -21,6 +21,7 @@ pub struct BenchConfig {
     pub json: bool,
     /// Measure every model at every batch size instead (`--sweep`).
     pub sweep: Option<Sweep>,
+    pub autotune: crate::autotune::TuneMode,
 }
 
 /// The table `bench --sweep` measures.
@@ -167,7 +168,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
     let data_s = t.elapsed().as_secs_f64();
     check_fits(&cfg.model, &dataset, "--model")?;
     let t = Instant::now();
-    let kernels = Kernels::new(&gpu)?;
+    let kernels = Kernels::new(&gpu)?.with_tuner(crate::autotune::Tuner::new(&gpu, cfg.autotune));
     let pipelines_s = t.elapsed().as_secs_f64();
     let steps = cfg.steps.max(1);
     let groups = steps.div_ceil(TIMED_GROUP);
@@ -224,6 +225,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
             "startup_seconds": startup_s,
             "startup": {"adapter": adapter_s, "data": data_s, "pipelines": pipelines_s, "upload": upload_s,
                         "first_step": first_step_s},
+            "autotune": autotune_json(&kernels),
             "kernels": kernels_json(&train_profile),
             "eval_kernels": kernels_json(&eval_profile),
             "kernel_timestamps": train_profile.as_ref().map(|p| p.method),
@@ -276,6 +278,7 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
     if let Some(rss) = rss {
         println!("peak host RSS: {:.1} MiB", mib(rss));
     }
+    print!("{}", autotune_lines(&kernels));
     match (&train_profile, &eval_profile) {
         (Some(tp), Some(ep)) => {
             println!("\ntraining step kernels:\n{}", profile::format_table(tp, train.median));
@@ -296,7 +299,7 @@ fn sweep(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError
     for model in &plan.models {
         check_fits(model, &dataset, "--sweep-model")?;
     }
-    let kernels = Kernels::new(&gpu)?;
+    let kernels = Kernels::new(&gpu)?.with_tuner(crate::autotune::Tuner::new(&gpu, cfg.autotune));
     let steps = cfg.steps.max(1);
     // the first step compiles; one short group more settles the caches
     let warm_up = steps.min(2);
@@ -359,9 +362,37 @@ fn sweep(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError
             "kernel_variant": format!("{:?}", kernels.variant),
             "data": dataset.dir.display().to_string(),
             "timed_steps": steps,
+            "autotune": autotune_json(&kernels),
             "sweep": rows,
         });
         println!("{out}");
     }
     Ok(())
+}
+
+/// What the autotuner chose for each tuned kernel and shape, and why (`--autotune`).
+fn autotune_lines(kernels: &Kernels) -> String {
+    let records = kernels.tuner.records();
+    if records.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "autotune ({:?}; the family kernels: {:?}, {} lanes per workgroup, chosen by the adapter):\n",
+        kernels.tuner.mode, kernels.variant, kernels.workgroup_size
+    )
+    .to_lowercase();
+    for r in records {
+        out += &format!("  {}: {} ({})\n", r.key, r.choice, r.why);
+    }
+    out
+}
+
+fn autotune_json(kernels: &Kernels) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = kernels
+        .tuner
+        .records()
+        .into_iter()
+        .map(|r| serde_json::json!({"kernel": r.key, "choice": r.choice, "why": r.why}))
+        .collect();
+    serde_json::json!({"mode": format!("{:?}", kernels.tuner.mode).to_lowercase(), "choices": records})
 }

@@ -244,6 +244,10 @@ pub struct BenchArgs {
     /// A model for --sweep (repeatable): a preset name, a layer string or a model file
     #[arg(long, value_name = "MODEL", requires = "sweep")]
     pub sweep_model: Vec<String>,
+    /// Time the tunable kernels' variants at start-up (cached on disk): off, quick or full;
+    /// the report says what each got and why
+    #[arg(long, value_enum, default_value_t = crate::autotune::TuneMode::Quick)]
+    pub autotune: crate::autotune::TuneMode,
     /// A batch size for --sweep (repeatable)
     #[arg(long, value_name = "N", requires = "sweep", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub sweep_batch: Vec<u32>,
@@ -367,6 +371,11 @@ pub struct Args {
     /// a PNG grid, and exit without training
     #[arg(long, value_name = "FILE.png", conflicts_with = "resume")]
     pub preview_batch: Option<PathBuf>,
+    /// Time the tunable kernels' variants for this adapter and shape at start-up and keep
+    /// the fastest (cached on disk): off, quick or full (re-measures even when cached).
+    /// Never changes a result
+    #[arg(long, value_enum, default_value_t = crate::autotune::TuneMode::Quick)]
+    pub autotune: crate::autotune::TuneMode,
     /// Fetch Fashion-MNIST first when no dataset is found (into --data DIR, else the
     /// per-user data directory; see `gpu-train download`)
     #[arg(long)]
@@ -489,6 +498,7 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
                 adapter: b.adapter.options(),
                 json: b.json,
                 sweep,
+                autotune: b.autotune,
             })
             .map(|_| 0)
         }
@@ -560,6 +570,7 @@ impl From<Args> for crate::run::TrainCommand {
             config: a.config,
             print_config: a.print_config,
             preview_batch: a.preview_batch,
+            autotune: a.autotune,
             quiet: a.quiet,
             download: a.download,
             log_every: a.log_every,

@@ -417,15 +417,25 @@ pub struct Kernel {
 impl Kernel {
     /// Builds entry point `entry` of a WGSL module; the module declares `override WG: u32`.
     pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &'static str, workgroup_size: u32) -> Kernel {
+        Kernel::with_overrides(gpu, module, entry, workgroup_size, &[])
+    }
+
+    /// `new` with more of the module's `override` constants set (the autotuner's choices).
+    pub fn with_overrides(
+        gpu: &Gpu,
+        module: &wgpu::ShaderModule,
+        entry: &'static str,
+        workgroup_size: u32,
+        overrides: &[(&str, u32)],
+    ) -> Kernel {
+        let mut constants = vec![("WG", workgroup_size as f64)];
+        constants.extend(overrides.iter().map(|&(name, v)| (name, v as f64)));
         let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,
             module,
             entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[("WG", workgroup_size as f64)],
-                ..Default::default()
-            },
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
             cache: None,
         });
         Kernel { name: entry, pipeline, workgroup_size }

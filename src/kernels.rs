@@ -22,6 +22,8 @@ pub const OPTIM_WGSL: &str = include_str!("../shaders/optim.wgsl");
 pub struct Kernels {
     pub variant: Variant,
     pub workgroup_size: u32,
+    /// Chooses the tunable kernels' variants per shape (autotune.rs).
+    pub tuner: crate::autotune::Tuner,
     /// Pipelines of the layers that are not in every model, compiled on first use and
     /// kept, with their modules, for every later layer of the same kind.
     on_demand: std::sync::Mutex<OnDemand>,
@@ -83,7 +85,8 @@ impl Variant {
 #[derive(Default)]
 struct OnDemand {
     modules: std::collections::HashMap<&'static str, wgpu::ShaderModule>,
-    kernels: std::collections::HashMap<&'static str, Kernel>,
+    /// By entry point and override constants.
+    kernels: std::collections::HashMap<String, Kernel>,
 }
 
 /// The modules that Kernels compiles only when a layer asks (`Kernels::on_demand`).
@@ -133,6 +136,12 @@ impl Kernels {
         Kernels::with_variant(gpu, Variant::best_for(gpu))
     }
 
+    /// The same kernels with another tuner (`--autotune`).
+    pub fn with_tuner(mut self, tuner: crate::autotune::Tuner) -> Kernels {
+        self.tuner = tuner;
+        self
+    }
+
     pub fn with_variant(gpu: &Gpu, variant: Variant) -> Result<Kernels> {
         Kernels::with_config(gpu, variant, gpu.workgroup_size())
     }
@@ -151,6 +160,7 @@ impl Kernels {
         let kernels = Kernels {
             variant,
             workgroup_size,
+            tuner: crate::autotune::Tuner::new(gpu, Default::default()),
             on_demand: Default::default(),
             conv_fwd: Kernel::new(gpu, conv, "conv_fwd", workgroup_size),
             conv_fwd_plain: Kernel::new(gpu, conv, "conv_fwd_plain", workgroup_size),
@@ -191,9 +201,22 @@ impl Kernels {
     /// dropout.wgsl, relu.wgsl, maxpool.wgsl, conv_generic.wgsl), compiled once per device
     /// however many layers use it.
     pub fn on_demand(&self, gpu: &Gpu, label: &'static str, entry: &'static str) -> Result<Kernel> {
+        self.on_demand_with(gpu, label, entry, &[])
+    }
+
+    /// `on_demand` with the module's `override` constants set (each setting is its own
+    /// pipeline, compiled once).
+    pub fn on_demand_with(
+        &self,
+        gpu: &Gpu,
+        label: &'static str,
+        entry: &'static str,
+        overrides: &[(&'static str, u32)],
+    ) -> Result<Kernel> {
         let mut cache =
             self.on_demand.lock().map_err(|_| "internal error: kernel cache poisoned".to_string())?;
-        if let Some(k) = cache.kernels.get(entry) {
+        let key = format!("{entry}{overrides:?}");
+        if let Some(k) = cache.kernels.get(&key) {
             return Ok(k.clone());
         }
         if !cache.modules.contains_key(label) {
@@ -203,8 +226,9 @@ impl Kernels {
                 .ok_or_else(|| format!("internal error: no shader module {label}"))?;
             cache.modules.insert(label, shader(gpu, label, &source));
         }
-        let kernel = Kernel::new(gpu, &cache.modules[label], entry, self.workgroup_size.max(ON_DEMAND_WG));
-        cache.kernels.insert(entry, kernel.clone());
+        let wg = self.workgroup_size.max(ON_DEMAND_WG);
+        let kernel = Kernel::with_overrides(gpu, &cache.modules[label], entry, wg, overrides);
+        cache.kernels.insert(key, kernel.clone());
         Ok(kernel)
     }
 }
@@ -394,9 +418,8 @@ pub fn uniform_struct_sizes() -> Vec<(&'static str, usize)> {
 
 /// Constants the host and a shader must agree on: (module label, WGSL constant, value).
 pub fn shared_constants() -> Vec<(&'static str, &'static str, u32)> {
-    use crate::layers::{batchnorm, conv, dense, relu};
+    use crate::layers::{conv, dense, relu};
     vec![
-        ("batchnorm.wgsl", "PER_THREAD", batchnorm::PER_THREAD as u32),
         ("relu.wgsl", "PER_THREAD", relu::PER_THREAD as u32),
         ("conv.wgsl", "OT", conv::OUT_TILE as u32),
         ("conv_wgrad.wgsl", "OT", conv::WGRAD_TILE as u32),

@@ -2,6 +2,7 @@
 //! backward pass in hand-written WGSL compute shaders, through wgpu.
 
 pub mod augment;
+pub mod autotune;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;

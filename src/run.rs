@@ -62,6 +62,7 @@ pub struct TrainCommand {
     pub config: Option<PathBuf>,
     pub print_config: bool,
     pub preview_batch: Option<PathBuf>,
+    pub autotune: crate::autotune::TuneMode,
     /// Fetch the dataset first when it is not found.
     pub download: bool,
     /// Plain progress lines even on a terminal.
@@ -255,7 +256,7 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     };
     // Build everything that can still refuse the run before touching the save directory
     // (--overwrite removes the old run's files) or truncating the metrics file.
-    let kernels = Kernels::new(&gpu)?;
+    let kernels = Kernels::new(&gpu)?.with_tuner(crate::autotune::Tuner::new(&gpu, args.autotune));
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
     if let Some(path) = &args.preview_batch {
         let batch = trainer.preview_batch()?;

@@ -14,6 +14,8 @@ struct Run {
     grads: Vec<f32>,
     dx: Vec<f32>,
     eval_y: Vec<f32>,
+    /// The autotuner's choices while building the layer.
+    choices: Vec<u32>,
 }
 
 /// One training forward + backward, then an evaluation forward, from fresh statistics.
@@ -64,7 +66,8 @@ fn run_bn_rows(
         gpu.read_f32(&dxb).unwrap(),
     );
     run(&gpu, &layer.eval_forward.iter().collect::<Vec<_>>());
-    Run { y, stats, grads: grads[offset..].to_vec(), dx, eval_y: gpu.read_f32(&yb).unwrap() }
+    let choices = k.tuner.records().iter().map(|r| r.choice).collect();
+    Run { y, stats, grads: grads[offset..].to_vec(), dx, eval_y: gpu.read_f32(&yb).unwrap(), choices }
 }
 
 struct Reference {
@@ -240,6 +243,43 @@ fn batchnorm_with_a_fused_relu_matches_reference() {
             assert_close("bn+relu dx", &got.dx[..v], &want.dx, 1e-4);
             assert!(got.dx[v..].iter().all(|&d| d == 0.0), "padding rows get no gradient");
             assert_close("bn+relu forward (eval)", &got.eval_y[..v], &want.eval_y, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn every_values_per_thread_the_autotuner_may_choose_gives_identical_results() {
+    use gpu_train::layers::batchnorm::{PER_THREAD_CANDIDATES, PER_THREAD_MORE};
+    // planes of 49 (partial spans at every size), 1 and 64; with the ReLU fused and without
+    let shapes = [
+        BnShape { batch: 6, channels: 5, plane: 49 },
+        BnShape { batch: 37, channels: 3, plane: 1 },
+        BnShape { batch: 3, channels: 4, plane: 64 },
+    ];
+    for s in shapes {
+        for relu in [false, true] {
+            let mut r = rng(400 + s.plane as u64);
+            let x = random(&mut r, s.len());
+            let pg = random(&mut r, s.param_len());
+            let dy = random(&mut r, s.len());
+            let mut first: Option<(u32, Run)> = None;
+            for pt in PER_THREAD_CANDIDATES.into_iter().chain(PER_THREAD_MORE) {
+                let gpu = gpu();
+                let k = gpu_train::kernels::Kernels::new(&gpu).unwrap();
+                let k = k.with_tuner(gpu_train::autotune::Tuner::forcing(&gpu, pt));
+                let got = run_bn_rows((gpu, k), s, relu, &x, &pg, &dy, s.batch - 1);
+                assert_eq!(got.choices, vec![pt], "the layer ran {pt} values per thread");
+                match &first {
+                    None => first = Some((pt, got)),
+                    Some((p0, want)) => {
+                        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same(&got.y, &want.y), "{s:?} relu {relu}: y differs, {pt} vs {p0} per thread");
+                        assert!(same(&got.dx, &want.dx), "{s:?} relu {relu}: dx differs, {pt} vs {p0}");
+                        assert!(same(&got.eval_y, &want.eval_y), "{s:?} relu {relu}: eval differs, {pt} vs {p0}");
+                        assert!(same(&got.grads, &want.grads) && same(&got.stats, &want.stats));
+                    }
+                }
+            }
         }
     }
 }

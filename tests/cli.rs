@@ -595,3 +595,46 @@ fn eval_reads_only_the_test_split() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("accuracy") && stdout.contains("(6 images)"), "{stdout}");
 }
+
+#[test]
+fn autotuning_measures_once_then_reads_its_cache_and_never_fails_a_run() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = s(cache.path());
+    let env = [("GPU_TRAIN_CACHE_DIR", dir)];
+    let cwd = tempfile::tempdir().unwrap();
+    let bench = |mode: &str| {
+        let args = ["bench", "--synthetic", "--steps", "1", "--model", "c16,bn,relu,pool,fc", "--autotune", mode];
+        let (code, stdout, stderr) = gpu_train_in(cwd.path(), &env, &args);
+        assert_eq!(code, 0, "{stderr}");
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("batch norm + relu elementwise, 128 x 16 x 784"))
+            .unwrap_or_else(|| panic!("no autotune line: {stdout}"))
+            .to_string();
+        println!("{mode}: {line}");
+        line
+    };
+    let measured = bench("quick");
+    assert!(measured.contains("measured in") && measured.contains("4: ") && measured.contains("64: "), "{measured}");
+    let file = cache.path().join("autotune.json");
+    let cached: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let (key, choice) = cached.as_object().unwrap().iter().next().unwrap();
+    assert!(key.ends_with(" | batch norm + relu elementwise, 128 x 16 x 784: values per thread"), "{key}");
+    assert!(measured.contains(&format!("values per thread: {choice} (measured")), "{measured} vs {choice}");
+    // the second start-up reads the choice; full measures again, with more candidates
+    assert!(bench("quick").ends_with(&format!("values per thread: {choice} (cached)")));
+    let full = bench("full");
+    assert!(full.contains("measured in") && full.contains("32: "), "{full}");
+    assert!(bench("off").contains("values per thread: 16 (autotune off: the default)"));
+    // a damaged cache is measured over, and rewritten whole
+    std::fs::write(&file, "{ not json").unwrap();
+    assert!(bench("quick").contains("measured in"));
+    assert!(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&file).unwrap()).is_ok());
+    // a cache that cannot be written (its directory is a file) changes nothing but the speed
+    let blocked = cwd.path().join("not-a-dir");
+    std::fs::write(&blocked, "").unwrap();
+    let args = ["bench", "--synthetic", "--steps", "1", "--model", "c16,bn,relu,pool,fc"];
+    let (code, stdout, stderr) = gpu_train_in(cwd.path(), &[("GPU_TRAIN_CACHE_DIR", s(&blocked))], &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("measured in"), "{stdout}");
+}

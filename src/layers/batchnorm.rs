@@ -10,7 +10,8 @@
 //! B * P values, then over the chunks in order: deterministic, and within the loop budget.
 //! A ReLU right after the layer can be fused in (`relu`): the forwards write max(y, 0) and
 //! the backward masks dy by that output, saving the ReLU's two passes over the values.
-//! The elementwise kernels give each thread PER_THREAD consecutive values of one plane.
+//! The elementwise kernels give each thread several consecutive values of one plane: how
+//! many is the autotuner's choice for the shape (autotune.rs), 16 where tuning is off.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, StepSlots, whole};
@@ -19,8 +20,12 @@ use crate::loop_budget::{LoopBound, loop_ticks};
 pub const BATCHNORM_WGSL: &str = include_str!("../../shaders/batchnorm.wgsl");
 pub const EPS: f64 = 1e-5;
 pub const MOMENTUM: f64 = 0.1;
-/// Values per thread in the elementwise kernels (shaders/batchnorm.wgsl PER_THREAD).
-pub const PER_THREAD: usize = 16;
+/// Values per thread in the elementwise kernels (shaders/batchnorm.wgsl PER_THREAD) where
+/// autotuning is off; 16 was the fastest on lavapipe for the presets' shapes.
+pub const PER_THREAD: u32 = 16;
+/// What `--autotune quick` times, and what `full` adds.
+pub const PER_THREAD_CANDIDATES: [u32; 3] = [4, 16, 64];
+pub const PER_THREAD_MORE: [u32; 4] = [1, 2, 8, 32];
 
 #[derive(Debug, Clone, Copy)]
 pub struct BnShape {
@@ -41,10 +46,10 @@ impl BnShape {
     pub fn param_len(&self) -> usize {
         2 * self.channels
     }
-    /// Threads of the elementwise kernels: each takes up to PER_THREAD consecutive values
+    /// Threads of the elementwise kernels: each takes up to `per_thread` consecutive values
     /// of one (sample, channel) plane.
-    pub fn elementwise_threads(&self) -> usize {
-        self.batch * self.channels * self.plane.div_ceil(PER_THREAD)
+    pub fn elementwise_threads(&self, per_thread: u32) -> usize {
+        self.batch * self.channels * self.plane.div_ceil(per_thread.max(1) as usize)
     }
     pub fn stats_len(&self) -> usize {
         4 * self.channels
@@ -115,7 +120,6 @@ impl BatchNorm {
         with_backward: bool,
         slots: &StepSlots,
     ) -> Result<BatchNorm> {
-        let kernel = |entry: &'static str| k.on_demand(gpu, "batchnorm.wgsl", entry);
         let (chunks, chunk_len) = shape.plan(gpu.loop_budget);
         let c = shape.channels;
         let uniform = gpu.uniform_init(
@@ -141,11 +145,36 @@ impl BatchNorm {
             |times: u64| LoopBound::new(times * loop_ticks(chunks as u64), format!("{chunks} chunks"));
         let u = || (0, whole(&uniform));
         let per_chunk = (chunks * c) as u32;
-        let elements = u32::try_from(shape.elementwise_threads())
-            .map_err(|_| format!("batch norm over {} values: too many for one dispatch", shape.len()))?;
-        let span_loops = || {
-            LoopBound::new(loop_ticks(PER_THREAD as u64), format!("{PER_THREAD} values per thread"))
+        let normalise = [u(), (1, whole(b.x)), (2, whole(b.y)), (3, block.clone()), (4, whole(b.stats))];
+        let threads = |per_thread: u32| {
+            u32::try_from(shape.elementwise_threads(per_thread))
+                .map_err(|_| format!("batch norm over {} values: too many for one dispatch", shape.len()))
         };
+        // The elementwise kernels' values per thread: the autotuner times the evaluation
+        // forward (the same loop as the others) at each candidate.
+        let fits = |c: &u32| loop_ticks(*c as u64) <= gpu.loop_budget;
+        let candidates: Vec<u32> = PER_THREAD_CANDIDATES.into_iter().filter(fits).collect();
+        let more: Vec<u32> = PER_THREAD_MORE.into_iter().filter(fits).collect();
+        let key = format!(
+            "batch norm{} elementwise, {} x {} x {}: values per thread",
+            if relu { " + relu" } else { "" },
+            shape.batch,
+            c,
+            shape.plane
+        );
+        let per_thread = k.tuner.choose(&key, PER_THREAD, &candidates, &more, &mut |pt| {
+            let kernel = k.on_demand_with(gpu, "batchnorm.wgsl", "bn_forward_eval", &[("PER_THREAD", pt)])?;
+            let d = Dispatch::new(gpu, &kernel, threads(pt)?, &normalise)?;
+            crate::autotune::time_dispatches(gpu, &[&d])
+        })?;
+        let kernel = |entry: &'static str| {
+            let elementwise = matches!(entry, "bn_forward_train" | "bn_forward_eval" | "bn_backward_dx");
+            let overrides: &[(&'static str, u32)] = if elementwise { &[("PER_THREAD", per_thread)] } else { &[] };
+            k.on_demand_with(gpu, "batchnorm.wgsl", entry, overrides)
+        };
+        let elements = threads(per_thread)?;
+        let span_loops =
+            || LoopBound::new(loop_ticks(per_thread as u64), format!("{per_thread} values per thread"));
         // Words each kernel reads or writes per value (for the kernel table's GB/s); the
         // fused ReLU's mask reads the output once more in the backward.
         let words_per_value = |entry: &str| -> u64 {
@@ -169,7 +198,6 @@ impl BatchNorm {
         };
         let stats_entries = [u(), (1, whole(b.x)), (4, whole(b.stats)), (5, whole(&partial))];
         let reduce_entries = [u(), (4, whole(b.stats)), (5, whole(&partial))];
-        let normalise = [u(), (1, whole(b.x)), (2, whole(b.y)), (3, block.clone()), (4, whole(b.stats))];
         let train_forward = vec![
             stat("bn_sum_partial", per_chunk, &stats_entries, chunk_loops.clone())?,
             stat("bn_mean", c as u32, &reduce_entries, reduce_loops(1))?,
