@@ -8,8 +8,14 @@
 //!
 //! The cache is one JSON object {"<adapter key> | <kernel key>": choice} in
 //! `$GPU_TRAIN_CACHE_DIR/autotune.json`, else `$XDG_CACHE_HOME/gpu-train/`, else
-//! `~/.cache/gpu-train/`. A cache that cannot be read or written is ignored with the choice
-//! measured again; tuning never stops a run.
+//! `~/.cache/gpu-train/` (absolute paths only). A cache that cannot be read or written is
+//! ignored with the choice measured again, and a candidate that fails to run is skipped:
+//! tuning never stops a run.
+//!
+//! Timing: each candidate's kernel is submitted enough times in a row to make about 2 ms
+//! of work (so submit and wait costs do not decide), candidates take turns (so a clock
+//! that speeds up favours none), the median of the rounds is kept, and the default stays
+//! unless another candidate is at least 5% faster.
 
 use crate::gpu::{Gpu, Result};
 use std::collections::BTreeMap;
@@ -21,11 +27,11 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TuneMode {
     /// Every kernel runs its default variant; nothing is timed or cached.
-    Off,
-    /// The usual candidates, a few repetitions each; choices are cached.
     #[default]
+    Off,
+    /// The usual candidates; choices are cached and read back.
     Quick,
-    /// More candidates and repetitions, measured again even when cached.
+    /// More candidates and rounds, measured again even when cached.
     Full,
 }
 
@@ -35,7 +41,7 @@ pub struct TuneRecord {
     /// What was tuned: the kernel and its shape.
     pub key: String,
     pub choice: u32,
-    /// "measured: 4: 0.31 ms, 16: 0.12 ms", "cached", "autotune off".
+    /// "measured in 40 ms (4: 0.31 ms, 16: 0.12 ms)", "cached", "autotune off: the default".
     pub why: String,
 }
 
@@ -43,21 +49,27 @@ pub struct Tuner {
     pub mode: TuneMode,
     /// Tests: every choice is this one wherever it is a candidate.
     forced: Option<u32>,
+    /// Read cached choices but never measure or write (evaluation commands).
+    read_only: bool,
     adapter_key: String,
     path: Option<PathBuf>,
     cache: Mutex<BTreeMap<String, u32>>,
+    /// Keys measured by this process: later layers of the same shape reuse the choice.
+    measured: Mutex<BTreeMap<String, u32>>,
     records: Mutex<Vec<TuneRecord>>,
 }
 
-/// Where the cache lives (see the module note); None when no directory is known.
+/// An absolute directory from an environment variable, else None.
+fn absolute_dir(var: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os(var)?);
+    dir.is_absolute().then_some(dir)
+}
+
+/// Where the cache lives (see the module note); None when no absolute directory is known.
 pub fn cache_path() -> Option<PathBuf> {
-    let dir = match std::env::var_os("GPU_TRAIN_CACHE_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => match std::env::var_os("XDG_CACHE_HOME") {
-            Some(d) if !d.is_empty() => PathBuf::from(d).join("gpu-train"),
-            _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache").join("gpu-train"),
-        },
-    };
+    let dir = absolute_dir("GPU_TRAIN_CACHE_DIR")
+        .or_else(|| absolute_dir("XDG_CACHE_HOME").map(|d| d.join("gpu-train")))
+        .or_else(|| absolute_dir("HOME").map(|d| d.join(".cache").join("gpu-train")))?;
     Some(dir.join("autotune.json"))
 }
 
@@ -67,13 +79,31 @@ fn adapter_key(gpu: &Gpu) -> String {
     format!("{} ({:?}, {} {})", i.name, i.backend, i.driver, i.driver_info)
 }
 
-fn load(path: &Option<PathBuf>) -> BTreeMap<String, u32> {
-    let Some(path) = path else { return BTreeMap::new() };
+/// The cache file's entries as written (other programs' versions may hold other values:
+/// they are kept when this one rewrites the file).
+fn load_raw(path: &Option<PathBuf>) -> serde_json::Map<String, serde_json::Value> {
+    let Some(path) = path else { return Default::default() };
     std::fs::read_to_string(path)
         .ok()
-        .and_then(|text| serde_json::from_str::<BTreeMap<String, u32>>(&text).ok())
+        .and_then(|text| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok())
         .unwrap_or_default()
 }
+
+/// The entries that are choices (whole numbers that fit a u32).
+fn choices(raw: &serde_json::Map<String, serde_json::Value>) -> BTreeMap<String, u32> {
+    raw.iter()
+        .filter_map(|(k, v)| Some((k.clone(), u32::try_from(v.as_u64()?).ok()?)))
+        .collect()
+}
+
+/// A short fingerprint of a kernel's source, for cache keys: an edited shader is tuned again.
+pub fn fingerprint(source: &str) -> String {
+    // FNV-1a, 32 bits: stable across builds and platforms
+    let hash = source.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    format!("{hash:08x}")
+}
+
+static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Tuner {
     pub fn new(gpu: &Gpu, mode: TuneMode) -> Tuner {
@@ -82,19 +112,27 @@ impl Tuner {
 
     /// A tuner whose cache is `path` (None: no cache at all).
     pub fn with_cache(gpu: &Gpu, mode: TuneMode, path: Option<PathBuf>) -> Tuner {
-        let cache = if mode == TuneMode::Off { BTreeMap::new() } else { load(&path) };
+        let cache = if mode == TuneMode::Off { BTreeMap::new() } else { choices(&load_raw(&path)) };
         Tuner {
             mode,
             forced: None,
+            read_only: false,
             adapter_key: adapter_key(gpu),
             path,
             cache: Mutex::new(cache),
+            measured: Mutex::new(BTreeMap::new()),
             records: Mutex::new(Vec::new()),
         }
     }
 
-    /// A tuner that chooses `choice` wherever it is a candidate (quick or full), and
-    /// neither times nor caches anything: tests run each variant with it.
+    /// The cached choices where there are some, else the defaults; it never measures or
+    /// writes (`eval`, `predict`, `report`: shapes of their own, short runs).
+    pub fn cached_only(gpu: &Gpu) -> Tuner {
+        Tuner { read_only: true, ..Tuner::new(gpu, TuneMode::Quick) }
+    }
+
+    /// A tuner that chooses `choice` for every key, candidate or not (the caller makes
+    /// sure it fits), and neither times nor caches anything: tests run each variant with it.
     pub fn forcing(gpu: &Gpu, choice: u32) -> Tuner {
         Tuner { forced: Some(choice), ..Tuner::with_cache(gpu, TuneMode::Off, None) }
     }
@@ -105,83 +143,84 @@ impl Tuner {
     }
 
     fn record(&self, key: &str, choice: u32, why: String) {
-        if let Ok(mut r) = self.records.lock() {
-            if !r.iter().any(|x| x.key == key) {
-                r.push(TuneRecord { key: key.to_string(), choice, why });
-            }
+        if let Ok(mut r) = self.records.lock()
+            && !r.iter().any(|x| x.key == key)
+        {
+            r.push(TuneRecord { key: key.to_string(), choice, why });
         }
     }
 
-    /// The fastest of `candidates` (`quick`) or of `candidates` and `more` (`full`) for
-    /// `key`, by `time(candidate)`: the seconds of one run, called `reps` times per
-    /// candidate after one warm-up, the median kept. `default` where tuning is off, and
-    /// the cached choice where there is one (`quick`) and it is still a candidate.
+    /// The variant `key` runs: `default` where tuning is off; where on, the cached choice
+    /// (`quick`, if still a candidate) or the fastest of `candidates` (and `more` in
+    /// `full`) by `time(candidate, repeats)`: the seconds `repeats` back-to-back runs take.
+    /// Candidates that fail to run are left out; with none left, the default.
     pub fn choose(
         &self,
         key: &str,
         default: u32,
         candidates: &[u32],
         more: &[u32],
-        time: &mut dyn FnMut(u32) -> Result<f64>,
-    ) -> Result<u32> {
+        time: &mut dyn FnMut(u32, u32) -> Result<f64>,
+    ) -> u32 {
         if let Some(choice) = self.forced {
-            if !candidates.contains(&choice) && !more.contains(&choice) {
-                return Err(format!("internal error: {choice} is not a candidate for {key}"));
-            }
             self.record(key, choice, "forced".into());
-            return Ok(choice);
+            return choice;
         }
         if self.mode == TuneMode::Off {
             self.record(key, default, "autotune off: the default".into());
-            return Ok(default);
+            return default;
         }
         let mut all: Vec<u32> = candidates.to_vec();
         if self.mode == TuneMode::Full {
             all.extend(more.iter().filter(|m| !candidates.contains(m)));
         }
+        if let Some(&choice) = self.measured.lock().ok().and_then(|m| m.get(key).copied()).as_ref() {
+            self.record(key, choice, "measured for an earlier layer of this shape".into());
+            return choice;
+        }
         let full_key = format!("{} | {key}", self.adapter_key);
         let cached = self.cache.lock().ok().and_then(|c| c.get(&full_key).copied());
-        if self.mode == TuneMode::Quick
-            && let Some(choice) = cached.filter(|c| all.contains(c) || more.contains(c))
+        let valid = |c: &u32| candidates.contains(c) || more.contains(c);
+        if (self.mode == TuneMode::Quick || self.read_only)
+            && let Some(choice) = cached.filter(valid)
         {
             self.record(key, choice, "cached".into());
-            return Ok(choice);
+            return choice;
         }
-        let reps = if self.mode == TuneMode::Full { 7 } else { 3 };
+        if self.read_only {
+            self.record(key, default, "not tuned yet for this shape: the default".into());
+            return default;
+        }
+        if all.len() < 2 {
+            let choice = all.first().copied().unwrap_or(default);
+            self.record(key, choice, "the only candidate".into());
+            return choice;
+        }
         let started = Instant::now();
-        let mut timings = Vec::new();
-        for &c in &all {
-            time(c)?;
-            let mut t: Vec<f64> = (0..reps).map(|_| time(c)).collect::<Result<_>>()?;
-            t.sort_by(f64::total_cmp);
-            timings.push((c, t[t.len() / 2]));
-        }
-        let &(choice, _) = timings
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .ok_or_else(|| format!("internal error: no candidates to tune {key}"))?;
-        let list: Vec<String> = timings.iter().map(|(c, s)| format!("{c}: {:.3} ms", s * 1e3)).collect();
-        let why = format!("measured in {:.0} ms ({})", started.elapsed().as_secs_f64() * 1e3, list.join(", "));
+        let (choice, why) = measure(default, &all, self.mode, time);
+        let why = format!("measured in {:.0} ms ({why})", started.elapsed().as_secs_f64() * 1e3);
         self.record(key, choice, why);
+        if let Ok(mut m) = self.measured.lock() {
+            m.insert(key.to_string(), choice);
+        }
         self.store(full_key, choice);
-        Ok(choice)
+        choice
     }
 
-    /// Adds a choice to the cache file (temp file + rename; failures are ignored: the
-    /// choice is simply measured again next time).
+    /// Adds a choice to the cache file: the file as it is now (another process may have
+    /// added choices) plus this one, written to a temp file of this process and thread and
+    /// renamed over it. Failures are ignored: the choice is measured again next time.
     fn store(&self, full_key: String, choice: u32) {
-        let Ok(mut cache) = self.cache.lock() else { return };
-        if cache.get(&full_key) == Some(&choice) {
-            return;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(full_key.clone(), choice);
         }
-        // another process may have added its own choices since this one read the file
-        let mut merged = load(&self.path);
-        merged.insert(full_key.clone(), choice);
-        cache.insert(full_key, choice);
         let Some(path) = &self.path else { return };
         let Some(dir) = path.parent() else { return };
-        let Ok(text) = serde_json::to_string_pretty(&merged) else { return };
-        let temp = dir.join(format!(".autotune.json.{}", std::process::id()));
+        let mut raw = load_raw(&self.path);
+        raw.insert(full_key, serde_json::Value::from(choice));
+        let Ok(text) = serde_json::to_string_pretty(&raw) else { return };
+        let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = dir.join(format!(".autotune.json.{}.{n}", std::process::id()));
         let written = std::fs::create_dir_all(dir)
             .and_then(|_| std::fs::write(&temp, text))
             .and_then(|_| std::fs::rename(&temp, path));
@@ -191,17 +230,74 @@ impl Tuner {
     }
 }
 
-/// Seconds one submit of `dispatches` takes, from submit to completion.
-pub fn time_dispatches(gpu: &Gpu, dispatches: &[&crate::kernels::Dispatch]) -> Result<f64> {
+/// Times the candidates (see the module note) and returns the choice and the timings.
+fn measure(
+    default: u32,
+    all: &[u32],
+    mode: TuneMode,
+    time: &mut dyn FnMut(u32, u32) -> Result<f64>,
+) -> (u32, String) {
+    // A first run of each (compiling, warming caches) sizes its repeats to about 2 ms.
+    let mut runnable: Vec<(u32, u32)> = Vec::new();
+    for &c in all {
+        if let Ok(once) = time(c, 1) {
+            let repeats = (0.002 / once.max(1e-6)).ceil().clamp(1.0, 64.0) as u32;
+            runnable.push((c, repeats));
+        }
+    }
+    if runnable.is_empty() {
+        return (default, "no candidate ran: the default".into());
+    }
+    let rounds = if mode == TuneMode::Full { 7 } else { 3 };
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); runnable.len()];
+    for _ in 0..rounds {
+        for (i, &(c, repeats)) in runnable.iter().enumerate() {
+            if let Ok(t) = time(c, repeats) {
+                samples[i].push(t / repeats as f64);
+            }
+        }
+    }
+    let mut timings: Vec<(u32, f64)> = Vec::new();
+    for (i, &(c, _)) in runnable.iter().enumerate() {
+        let t = &mut samples[i];
+        if t.is_empty() {
+            continue;
+        }
+        t.sort_by(f64::total_cmp);
+        timings.push((c, t[t.len() / 2]));
+    }
+    let list: Vec<String> = timings.iter().map(|(c, s)| format!("{c}: {:.3} ms", s * 1e3)).collect();
+    let best = timings.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
+    let at_default = timings.iter().find(|(c, _)| *c == default).map(|t| t.1);
+    let choice = match (best, at_default) {
+        // the default stays unless another is clearly faster
+        (Some((c, t)), Some(d)) if t < 0.95 * d => c,
+        (_, Some(_)) => default,
+        (Some((c, _)), None) => c,
+        (None, None) => default,
+    };
+    (choice, list.join(", "))
+}
+
+/// Seconds `repeats` back-to-back launches of `dispatches` take, from submit to completion.
+pub fn time_dispatches(gpu: &Gpu, dispatches: &[&crate::kernels::Dispatch], repeats: u32) -> Result<f64> {
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        for d in dispatches {
-            d.record(&mut pass, 0);
+        for _ in 0..repeats.max(1) {
+            for d in dispatches {
+                d.record(&mut pass, 0);
+            }
         }
     }
     let started = Instant::now();
     gpu.queue.submit([encoder.finish()]);
-    gpu.wait()?;
-    Ok(started.elapsed().as_secs_f64())
+    let waited = gpu.wait();
+    let seconds = started.elapsed().as_secs_f64();
+    if let Err(e) = waited {
+        // a candidate that fails is left out; the error must not outlive it
+        gpu.errors.clear();
+        return Err(e);
+    }
+    Ok(seconds)
 }

@@ -17,7 +17,8 @@ pub fn logits_of(
     split: &Split,
     batch: usize,
 ) -> Result<(Vec<f32>, (f64, f64)), String> {
-    let kernels = Kernels::new(gpu)?;
+    // the choices training made for this adapter where the shapes match; nothing timed
+    let kernels = Kernels::new(gpu)?.with_tuner(crate::autotune::Tuner::cached_only(gpu));
     // The trainer wants a training split; the evaluated one serves, as nothing trains.
     let dataset = Dataset {
         dir: PathBuf::new(),

@@ -160,7 +160,8 @@ impl Kernels {
         let kernels = Kernels {
             variant,
             workgroup_size,
-            tuner: crate::autotune::Tuner::new(gpu, Default::default()),
+            // off unless a command asks (training and bench: --autotune)
+            tuner: crate::autotune::Tuner::with_cache(gpu, Default::default(), None),
             on_demand: Default::default(),
             conv_fwd: Kernel::new(gpu, conv, "conv_fwd", workgroup_size),
             conv_fwd_plain: Kernel::new(gpu, conv, "conv_fwd_plain", workgroup_size),

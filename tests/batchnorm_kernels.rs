@@ -16,6 +16,7 @@ struct Run {
     eval_y: Vec<f32>,
     /// The autotuner's choices while building the layer.
     choices: Vec<u32>,
+    span_ticks: u64,
 }
 
 /// One training forward + backward, then an evaluation forward, from fresh statistics.
@@ -67,7 +68,9 @@ fn run_bn_rows(
     );
     run(&gpu, &layer.eval_forward.iter().collect::<Vec<_>>());
     let choices = k.tuner.records().iter().map(|r| r.choice).collect();
-    Run { y, stats, grads: grads[offset..].to_vec(), dx, eval_y: gpu.read_f32(&yb).unwrap(), choices }
+    // the elementwise kernels' loop bound: values per thread + 1
+    let span_ticks = layer.eval_forward[0].loops.as_ref().unwrap().ticks;
+    Run { y, stats, grads: grads[offset..].to_vec(), dx, eval_y: gpu.read_f32(&yb).unwrap(), choices, span_ticks }
 }
 
 struct Reference {
@@ -205,8 +208,8 @@ fn a_short_batch_normalises_over_its_valid_rows_only() {
 
 #[test]
 fn batchnorm_with_a_fused_relu_matches_reference() {
-    // planes that fill whole threads (32 = 2 x PER_THREAD), end in a partial one (7x7 =
-    // 49, 8, 3) and features (1); short batches too, whose padding rows get no gradient; and
+    // planes that fill whole threads (32 = 2 x the default 16 values per thread), end in a
+    // partial one (7x7 = 49, 8, 3) and features (1); short batches too, whose padding rows get no gradient; and
     // shapes with several values per chunk of the statistics, so their walk crosses
     // from one sample's plane to the next (features: every step)
     let shapes = [
@@ -250,9 +253,11 @@ fn batchnorm_with_a_fused_relu_matches_reference() {
 #[test]
 fn every_values_per_thread_the_autotuner_may_choose_gives_identical_results() {
     use gpu_train::layers::batchnorm::{PER_THREAD_CANDIDATES, PER_THREAD_MORE};
-    // planes of 49 (partial spans at every size), 1 and 64; with the ReLU fused and without
+    // planes of 49 and 196 (partial spans at most sizes, several full ones at 64), 1 and
+    // 64; with the ReLU fused and without
     let shapes = [
         BnShape { batch: 6, channels: 5, plane: 49 },
+        BnShape { batch: 3, channels: 2, plane: 196 },
         BnShape { batch: 37, channels: 3, plane: 1 },
         BnShape { batch: 3, channels: 4, plane: 64 },
     ];
@@ -269,6 +274,7 @@ fn every_values_per_thread_the_autotuner_may_choose_gives_identical_results() {
                 let k = k.with_tuner(gpu_train::autotune::Tuner::forcing(&gpu, pt));
                 let got = run_bn_rows((gpu, k), s, relu, &x, &pg, &dy, s.batch - 1);
                 assert_eq!(got.choices, vec![pt], "the layer ran {pt} values per thread");
+                assert_eq!(got.span_ticks, pt as u64 + 1, "the dispatches were built for {pt} values per thread");
                 match &first {
                     None => first = Some((pt, got)),
                     Some((p0, want)) => {

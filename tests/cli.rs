@@ -615,17 +615,24 @@ fn autotuning_measures_once_then_reads_its_cache_and_never_fails_a_run() {
         line
     };
     let measured = bench("quick");
-    assert!(measured.contains("measured in") && measured.contains("4: ") && measured.contains("64: "), "{measured}");
+    assert!(measured.contains("measured in") && measured.contains("(16: ") && measured.contains(", 4: ") && measured.contains(", 64: "), "{measured}");
     let file = cache.path().join("autotune.json");
     let cached: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let (key, choice) = cached.as_object().unwrap().iter().next().unwrap();
-    assert!(key.ends_with(" | batch norm + relu elementwise, 128 x 16 x 784: values per thread"), "{key}");
-    assert!(measured.contains(&format!("values per thread: {choice} (measured")), "{measured} vs {choice}");
+    assert!(key.contains(" | batch norm + relu elementwise, 128 x 16 x 784: values per thread [shader "), "{key}");
+    assert!(measured.contains(&format!("]: {choice} (measured")), "{measured} vs {choice}");
     // the second start-up reads the choice; full measures again, with more candidates
-    assert!(bench("quick").ends_with(&format!("values per thread: {choice} (cached)")));
+    assert!(bench("quick").ends_with(&format!("]: {choice} (cached)")));
     let full = bench("full");
     assert!(full.contains("measured in") && full.contains("32: "), "{full}");
-    assert!(bench("off").contains("values per thread: 16 (autotune off: the default)"));
+    assert!(bench("off").contains("]: 16 (autotune off: the default)"));
+    // quick takes a choice only full offers (32), and measures over one that is no candidate
+    let seeded = |value: u32| {
+        std::fs::write(&file, serde_json::json!({ key.as_str(): value }).to_string()).unwrap();
+        bench("quick")
+    };
+    assert!(seeded(32).ends_with("]: 32 (cached)"));
+    assert!(seeded(5).contains("measured in"));
     // a damaged cache is measured over, and rewritten whole
     std::fs::write(&file, "{ not json").unwrap();
     assert!(bench("quick").contains("measured in"));

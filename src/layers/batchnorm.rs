@@ -21,7 +21,8 @@ pub const BATCHNORM_WGSL: &str = include_str!("../../shaders/batchnorm.wgsl");
 pub const EPS: f64 = 1e-5;
 pub const MOMENTUM: f64 = 0.1;
 /// Values per thread in the elementwise kernels (shaders/batchnorm.wgsl PER_THREAD) where
-/// autotuning is off; 16 was the fastest on lavapipe for the presets' shapes.
+/// autotuning is off: on lavapipe 16 ran the best model's layers 2-3 times faster than 4,
+/// and 64 gained a few percent more on some shapes, which the autotuner finds.
 pub const PER_THREAD: u32 = 16;
 /// What `--autotune quick` times, and what `full` adds.
 pub const PER_THREAD_CANDIDATES: [u32; 3] = [4, 16, 64];
@@ -151,22 +152,37 @@ impl BatchNorm {
                 .map_err(|_| format!("batch norm over {} values: too many for one dispatch", shape.len()))
         };
         // The elementwise kernels' values per thread: the autotuner times the evaluation
-        // forward (the same loop as the others) at each candidate.
+        // forward (the same loop as the others) at each candidate. Candidates that cut a
+        // plane into as many spans as a smaller one are the same work: left out.
         let fits = |c: &u32| loop_ticks(*c as u64) <= gpu.loop_budget;
-        let candidates: Vec<u32> = PER_THREAD_CANDIDATES.into_iter().filter(fits).collect();
-        let more: Vec<u32> = PER_THREAD_MORE.into_iter().filter(fits).collect();
+        let distinct = |list: &[u32], taken: &mut Vec<usize>| -> Vec<u32> {
+            let mut out = Vec::new();
+            for &c in list.iter().filter(|c| fits(c)) {
+                let spans = shape.plane.div_ceil(c as usize);
+                if !taken.contains(&spans) || c == PER_THREAD {
+                    taken.push(spans);
+                    out.push(c);
+                }
+            }
+            out
+        };
+        let mut taken = vec![shape.plane.div_ceil(PER_THREAD as usize)];
+        let mut candidates = vec![PER_THREAD];
+        candidates.extend(distinct(&PER_THREAD_CANDIDATES, &mut taken).into_iter().filter(|&c| c != PER_THREAD));
+        let more = distinct(&PER_THREAD_MORE, &mut taken);
         let key = format!(
-            "batch norm{} elementwise, {} x {} x {}: values per thread",
+            "batch norm{} elementwise, {} x {} x {}: values per thread [shader {}]",
             if relu { " + relu" } else { "" },
             shape.batch,
             c,
-            shape.plane
+            shape.plane,
+            crate::autotune::fingerprint(BATCHNORM_WGSL)
         );
-        let per_thread = k.tuner.choose(&key, PER_THREAD, &candidates, &more, &mut |pt| {
+        let per_thread = k.tuner.choose(&key, PER_THREAD, &candidates, &more, &mut |pt, repeats| {
             let kernel = k.on_demand_with(gpu, "batchnorm.wgsl", "bn_forward_eval", &[("PER_THREAD", pt)])?;
             let d = Dispatch::new(gpu, &kernel, threads(pt)?, &normalise)?;
-            crate::autotune::time_dispatches(gpu, &[&d])
-        })?;
+            crate::autotune::time_dispatches(gpu, &[&d], repeats)
+        });
         let kernel = |entry: &'static str| {
             let elementwise = matches!(entry, "bn_forward_train" | "bn_forward_eval" | "bn_backward_dx");
             let overrides: &[(&'static str, u32)] = if elementwise { &[("PER_THREAD", per_thread)] } else { &[] };
