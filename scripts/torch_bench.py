@@ -13,12 +13,6 @@ import os
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_model import sequential  # noqa: E402
-
 # gpu-train's preset models (`gpu-train models`), so that --model takes their names too
 PRESETS = {
     "ref-cnn": "c32,relu,pool,c64,relu,pool,fc128,relu,fc",
@@ -41,19 +35,38 @@ def timed(device, fn, steps):
     return (time.perf_counter() - start) / steps
 
 
+def positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=REF_CNN, help="a preset name or a layer string")
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=64)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
+    ap.add_argument("--batch-size", type=positive, default=128)
+    ap.add_argument("--steps", type=positive, default=64)
+    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda where there is one)")
+    ap.add_argument("--threads", type=positive, default=None, help="CPU threads (default: PyTorch's)")
     a = ap.parse_args()
+    try:
+        global torch, F
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        sys.exit("error: this script needs PyTorch (../shared/bench/setup-pytorch.sh makes a virtualenv with it)")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_model import sequential
     if a.threads:
         torch.set_num_threads(a.threads)
-    device = torch.device(a.device)
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
-    model = sequential(PRESETS.get(a.model.strip().lower(), a.model)).to(device)
+    layers = PRESETS.get(a.model.strip().lower(), a.model)
+    try:
+        model = sequential(layers).to(device)
+    except (ValueError, IndexError) as e:
+        sys.exit(f"error: --model {a.model!r} is not a preset ({', '.join(PRESETS)}) or a layer string: {e}")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(a.batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (a.batch_size,), device=device)
@@ -75,7 +88,7 @@ def main():
     eval_s = timed(device, eval_step, a.steps)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(json.dumps({
-        "framework": f"torch {torch.__version__}", "device": name, "model": a.model,
+        "framework": f"torch {torch.__version__}", "device": name, "model": layers,
         "batch_size": a.batch_size, "threads": torch.get_num_threads(),
         "train_images_per_sec": a.batch_size / train_s, "eval_images_per_sec": a.batch_size / eval_s,
         "train_ms_per_step": 1e3 * train_s, "eval_ms_per_step": 1e3 * eval_s,

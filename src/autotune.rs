@@ -83,10 +83,29 @@ fn adapter_key(gpu: &Gpu) -> String {
 /// they are kept when this one rewrites the file).
 fn load_raw(path: &Option<PathBuf>) -> serde_json::Map<String, serde_json::Value> {
     let Some(path) = path else { return Default::default() };
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok())
-        .unwrap_or_default()
+    let Ok(text) = std::fs::read_to_string(path) else { return Default::default() };
+    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
+        Ok(map) => map,
+        Err(e) => {
+            note_once(format!(
+                "note: the autotune cache {} is not a JSON object of choices ({e}); measuring again and rewriting it",
+                path.display()
+            ));
+            Default::default()
+        }
+    }
+}
+
+/// A note on stderr, once per process and text: the cache never stops a run, but a user
+/// should know why every start-up measures again.
+fn note_once(text: String) {
+    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    if let Ok(mut seen) = SEEN.lock()
+        && !seen.contains(&text)
+    {
+        eprintln!("{text}");
+        seen.push(text);
+    }
 }
 
 /// The entries that are choices (whole numbers that fit a u32).
@@ -224,8 +243,12 @@ impl Tuner {
         let written = std::fs::create_dir_all(dir)
             .and_then(|_| std::fs::write(&temp, text))
             .and_then(|_| std::fs::rename(&temp, path));
-        if written.is_err() {
+        if let Err(e) = written {
             let _ = std::fs::remove_file(&temp);
+            note_once(format!(
+                "note: could not write the autotune cache {} ({e}); choices will be measured again next time (set GPU_TRAIN_CACHE_DIR to a writable directory)",
+                path.display()
+            ));
         }
     }
 }

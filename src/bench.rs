@@ -356,6 +356,7 @@ fn sweep(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError
             }
         }
     }
+    let measured = rows.iter().filter(|r| r.get("error").is_none()).count();
     if cfg.json {
         let out = serde_json::json!({
             "machine": machine.to_json(),
@@ -366,6 +367,13 @@ fn sweep(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError
             "sweep": rows,
         });
         println!("{out}");
+    } else {
+        print!("{}", autotune_lines(&kernels));
+    }
+    if measured == 0 {
+        return Err(crate::error::CommandError::from(
+            "no cell of the sweep could be measured (each row says why)".to_string(),
+        ));
     }
     Ok(())
 }

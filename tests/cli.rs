@@ -349,6 +349,11 @@ fn bench_sweep_measures_every_cell_and_reports_the_ones_that_do_not_fit() {
         let (code, _, stderr) = gpu_train(&bad);
         assert_eq!(code, 2, "{bad:?}: {stderr}");
     }
+    // a sweep of which no cell could be measured fails
+    let none = ["bench", "--sweep", "--data", data, "--steps", "1", "--sweep-model", "c4096,fc", "--sweep-batch", "65536"];
+    let (code, stdout, stderr) = gpu_train(&none);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("not measured:") && stderr.contains("no cell of the sweep could be measured"), "{stderr}");
     let (code, _, stderr) = gpu_train(&["bench", "--sweep", "--sweep-model", "nonsense"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--sweep-model 'nonsense'"), "{stderr}");
@@ -644,4 +649,5 @@ fn autotuning_measures_once_then_reads_its_cache_and_never_fails_a_run() {
     let (code, stdout, stderr) = gpu_train_in(cwd.path(), &[("GPU_TRAIN_CACHE_DIR", s(&blocked))], &args);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("measured in"), "{stdout}");
+    assert!(stderr.contains("note: could not write the autotune cache"), "says why: {stderr}");
 }
