@@ -110,9 +110,7 @@ fn note_once(text: String) {
 
 /// The entries that are choices (whole numbers that fit a u32).
 fn choices(raw: &serde_json::Map<String, serde_json::Value>) -> BTreeMap<String, u32> {
-    raw.iter()
-        .filter_map(|(k, v)| Some((k.clone(), u32::try_from(v.as_u64()?).ok()?)))
-        .collect()
+    raw.iter().filter_map(|(k, v)| Some((k.clone(), u32::try_from(v.as_u64()?).ok()?))).collect()
 }
 
 /// A short fingerprint of a kernel's source, for cache keys: an edited shader is tuned again.

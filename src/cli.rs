@@ -478,7 +478,8 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
                 } else {
                     b.sweep_model.clone()
                 };
-                let models = names.iter().map(|m| resolve(m, "--sweep-model")).collect::<Result<Vec<_>, _>>()?;
+                let models =
+                    names.iter().map(|m| resolve(m, "--sweep-model")).collect::<Result<Vec<_>, _>>()?;
                 let batch_sizes = if b.sweep_batch.is_empty() {
                     crate::bench::SWEEP_BATCHES.to_vec()
                 } else {

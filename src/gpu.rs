@@ -435,7 +435,10 @@ impl Kernel {
             layout: None,
             module,
             entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                ..Default::default()
+            },
             cache: None,
         });
         Kernel { name: entry, pipeline, workgroup_size }

@@ -34,7 +34,8 @@ fn cpu_model() -> String {
         }
     }
     if cfg!(target_os = "macos")
-        && let Ok(out) = std::process::Command::new("sysctl").args(["-n", "machdep.cpu.brand_string"]).output()
+        && let Ok(out) =
+            std::process::Command::new("sysctl").args(["-n", "machdep.cpu.brand_string"]).output()
         && out.status.success()
     {
         let s = String::from_utf8_lossy(&out.stdout).trim().to_string();

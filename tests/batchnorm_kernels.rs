@@ -70,7 +70,15 @@ fn run_bn_rows(
     let choices = k.tuner.records().iter().map(|r| r.choice).collect();
     // the elementwise kernels' loop bound: values per thread + 1
     let span_ticks = layer.eval_forward[0].loops.as_ref().unwrap().ticks;
-    Run { y, stats, grads: grads[offset..].to_vec(), dx, eval_y: gpu.read_f32(&yb).unwrap(), choices, span_ticks }
+    Run {
+        y,
+        stats,
+        grads: grads[offset..].to_vec(),
+        dx,
+        eval_y: gpu.read_f32(&yb).unwrap(),
+        choices,
+        span_ticks,
+    }
 }
 
 struct Reference {
@@ -274,14 +282,25 @@ fn every_values_per_thread_the_autotuner_may_choose_gives_identical_results() {
                 let k = k.with_tuner(gpu_train::autotune::Tuner::forcing(&gpu, pt));
                 let got = run_bn_rows((gpu, k), s, relu, &x, &pg, &dy, s.batch - 1);
                 assert_eq!(got.choices, vec![pt], "the layer ran {pt} values per thread");
-                assert_eq!(got.span_ticks, pt as u64 + 1, "the dispatches were built for {pt} values per thread");
+                assert_eq!(
+                    got.span_ticks,
+                    pt as u64 + 1,
+                    "the dispatches were built for {pt} values per thread"
+                );
                 match &first {
                     None => first = Some((pt, got)),
                     Some((p0, want)) => {
-                        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-                        assert!(same(&got.y, &want.y), "{s:?} relu {relu}: y differs, {pt} vs {p0} per thread");
+                        let same =
+                            |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(
+                            same(&got.y, &want.y),
+                            "{s:?} relu {relu}: y differs, {pt} vs {p0} per thread"
+                        );
                         assert!(same(&got.dx, &want.dx), "{s:?} relu {relu}: dx differs, {pt} vs {p0}");
-                        assert!(same(&got.eval_y, &want.eval_y), "{s:?} relu {relu}: eval differs, {pt} vs {p0}");
+                        assert!(
+                            same(&got.eval_y, &want.eval_y),
+                            "{s:?} relu {relu}: eval differs, {pt} vs {p0}"
+                        );
                         assert!(same(&got.grads, &want.grads) && same(&got.stats, &want.stats));
                     }
                 }

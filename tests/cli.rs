@@ -295,7 +295,10 @@ fn bench_json_names_the_machine() {
             assert_eq!(bn["layer"], "layer 2 (bn,relu) forward", "bn,relu fused: {bn}");
             assert_eq!(bn["bytes_per_step"].as_u64().unwrap(), 2 * 4 * 128 * 16 * 28 * 28, "{bn}");
             assert!(bn["gbytes_per_sec"].as_f64().unwrap() > 0.0, "{bn}");
-            assert!(!kernels.iter().any(|k| k["kernel"] == "relu_forward"), "the ReLU has no pass of its own");
+            assert!(
+                !kernels.iter().any(|k| k["kernel"] == "relu_forward"),
+                "the ReLU has no pass of its own"
+            );
         }
         None => println!("no timestamp queries on this adapter: no kernel table to check"),
     }
@@ -309,8 +312,20 @@ fn bench_sweep_measures_every_cell_and_reports_the_ones_that_do_not_fit() {
     idx_files::write_dataset(dir.path(), 8, 3, 40, 10, false);
     let data = s(dir.path());
     let args = [
-        "bench", "--sweep", "--data", data, "--steps", "1", "--sweep-model", "fc8,fc", "--sweep-model",
-        "c4096,fc", "--sweep-batch", "3", "--sweep-batch", "65536",
+        "bench",
+        "--sweep",
+        "--data",
+        data,
+        "--steps",
+        "1",
+        "--sweep-model",
+        "fc8,fc",
+        "--sweep-model",
+        "c4096,fc",
+        "--sweep-batch",
+        "3",
+        "--sweep-batch",
+        "65536",
     ];
     let (code, stdout, stderr) = gpu_train(&args);
     println!("{stdout}{stderr}");
@@ -318,7 +333,10 @@ fn bench_sweep_measures_every_cell_and_reports_the_ones_that_do_not_fit() {
     assert!(stdout.contains("machine: "), "{stdout}");
     assert!(stdout.contains("2 model(s) x 2 batch size(s), 1 timed steps"), "{stdout}");
     let row = |model: &str, batch: &str| {
-        stdout.lines().find(|l| l.split_whitespace().take(2).eq([model, batch])).unwrap_or_else(|| panic!("{model} {batch}: {stdout}"))
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq([model, batch]))
+            .unwrap_or_else(|| panic!("{model} {batch}: {stdout}"))
     };
     for (model, batch) in [("fc8,fc", "3"), ("fc8,fc", "65536"), ("c4096,fc", "3")] {
         let images_per_sec = row(model, batch).split_whitespace().nth(2).unwrap().parse::<f64>();
@@ -336,12 +354,18 @@ fn bench_sweep_measures_every_cell_and_reports_the_ones_that_do_not_fit() {
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let cells = v["sweep"].as_array().unwrap();
     assert_eq!(cells.len(), 4, "{v}");
-    assert_eq!((cells[0]["model_layers"].as_str(), cells[0]["batch_size"].as_u64()), (Some("fc8,fc"), Some(3)));
+    assert_eq!(
+        (cells[0]["model_layers"].as_str(), cells[0]["batch_size"].as_u64()),
+        (Some("fc8,fc"), Some(3))
+    );
     for key in ["train_images_per_sec", "train_ms_per_step", "train_gflops", "eval_images_per_sec"] {
         assert!(cells[0][key].as_f64().unwrap() > 0.0, "{key} in {v}");
     }
-    assert!(cells[3]["error"].as_str().unwrap().contains("max_storage_buffer_binding_size")
-        || cells[3]["error"].as_str().unwrap().contains("max_buffer_size"), "{v}");
+    assert!(
+        cells[3]["error"].as_str().unwrap().contains("max_storage_buffer_binding_size")
+            || cells[3]["error"].as_str().unwrap().contains("max_buffer_size"),
+        "{v}"
+    );
     assert!(v["machine"]["adapter"].as_str().is_some(), "{v}");
 
     // --sweep with the single-measurement flags, or the sweep's flags without --sweep: usage errors
@@ -350,10 +374,24 @@ fn bench_sweep_measures_every_cell_and_reports_the_ones_that_do_not_fit() {
         assert_eq!(code, 2, "{bad:?}: {stderr}");
     }
     // a sweep of which no cell could be measured fails
-    let none = ["bench", "--sweep", "--data", data, "--steps", "1", "--sweep-model", "c4096,fc", "--sweep-batch", "65536"];
+    let none = [
+        "bench",
+        "--sweep",
+        "--data",
+        data,
+        "--steps",
+        "1",
+        "--sweep-model",
+        "c4096,fc",
+        "--sweep-batch",
+        "65536",
+    ];
     let (code, stdout, stderr) = gpu_train(&none);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stdout.contains("not measured:") && stderr.contains("no cell of the sweep could be measured"), "{stderr}");
+    assert!(
+        stdout.contains("not measured:") && stderr.contains("no cell of the sweep could be measured"),
+        "{stderr}"
+    );
     let (code, _, stderr) = gpu_train(&["bench", "--sweep", "--sweep-model", "nonsense"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--sweep-model 'nonsense'"), "{stderr}");
@@ -608,7 +646,8 @@ fn autotuning_measures_once_then_reads_its_cache_and_never_fails_a_run() {
     let env = [("GPU_TRAIN_CACHE_DIR", dir)];
     let cwd = tempfile::tempdir().unwrap();
     let bench = |mode: &str| {
-        let args = ["bench", "--synthetic", "--steps", "1", "--model", "c16,bn,relu,pool,fc", "--autotune", mode];
+        let args =
+            ["bench", "--synthetic", "--steps", "1", "--model", "c16,bn,relu,pool,fc", "--autotune", mode];
         let (code, stdout, stderr) = gpu_train_in(cwd.path(), &env, &args);
         assert_eq!(code, 0, "{stderr}");
         let line = stdout
@@ -620,11 +659,20 @@ fn autotuning_measures_once_then_reads_its_cache_and_never_fails_a_run() {
         line
     };
     let measured = bench("quick");
-    assert!(measured.contains("measured in") && measured.contains("(16: ") && measured.contains(", 4: ") && measured.contains(", 64: "), "{measured}");
+    assert!(
+        measured.contains("measured in")
+            && measured.contains("(16: ")
+            && measured.contains(", 4: ")
+            && measured.contains(", 64: "),
+        "{measured}"
+    );
     let file = cache.path().join("autotune.json");
     let cached: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let (key, choice) = cached.as_object().unwrap().iter().next().unwrap();
-    assert!(key.contains(" | batch norm + relu elementwise, 128 x 16 x 784: values per thread [shader "), "{key}");
+    assert!(
+        key.contains(" | batch norm + relu elementwise, 128 x 16 x 784: values per thread [shader "),
+        "{key}"
+    );
     assert!(measured.contains(&format!("]: {choice} (measured")), "{measured} vs {choice}");
     // the second start-up reads the choice; full measures again, with more candidates
     assert!(bench("quick").ends_with(&format!("]: {choice} (cached)")));

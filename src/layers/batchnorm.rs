@@ -168,7 +168,8 @@ impl BatchNorm {
         };
         let mut taken = vec![shape.plane.div_ceil(PER_THREAD as usize)];
         let mut candidates = vec![PER_THREAD];
-        candidates.extend(distinct(&PER_THREAD_CANDIDATES, &mut taken).into_iter().filter(|&c| c != PER_THREAD));
+        candidates
+            .extend(distinct(&PER_THREAD_CANDIDATES, &mut taken).into_iter().filter(|&c| c != PER_THREAD));
         let more = distinct(&PER_THREAD_MORE, &mut taken);
         let key = format!(
             "batch norm{} elementwise, {} x {} x {}: values per thread [shader {}]",
@@ -185,7 +186,8 @@ impl BatchNorm {
         });
         let kernel = |entry: &'static str| {
             let elementwise = matches!(entry, "bn_forward_train" | "bn_forward_eval" | "bn_backward_dx");
-            let overrides: &[(&'static str, u32)] = if elementwise { &[("PER_THREAD", per_thread)] } else { &[] };
+            let overrides: &[(&'static str, u32)] =
+                if elementwise { &[("PER_THREAD", per_thread)] } else { &[] };
             k.on_demand_with(gpu, "batchnorm.wgsl", entry, overrides)
         };
         let elements = threads(per_thread)?;
