@@ -191,7 +191,7 @@ impl Tuner {
         if self.mode == TuneMode::Full {
             all.extend(more.iter().filter(|m| !candidates.contains(m)));
         }
-        if let Some(&choice) = self.measured.lock().ok().and_then(|m| m.get(key).copied()).as_ref() {
+        if let Some(choice) = self.measured.lock().ok().and_then(|m| m.get(key).copied()) {
             self.record(key, choice, "measured for an earlier layer of this shape".into());
             return choice;
         }

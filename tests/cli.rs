@@ -311,13 +311,13 @@ fn bench_sweep_measures_every_cell_and_reports_the_ones_that_do_not_fit() {
     let dir = tempfile::tempdir().unwrap();
     idx_files::write_dataset(dir.path(), 8, 3, 40, 10, false);
     let data = s(dir.path());
-    let args = [
-        "bench",
-        "--sweep",
-        "--data",
-        data,
-        "--steps",
-        "1",
+    // a one-step sweep of the given cells on that data
+    let sweep = |cells: &[&'static str]| -> Vec<&str> {
+        let mut args = vec!["bench", "--sweep", "--data", data, "--steps", "1"];
+        args.extend_from_slice(cells);
+        args
+    };
+    let args = sweep(&[
         "--sweep-model",
         "fc8,fc",
         "--sweep-model",
@@ -326,7 +326,7 @@ fn bench_sweep_measures_every_cell_and_reports_the_ones_that_do_not_fit() {
         "3",
         "--sweep-batch",
         "65536",
-    ];
+    ]);
     let (code, stdout, stderr) = gpu_train(&args);
     println!("{stdout}{stderr}");
     assert_eq!(code, 0, "{stderr}");
@@ -374,18 +374,7 @@ fn bench_sweep_measures_every_cell_and_reports_the_ones_that_do_not_fit() {
         assert_eq!(code, 2, "{bad:?}: {stderr}");
     }
     // a sweep of which no cell could be measured fails
-    let none = [
-        "bench",
-        "--sweep",
-        "--data",
-        data,
-        "--steps",
-        "1",
-        "--sweep-model",
-        "c4096,fc",
-        "--sweep-batch",
-        "65536",
-    ];
+    let none = sweep(&["--sweep-model", "c4096,fc", "--sweep-batch", "65536"]);
     let (code, stdout, stderr) = gpu_train(&none);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(

@@ -152,25 +152,24 @@ impl BatchNorm {
                 .map_err(|_| format!("batch norm over {} values: too many for one dispatch", shape.len()))
         };
         // The elementwise kernels' values per thread: the autotuner times the evaluation
-        // forward (the same loop as the others) at each candidate. Candidates that cut a
-        // plane into as many spans as a smaller one are the same work: left out.
-        let fits = |c: &u32| loop_ticks(*c as u64) <= gpu.loop_budget;
-        let distinct = |list: &[u32], taken: &mut Vec<usize>| -> Vec<u32> {
+        // forward (the same loop as the others) at each candidate, the default first.
+        // Candidates that cut a plane into as many spans as one before them are the same
+        // work: left out.
+        let spans = |c: u32| shape.plane.div_ceil(c as usize);
+        let mut taken = vec![spans(PER_THREAD)];
+        let mut distinct = |list: &[u32]| -> Vec<u32> {
             let mut out = Vec::new();
-            for &c in list.iter().filter(|c| fits(c)) {
-                let spans = shape.plane.div_ceil(c as usize);
-                if !taken.contains(&spans) || c == PER_THREAD {
-                    taken.push(spans);
+            for &c in list {
+                if loop_ticks(c as u64) <= gpu.loop_budget && !taken.contains(&spans(c)) {
+                    taken.push(spans(c));
                     out.push(c);
                 }
             }
             out
         };
-        let mut taken = vec![shape.plane.div_ceil(PER_THREAD as usize)];
-        let mut candidates = vec![PER_THREAD];
-        candidates
-            .extend(distinct(&PER_THREAD_CANDIDATES, &mut taken).into_iter().filter(|&c| c != PER_THREAD));
-        let more = distinct(&PER_THREAD_MORE, &mut taken);
+        let candidates: Vec<u32> =
+            std::iter::once(PER_THREAD).chain(distinct(&PER_THREAD_CANDIDATES)).collect();
+        let more = distinct(&PER_THREAD_MORE);
         let key = format!(
             "batch norm{} elementwise, {} x {} x {}: values per thread [shader {}]",
             if relu { " + relu" } else { "" },
