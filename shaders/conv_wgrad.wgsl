@@ -46,8 +46,9 @@ struct Acc9 {
     bias: f32,
 }
 
-fn upd(q: Acc9, g: f32, lo: vec4<f32>, hi: vec4<f32>, e: f32) -> Acc9 {
-    return Acc9(q.lo + g * lo, q.hi + g * hi, q.e + g * e, q.bias + g);
+// `with_bias` is always a literal: false compiles the bias sum away.
+fn upd(q: Acc9, g: f32, lo: vec4<f32>, hi: vec4<f32>, e: f32, with_bias: bool) -> Acc9 {
+    return Acc9(q.lo + g * lo, q.hi + g * hi, q.e + g * e, select(q.bias, q.bias + g, with_bias));
 }
 
 // dy of channels oc0 .. oc0 + 7 at one pixel, each lane loading its own.
@@ -91,79 +92,100 @@ const OWN_GRADS: u32 = 0u;
 const SHARED_GRADS: u32 = 1u;
 const FROM_POOLED: u32 = 2u;
 
+// Rows y-1, y, y+1 of one input column (zero outside the image).
+struct Rows3 {
+    r0: u32,
+    r1: u32,
+    r2: u32,
+    ok0: bool,
+    ok2: bool,
+}
+
+fn column(rows: Rows3, xx: u32) -> vec3<f32> {
+    let w = p.width;
+    let okx = xx < w;
+    let cx = min(xx, w - 1u);
+    return vec3(select(0.0, x[rows.r0 + cx], rows.ok0 && okx), select(0.0, x[rows.r1 + cx], okx),
+                select(0.0, x[rows.r2 + cx], rows.ok2 && okx));
+}
+
+// Gradients of channels oc0 .. oc0 + 7 (g) and oc0 + 8 .. oc0 + 15 (h) at one pixel.
+struct Grads16 {
+    g: array<f32, 8>,
+    h: array<f32, 8>,
+}
+
+// One pixel's products: columns x-1 (left), x (mid), x+1 (right) times its gradients.
+fn pixel(t: Tile16, left: vec3<f32>, mid: vec3<f32>, right: vec3<f32>, gh: Grads16, with_bias: bool) -> Tile16 {
+    let lo = vec4(left.x, mid.x, right.x, left.y);
+    let hi = vec4(mid.y, right.y, left.z, mid.z);
+    let e = right.z;
+    let g = gh.g;
+    let h = gh.h;
+    return Tile16(upd(t.q0, g[0], lo, hi, e, with_bias), upd(t.q1, g[1], lo, hi, e, with_bias),
+                  upd(t.q2, g[2], lo, hi, e, with_bias), upd(t.q3, g[3], lo, hi, e, with_bias),
+                  upd(t.q4, g[4], lo, hi, e, with_bias), upd(t.q5, g[5], lo, hi, e, with_bias),
+                  upd(t.q6, g[6], lo, hi, e, with_bias), upd(t.q7, g[7], lo, hi, e, with_bias),
+                  upd(t.q8, h[0], lo, hi, e, with_bias), upd(t.q9, h[1], lo, hi, e, with_bias),
+                  upd(t.q10, h[2], lo, hi, e, with_bias), upd(t.q11, h[3], lo, hi, e, with_bias),
+                  upd(t.q12, h[4], lo, hi, e, with_bias), upd(t.q13, h[5], lo, hi, e, with_bias),
+                  upd(t.q14, h[6], lo, hi, e, with_bias), upd(t.q15, h[7], lo, hi, e, with_bias));
+}
+
+// dy at index d (channel oc0's plane), by the entry point's way of reading it.
+fn grads16(fetch: u32, d: u32, plane: u32, lane: u32) -> Grads16 {
+    if fetch == SHARED_GRADS {
+        return Grads16(grads8(d, plane, lane), grads8(d + 8u * plane, plane, lane));
+    }
+    return Grads16(own_grads8(d, plane), own_grads8(d + 8u * plane, plane));
+}
+
 // Sums over the chunk's images; named accumulators keep them out of memory. `fetch` is
 // always a literal, so each entry point compiles only its own way of reading gradients:
 // OWN_GRADS (each lane loads dy), SHARED_GRADS (every lane has the same oc0 and chunk;
 // grads8 may share the loads), FROM_POOLED (d_pooled and the pool codes, so a first layer
-// needs no separate max-pool backward pass).
-fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32) -> Tile16 {
+// needs no separate max-pool backward pass). Pixels go two at a time (a loop pass costs
+// the CPU adapter about as much as a few dozen multiply-adds), pixel x then x + 1, so the
+// sums run in the same order as one at a time.
+fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32, with_bias: bool) -> Tile16 {
     let h = p.height;
     let w = p.width;
     let plane = h * w;
     var t: Tile16;
-    var window: Pooled8;
-    var window_hi: Pooled8;
     let r_end = min(p.batch * h, (chunk + 1u) * p.chunk_rows);
     for (var r = chunk * p.chunk_rows; r < r_end; r++) {
         let b = r / h;
         let y = r % h;
         let xbase = (b * p.in_channels + ic) * plane;
-        let dbase = (b * p.out_channels + oc0) * plane;
+        let dbase = (b * p.out_channels + oc0) * plane + y * w;
         let ok0 = y > 0u;
         let ok2 = y + 1u < h;
-        let r0 = xbase + select(0u, y - 1u, ok0) * w;
-        let r1 = xbase + y * w;
-        let r2 = xbase + select(y, y + 1u, ok2) * w;
-        // columns x-1 (left), x (mid), x+1 (right) of rows y-1, y, y+1
+        let rows = Rows3(xbase + select(0u, y - 1u, ok0) * w, xbase + y * w, xbase + select(y, y + 1u, ok2) * w,
+                         ok0, ok2);
         var left = vec3<f32>();
-        var mid = vec3(select(0.0, x[r0], ok0), x[r1], select(0.0, x[r2], ok2));
-        for (var xx = 0u; xx < w; xx++) {
-            let nx = min(xx + 1u, w - 1u);
-            let okx = xx + 1u < w;
-            let right = vec3(select(0.0, x[r0 + nx], ok0 && okx), select(0.0, x[r1 + nx], okx),
-                             select(0.0, x[r2 + nx], ok2 && okx));
-            let lo = vec4(left.x, mid.x, right.x, left.y);
-            let hi = vec4(mid.y, right.y, left.z, mid.z);
-            let e = right.z;
-            // channels oc0 .. oc0 + 7 in g, oc0 + 8 .. oc0 + 15 in h
-            var g: array<f32, 8>;
-            var h: array<f32, 8>;
-            let d = dbase + y * w + xx;
+        var mid = column(rows, 0u);
+        // widths are even (conv.rs refuses others)
+        for (var xx = 0u; xx < w; xx += 2u) {
+            var g0: Grads16;
+            var g1: Grads16;
             if fetch == FROM_POOLED {
-                // a pooled value covers two columns: load it at even x only
-                if xx % 2u == 0u {
-                    let pi = (y / 2u) * (w / 2u) + xx / 2u;
-                    window = pooled8(b, oc0, pi);
-                    window_hi = pooled8(b, oc0 + 8u, pi);
-                }
-                let k = (y % 2u) * 2u + xx % 2u;
-                g = unpool8(window, k);
-                h = unpool8(window_hi, k);
-            } else if fetch == SHARED_GRADS {
-                g = grads8(d, plane, lane);
-                h = grads8(d + 8u * plane, plane, lane);
+                // a pooled value covers columns xx and xx + 1 (xx is even here)
+                let pi = (y / 2u) * (w / 2u) + xx / 2u;
+                let window = pooled8(b, oc0, pi);
+                let window_hi = pooled8(b, oc0 + 8u, pi);
+                let k = (y % 2u) * 2u;
+                g0 = Grads16(unpool8(window, k), unpool8(window_hi, k));
+                g1 = Grads16(unpool8(window, k + 1u), unpool8(window_hi, k + 1u));
             } else {
-                g = own_grads8(d, plane);
-                h = own_grads8(d + 8u * plane, plane);
+                g0 = grads16(fetch, dbase + xx, plane, lane);
+                g1 = grads16(fetch, dbase + xx + 1u, plane, lane);
             }
-            t.q0 = upd(t.q0, g[0], lo, hi, e);
-            t.q1 = upd(t.q1, g[1], lo, hi, e);
-            t.q2 = upd(t.q2, g[2], lo, hi, e);
-            t.q3 = upd(t.q3, g[3], lo, hi, e);
-            t.q4 = upd(t.q4, g[4], lo, hi, e);
-            t.q5 = upd(t.q5, g[5], lo, hi, e);
-            t.q6 = upd(t.q6, g[6], lo, hi, e);
-            t.q7 = upd(t.q7, g[7], lo, hi, e);
-            t.q8 = upd(t.q8, h[0], lo, hi, e);
-            t.q9 = upd(t.q9, h[1], lo, hi, e);
-            t.q10 = upd(t.q10, h[2], lo, hi, e);
-            t.q11 = upd(t.q11, h[3], lo, hi, e);
-            t.q12 = upd(t.q12, h[4], lo, hi, e);
-            t.q13 = upd(t.q13, h[5], lo, hi, e);
-            t.q14 = upd(t.q14, h[6], lo, hi, e);
-            t.q15 = upd(t.q15, h[7], lo, hi, e);
-            left = mid;
-            mid = right;
+            let right = column(rows, xx + 1u);
+            let next = column(rows, xx + 2u);
+            t = pixel(t, left, mid, right, g0, with_bias);
+            t = pixel(t, mid, right, next, g1, with_bias);
+            left = right;
+            mid = next;
         }
     }
     return t;
@@ -225,7 +247,7 @@ fn conv_wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
               @builtin(local_invocation_index) lid: u32) {
     let c = chunk_tile(wid, nwg, lid);
     if c.valid {
-        store_tile(c.chunk, c.ic, c.oc0, wgrad_tile(c.chunk, c.ic, c.oc0, lid, OWN_GRADS));
+        store_tile(c.chunk, c.ic, c.oc0, wgrad_tile(c.chunk, c.ic, c.oc0, lid, OWN_GRADS, true));
     }
 }
 
@@ -234,7 +256,7 @@ fn conv_wgrad_pooled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
                      @builtin(local_invocation_index) lid: u32) {
     let c = chunk_tile(wid, nwg, lid);
     if c.valid {
-        store_tile(c.chunk, c.ic, c.oc0, wgrad_tile(c.chunk, c.ic, c.oc0, lid, FROM_POOLED));
+        store_tile(c.chunk, c.ic, c.oc0, wgrad_tile(c.chunk, c.ic, c.oc0, lid, FROM_POOLED, true));
     }
 }
 
@@ -253,7 +275,15 @@ fn conv_wgrad_ic(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     // Lanes past the last channel recompute the last one (subgroup operations need every
     // lane) and store nothing.
-    let t = wgrad_tile(chunk, min(ic_unclamped, p.in_channels - 1u), oc0, lid, SHARED_GRADS);
+    // Only input channel 0 stores the bias gradient: the other workgroups skip its sum
+    // (one add in ten of the inner loop).
+    let ic = min(ic_unclamped, p.in_channels - 1u);
+    var t: Tile16;
+    if group % ic_groups == 0u {
+        t = wgrad_tile(chunk, ic, oc0, lid, SHARED_GRADS, true);
+    } else {
+        t = wgrad_tile(chunk, ic, oc0, lid, SHARED_GRADS, false);
+    }
     if ic_unclamped < p.in_channels {
         store_tile(chunk, ic_unclamped, oc0, t);
     }

@@ -258,17 +258,33 @@ fn measure(
     mode: TuneMode,
     time: &mut dyn FnMut(u32, u32) -> Result<f64>,
 ) -> (u32, String) {
-    // A first run of each (compiling, warming caches) sizes its repeats to about 2 ms.
+    // A first run of each warms it up (a driver may compile a pipeline on its first use:
+    // lavapipe once took 0.9 s there), a second sizes its repeats to about 2 ms.
     let mut runnable: Vec<(u32, u32)> = Vec::new();
+    let mut sizing: Vec<(u32, f64)> = Vec::new();
     for &c in all {
-        if let Ok(once) = time(c, 1) {
+        if let Ok(once) = time(c, 1).and_then(|_| time(c, 1)) {
             let repeats = (0.002 / once.max(1e-6)).ceil().clamp(1.0, 64.0) as u32;
             runnable.push((c, repeats));
+            sizing.push((c, once));
         }
     }
     if runnable.is_empty() {
         return (default, "no candidate ran: the default".into());
     }
+    // A candidate whose sizing run took over 3 times the fastest one cannot win: it is
+    // left out of the rounds (the GPU-shaped variants on a CPU adapter), which keeps a cold
+    // start short.
+    let mut notes: Vec<String> = Vec::new();
+    let fastest_once = sizing.iter().map(|f| f.1).fold(f64::INFINITY, f64::min);
+    runnable.retain(|&(c, _)| {
+        let once = sizing.iter().find(|f| f.0 == c).map_or(0.0, |f| f.1);
+        let keep = c == default || once <= 3.0 * fastest_once;
+        if !keep {
+            notes.push(format!("{c}: {:.3} ms once, left out", once * 1e3));
+        }
+        keep
+    });
     let rounds = if mode == TuneMode::Full { 7 } else { 3 };
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); runnable.len()];
     for _ in 0..rounds {
@@ -287,7 +303,8 @@ fn measure(
         t.sort_by(f64::total_cmp);
         timings.push((c, t[t.len() / 2]));
     }
-    let list: Vec<String> = timings.iter().map(|(c, s)| format!("{c}: {:.3} ms", s * 1e3)).collect();
+    let mut list: Vec<String> = timings.iter().map(|(c, s)| format!("{c}: {:.3} ms", s * 1e3)).collect();
+    list.extend(notes);
     let best = timings.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
     let at_default = timings.iter().find(|(c, _)| *c == default).map(|t| t.1);
     let choice = match (best, at_default) {

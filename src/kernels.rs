@@ -90,7 +90,7 @@ struct OnDemand {
 }
 
 /// The modules that Kernels compiles only when a layer asks (`Kernels::on_demand`).
-fn on_demand_sources() -> Vec<(&'static str, String)> {
+fn on_demand_sources(variant: Variant) -> Vec<(&'static str, String)> {
     vec![
         ("gap.wgsl", crate::layers::gap::GAP_WGSL.to_string()),
         ("batchnorm.wgsl", format!("{STEP_WGSL}\n{}", crate::layers::batchnorm::BATCHNORM_WGSL)),
@@ -99,7 +99,15 @@ fn on_demand_sources() -> Vec<(&'static str, String)> {
         ("maxpool.wgsl", crate::layers::maxpool::MAXPOOL_WGSL.to_string()),
         ("conv_generic.wgsl", crate::layers::conv_generic::CONV_GENERIC_WGSL.to_string()),
         ("clip.wgsl", crate::layers::clip::CLIP_WGSL.to_string()),
+        // the autotuner's matmul variants, with the A fetch of the family's variant
+        ("dense_variants.wgsl", dense_variants(variant)),
     ]
+}
+
+fn dense_variants(variant: Variant) -> String {
+    use crate::layers::dense::{DENSE_TALL_WGSL, DENSE_TILED_WGSL};
+    let a_fetch = if variant.needs_subgroups() { DENSE_ROWS_SUBGROUP_WGSL } else { DENSE_ROWS_WGSL };
+    format!("{DENSE_WGSL}\n{a_fetch}\n{DENSE_TALL_WGSL}\n{DENSE_TILED_WGSL}")
 }
 
 /// The WGSL source of every shader module the program can build for `variant`, labelled
@@ -107,7 +115,7 @@ fn on_demand_sources() -> Vec<(&'static str, String)> {
 /// module declares `override WG: u32`.
 pub fn shader_sources(variant: Variant) -> Vec<(&'static str, String)> {
     let mut sources = kernel_sources(variant);
-    sources.extend(on_demand_sources());
+    sources.extend(on_demand_sources(variant));
     sources
 }
 
@@ -157,6 +165,9 @@ impl Kernels {
         let [conv, wgrad, pool, dense, gather, xent, optim] = &modules[..] else {
             return Err("internal error: unexpected shader module count".into());
         };
+        // Kernels of one value (or one sum) per thread, without subgroup operations, get
+        // the on-demand kernels' wider workgroups (see ON_DEMAND_WG).
+        let wide = workgroup_size.max(ON_DEMAND_WG);
         let kernels = Kernels {
             variant,
             workgroup_size,
@@ -166,24 +177,24 @@ impl Kernels {
             conv_fwd: Kernel::new(gpu, conv, "conv_fwd", workgroup_size),
             conv_fwd_plain: Kernel::new(gpu, conv, "conv_fwd_plain", workgroup_size),
             conv_dx: Kernel::new(gpu, conv, "conv_dx", workgroup_size),
-            conv_weight_layout: Kernel::new(gpu, conv, "conv_weight_layout", workgroup_size),
+            conv_weight_layout: Kernel::new(gpu, conv, "conv_weight_layout", wide),
             conv_wgrad: Kernel::new(gpu, wgrad, "conv_wgrad", workgroup_size),
             conv_wgrad_ic: Kernel::new(gpu, wgrad, "conv_wgrad_ic", workgroup_size),
             conv_wgrad_pooled: Kernel::new(gpu, wgrad, "conv_wgrad_pooled", workgroup_size),
-            conv_wgrad_reduce: Kernel::new(gpu, wgrad, "conv_wgrad_reduce", workgroup_size),
-            maxpool_relu_backward: Kernel::new(gpu, pool, "maxpool_relu_backward", workgroup_size),
+            conv_wgrad_reduce: Kernel::new(gpu, wgrad, "conv_wgrad_reduce", wide),
+            maxpool_relu_backward: Kernel::new(gpu, pool, "maxpool_relu_backward", wide),
             matmul: Kernel::new(gpu, dense, "matmul", workgroup_size),
             matmul_rows: Kernel::new(gpu, dense, "matmul_rows", workgroup_size),
             matmul_cols: Kernel::new(gpu, dense, "matmul_cols", workgroup_size),
-            bias_grad: Kernel::new(gpu, dense, "bias_grad", workgroup_size),
-            matmul_reduce: Kernel::new(gpu, dense, "matmul_reduce", workgroup_size),
-            gather: Kernel::new(gpu, gather, "gather", workgroup_size),
+            bias_grad: Kernel::new(gpu, dense, "bias_grad", wide),
+            matmul_reduce: Kernel::new(gpu, dense, "matmul_reduce", wide),
+            gather: Kernel::new(gpu, gather, "gather", wide),
             softmax_xent: Kernel::new(gpu, xent, "softmax_xent", workgroup_size),
-            adam: Kernel::new(gpu, optim, "adam", workgroup_size),
-            sgd: Kernel::new(gpu, optim, "sgd", workgroup_size),
-            gather_augment: Kernel::new(gpu, gather, "gather_augment", workgroup_size.max(ON_DEMAND_WG)),
-            adamw: Kernel::new(gpu, optim, "adamw", workgroup_size),
-            sgd_ext: Kernel::new(gpu, optim, "sgd_ext", workgroup_size),
+            adam: Kernel::new(gpu, optim, "adam", wide),
+            sgd: Kernel::new(gpu, optim, "sgd", wide),
+            gather_augment: Kernel::new(gpu, gather, "gather_augment", wide),
+            adamw: Kernel::new(gpu, optim, "adamw", wide),
+            sgd_ext: Kernel::new(gpu, optim, "sgd_ext", wide),
         };
         gpu.wait().map_err(|e| format!("compiling the WGSL kernels failed: {e}"))?;
         Ok(kernels)
@@ -206,7 +217,8 @@ impl Kernels {
     }
 
     /// `on_demand` with the module's `override` constants set (each setting is its own
-    /// pipeline, compiled once).
+    /// pipeline, compiled once); "WG" sets the workgroup size, else the default for
+    /// on-demand kernels.
     pub fn on_demand_with(
         &self,
         gpu: &Gpu,
@@ -221,14 +233,17 @@ impl Kernels {
             return Ok(k.clone());
         }
         if !cache.modules.contains_key(label) {
-            let (_, source) = on_demand_sources()
+            let (_, source) = on_demand_sources(self.variant)
                 .into_iter()
                 .find(|(l, _)| *l == label)
                 .ok_or_else(|| format!("internal error: no shader module {label}"))?;
             cache.modules.insert(label, shader(gpu, label, &source));
         }
-        let wg = self.workgroup_size.max(ON_DEMAND_WG);
-        let kernel = Kernel::with_overrides(gpu, &cache.modules[label], entry, wg, overrides);
+        // "WG" among the overrides sets the workgroup size itself
+        let wg =
+            overrides.iter().find(|o| o.0 == "WG").map_or(self.workgroup_size.max(ON_DEMAND_WG), |o| o.1);
+        let others: Vec<(&str, u32)> = overrides.iter().copied().filter(|o| o.0 != "WG").collect();
+        let kernel = Kernel::with_overrides(gpu, &cache.modules[label], entry, wg, &others);
         cache.kernels.insert(key, kernel.clone());
         Ok(kernel)
     }

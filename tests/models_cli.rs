@@ -187,3 +187,44 @@ fn a_model_using_every_token_trains_saves_resumes_exactly_and_evaluates() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("accuracy"), "{stdout}");
 }
+
+/// A 1-feature layer's output at batch 1 is shorter than one vec4: the matmuls that read
+/// it must not bind it as one. It trains at batch 1 and 3, untuned and with `full` tuning
+/// (a fresh cache), to the same weights. (tests/matmul_variants.rs runs every variant on
+/// such sizes.)
+#[test]
+fn a_one_feature_dense_layer_trains_at_batch_one_tuned_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 4, 3, 7, 3, false);
+    let data = s(dir.path());
+    for batch in ["1", "3"] {
+        let mut weights = Vec::new();
+        for tune in ["off", "full"] {
+            let cache = tempfile::tempdir().unwrap();
+            let save = dir.path().join(format!("b{batch}-{tune}"));
+            let args = [
+                "--data",
+                data,
+                "--model",
+                "fc1,fc",
+                "--batch-size",
+                batch,
+                "--epochs",
+                "2",
+                "--autotune",
+                tune,
+                "--save",
+                s(&save),
+            ];
+            let (code, stdout, stderr) =
+                run_cli::gpu_train_in(cache.path(), &[("GPU_TRAIN_CACHE_DIR", s(cache.path()))], &args);
+            println!("{args:?} -> {code}\n{stdout}{stderr}");
+            assert_eq!(code, 0, "{stderr}");
+            weights.push(tensors(&save.join("last.safetensors")));
+        }
+        assert_eq!(
+            weights[0], weights[1],
+            "batch {batch}: the tuned run's weights differ from the default's"
+        );
+    }
+}

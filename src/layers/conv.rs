@@ -390,7 +390,9 @@ impl Conv3x3ReluPool {
                         (3, whole(b.d_pre)),
                     ],
                 )?
-                .with_loops(LoopBound::none()),
+                .with_loops(LoopBound::none())
+                // each pooled gradient and its half-byte code read, its 4 pre-pool values written
+                .with_bytes(pool_params.pooled_count as u64 * (4 + 16) + shape.code_len() as u64 * 4),
             );
         }
         backward.extend([

@@ -70,16 +70,29 @@ pub enum BLoad {
     Scalar,
     Rows,
     Cols,
+    /// matmul_tall
+    Tall,
+    /// matmul_tiled
+    Tiled,
 }
 
-/// Loops of one matmul invocation over a k range of `k_len`: the 8-column offset loop,
-/// the k loop (matmul_cols: 4 k-steps an iteration, each with its 8- and 4-loops) and
-/// the TM x TN epilogue.
+/// Loops of one matmul invocation over a k range of `k_len`. Tile: the 8-column offset
+/// loop, the k loop (matmul_cols: 4 k-steps an iteration, each with its 8- and 4-loops)
+/// and the TM x TN epilogue.
 fn matmul_loops(load: BLoad, k_len: u64) -> u64 {
     let fixed = loop_ticks(8) + loop_ticks(TILE.0 as u64) + TILE.0 as u64 * loop_ticks(TILE.1 as u64);
     match load {
         BLoad::Cols => fixed + loop_ticks(k_len / 4) + (k_len / 4) * (loop_ticks(8) + loop_ticks(4)),
         BLoad::Scalar | BLoad::Rows => fixed + loop_ticks(k_len),
+        // the k loop: 4 k-steps an iteration then up to 3 single ones, or one step an
+        // iteration (the stores are straight-line code)
+        BLoad::Tall => loop_ticks(k_len) + loop_ticks(3),
+        // per slab of TILED.2 k-steps: the staging loop and the k-step loop; then the 4 x 4
+        // stores
+        BLoad::Tiled => {
+            let slabs = k_len.div_ceil(TILED.2 as u64);
+            loop_ticks(slabs) + slabs * (loop_ticks(4) + loop_ticks(TILED.2 as u64)) + 5 * loop_ticks(4)
+        }
     }
 }
 
@@ -99,6 +112,8 @@ pub fn max_k_chunk(load: BLoad, budget: u64) -> u64 {
 /// Slices and slice length for a loop of `len` steps (multiples of `step`) whose longest
 /// slice may be `max_chunk`: as few slices as fit, of balanced length.
 fn split_plan(len: u32, max_chunk: u64, step: u32, what: &str) -> Result<(u32, u32)> {
+    // slices are whole steps long
+    let max_chunk = max_chunk / step as u64 * step as u64;
     if max_chunk == 0 {
         return Err(format!("{what}: no slice fits this adapter's loop budget"));
     }
@@ -107,83 +122,168 @@ fn split_plan(len: u32, max_chunk: u64, step: u32, what: &str) -> Result<(u32, u
     Ok((len.div_ceil(chunk.max(1)).max(1), chunk.max(step)))
 }
 
-/// c = a . b (plus the epilogue in params.flags). B rows or columns that can be read as
-/// vec4s go to matmul_rows or matmul_cols, the rest to matmul. Where the loop over K would
-/// pass the adapter's loop budget, K is split: slices write raw partial tiles into a
-/// scratch buffer (kept in `owned`) and matmul_reduce adds them in order and applies the
-/// epilogue. One dispatch, or two when split.
+/// How a matmul is computed; every variant sums over k in the same order, so all give
+/// identical results and the autotuner may pick any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulVariant {
+    /// matmul / matmul_rows / matmul_cols: a workgroup shares 8 rows, each lane 8 columns.
+    Tile = 0,
+    /// matmul_tall: a workgroup shares 16 rows, each lane 4 columns (fewer loads per
+    /// multiply-add where per-lane loads are dear, as on llvmpipe).
+    Tall = 1,
+    /// matmul_tiled: 256-lane workgroups stage 64 x 64 tiles of A and B in workgroup
+    /// memory, each lane 4 x 4 outputs (the classic GPU GEMM).
+    Tiled = 2,
+}
+
+impl MatmulVariant {
+    pub const ALL: [MatmulVariant; 3] = [MatmulVariant::Tile, MatmulVariant::Tall, MatmulVariant::Tiled];
+
+    pub fn from_choice(choice: u32) -> Option<MatmulVariant> {
+        MatmulVariant::ALL.into_iter().find(|v| *v as u32 == choice)
+    }
+}
+
+/// matmul_tall's rows per workgroup and columns per lane (TALL_M, TALL_N in dense_tall.wgsl).
+pub const TALL: (u32, u32) = (16, 4);
+/// matmul_tiled's output tile (rows, columns) and its k-step (TILED_* in dense_tiled.wgsl).
+pub const TILED: (u32, u32, u32) = (64, 64, 16);
+/// matmul_tiled's workgroup: 16 x 16 lanes.
+pub const TILED_WG: u32 = 256;
+
+/// c = a . b (plus the epilogue in params.flags), by the variant the autotuner picks for
+/// this shape (`MatmulVariant::Tile` where tuning is off).
 pub fn matmul(
     gpu: &Gpu,
     k: &Kernels,
     args: MatmulArgs,
     owned: &mut Vec<wgpu::Buffer>,
 ) -> Result<Vec<Dispatch>> {
+    let p = &args.params;
+    let key = format!(
+        "matmul {}x{}x{}, a strides ({}, {}), b strides ({}, {}), flags {}: variant [shader {}]",
+        p.m,
+        p.n,
+        p.k,
+        p.a_row,
+        p.a_col,
+        p.b_row,
+        p.b_col,
+        p.flags,
+        crate::autotune::fingerprint(&format!(
+            "{}{}{}",
+            crate::kernels::DENSE_WGSL,
+            DENSE_TALL_WGSL,
+            DENSE_TILED_WGSL
+        ))
+    );
+    let candidates: Vec<u32> = MatmulVariant::ALL.iter().map(|v| *v as u32).collect();
+    let choice = k.tuner.choose(&key, MatmulVariant::Tile as u32, &candidates, &[], &mut |c, repeats| {
+        let variant = MatmulVariant::from_choice(c).ok_or("not a matmul variant")?;
+        let mut scratch = Vec::new();
+        let ds = matmul_with(gpu, k, variant, &args, &mut scratch)?;
+        let refs: Vec<&Dispatch> = ds.iter().collect();
+        crate::autotune::time_dispatches(gpu, &refs, repeats)
+    });
+    let variant = MatmulVariant::from_choice(choice).unwrap_or(MatmulVariant::Tile);
+    matmul_with(gpu, k, variant, &args, owned)
+}
+
+pub const DENSE_TALL_WGSL: &str = include_str!("../../shaders/dense_tall.wgsl");
+pub const DENSE_TILED_WGSL: &str = include_str!("../../shaders/dense_tiled.wgsl");
+
+/// c = a . b by `variant`. Tile: B rows or columns that can be read as vec4s go to
+/// matmul_rows or matmul_cols, the rest to matmul. Where the loop over K would pass the
+/// adapter's loop budget, K is split: slices write raw partial tiles into a scratch buffer
+/// (kept in `owned`) and matmul_reduce adds them in order and applies the epilogue. One
+/// dispatch, or two when split.
+pub fn matmul_with(
+    gpu: &Gpu,
+    k: &Kernels,
+    variant: MatmulVariant,
+    args: &MatmulArgs,
+    owned: &mut Vec<wgpu::Buffer>,
+) -> Result<Vec<Dispatch>> {
     let mut params = args.params;
     let rows_as_vec4 = params.b_col == 1 && params.b_row.is_multiple_of(4) && params.n.is_multiple_of(4);
     let cols_as_vec4 = params.b_row == 1 && params.b_col.is_multiple_of(4) && params.k.is_multiple_of(4);
-    let (kernel, load) = if rows_as_vec4 {
-        (&k.matmul_rows, BLoad::Rows)
-    } else if cols_as_vec4 {
-        (&k.matmul_cols, BLoad::Cols)
-    } else {
-        (&k.matmul, BLoad::Scalar)
+    let on_demand = |entry, wg| k.on_demand_with(gpu, "dense_variants.wgsl", entry, &[("WG", wg)]);
+    let (kernel, load) = match variant {
+        MatmulVariant::Tall => (on_demand("matmul_tall", k.workgroup_size)?, BLoad::Tall),
+        MatmulVariant::Tiled => (on_demand("matmul_tiled", TILED_WG)?, BLoad::Tiled),
+        MatmulVariant::Tile if rows_as_vec4 => (k.matmul_rows.clone(), BLoad::Rows),
+        MatmulVariant::Tile if cols_as_vec4 => (k.matmul_cols.clone(), BLoad::Cols),
+        MatmulVariant::Tile => (k.matmul.clone(), BLoad::Scalar),
     };
-    let step = if load == BLoad::Cols { 4 } else { 1 };
+    // binding 6, B's vec4 view: matmul_tiled does not declare it, and the others read it
+    // only where B's rows or columns are whole vec4s. Elsewhere B may be shorter than one
+    // vec4 (a 1-feature activation), which the binding does not allow: a stand-in is bound.
+    let reads_b4 = variant != MatmulVariant::Tiled;
+    let stand_in = gpu.storage("matmul's unread vec4 view", 4)?;
+    let b4 = if rows_as_vec4 || cols_as_vec4 { args.b.clone() } else { whole(&stand_in) };
+    // slices of matmul_cols, and of matmul_tall where it reads columns as vec4s, are
+    // whole vec4s long
+    let step = if load == BLoad::Cols || (load == BLoad::Tall && cols_as_vec4) { 4 } else { 1 };
     let (splits, k_chunk) = split_plan(
         params.k,
         max_k_chunk(load, gpu.loop_budget),
         step,
         &format!("{} over K = {}", kernel.name, params.k),
     )?;
-    params.n_groups = params.n.div_ceil(kernel.workgroup_size * TILE.1);
+    let (tile_rows, tile_cols) = match load {
+        BLoad::Tall => (TALL.0, kernel.workgroup_size * TALL.1),
+        BLoad::Tiled => (TILED.0, TILED.1),
+        _ => (TILE.0, kernel.workgroup_size * TILE.1),
+    };
+    params.n_groups = params.n.div_ceil(tile_cols);
     params.splits = splits;
     params.k_chunk = k_chunk;
     let flops = 2 * params.m as u64 * params.n as u64 * params.k as u64;
-    let tiles = params.m.div_ceil(TILE.0) * params.n_groups;
+    let tiles = params.m.div_ceil(tile_rows) * params.n_groups;
     let slice_loops = LoopBound::new(
         matmul_loops(load, k_chunk as u64),
         format!("K = {k_chunk} of {} per slice", params.k),
     );
-    let bias = args.bias.unwrap_or_else(|| args.a.clone());
-    let aux = args.aux.unwrap_or_else(|| args.a.clone());
+    let bias = args.bias.clone().unwrap_or_else(|| args.a.clone());
+    let aux = args.aux.clone().unwrap_or_else(|| args.a.clone());
     if splits == 1 {
         let uniform = gpu.uniform_init("matmul params", &[params]);
-        let entries = vec![
+        let mut entries = vec![
             (0, whole(&uniform)),
             (1, args.a.clone()),
             (2, args.b.clone()),
-            (3, args.c),
+            (3, args.c.clone()),
             (4, bias),
             (5, aux),
-            (6, args.b),
         ];
+        if reads_b4 {
+            entries.push((6, b4));
+        }
         let d =
-            Dispatch::with_groups(gpu, kernel, tiles, &entries)?.with_flops(flops).with_loops(slice_loops);
-        owned.push(uniform);
+            Dispatch::with_groups(gpu, &kernel, tiles, &entries)?.with_flops(flops).with_loops(slice_loops);
+        owned.extend([uniform, stand_in]);
         return Ok(vec![d]);
     }
     let plane = params.m as usize * params.n as usize;
     let partial = gpu.storage("matmul split-K partials", splits as usize * plane)?;
     let slice_params = MatmulParams { flags: 0, c_offset: 0, ..params };
     let slice_uniform = gpu.uniform_init("matmul params", &[slice_params]);
-    let slices = Dispatch::with_groups(
-        gpu,
-        kernel,
-        tiles * splits,
-        &[
-            (0, whole(&slice_uniform)),
-            (1, args.a.clone()),
-            (2, args.b.clone()),
-            (3, whole(&partial)),
-            (4, args.a.clone()),
-            (5, args.a.clone()),
-            (6, args.b),
-        ],
-    )?
-    .with_flops(flops)
-    .with_loops(slice_loops);
-    let reduce = reduce_slices(gpu, k, params, &partial, args.c, Some((bias, aux)), owned)?;
-    owned.extend([partial, slice_uniform]);
+    let mut entries = vec![
+        (0, whole(&slice_uniform)),
+        (1, args.a.clone()),
+        (2, args.b.clone()),
+        (3, whole(&partial)),
+        (4, args.a.clone()),
+        (5, args.a.clone()),
+    ];
+    if reads_b4 {
+        entries.push((6, b4));
+    }
+    let slices = Dispatch::with_groups(gpu, &kernel, tiles * splits, &entries)?
+        .with_flops(flops)
+        .with_loops(slice_loops);
+    let reduce = reduce_slices(gpu, k, params, &partial, args.c.clone(), Some((bias, aux)), owned)?;
+    owned.extend([partial, slice_uniform, stand_in]);
     Ok(vec![slices, reduce])
 }
 

@@ -1,0 +1,119 @@
+// matmul_tall: like matmul, but a workgroup shares 16 rows (two a_rows8 fetches) and
+// each lane owns 4 consecutive columns. Appended to dense.wgsl with an a_rows8 helper.
+//
+// Why: on an adapter that runs a workgroup as one SIMD program (llvmpipe), a load whose
+// address differs per lane costs a scalar load per lane, while broadcasting a value from
+// one lane is cheap. Per k-step a lane here loads 4 B values and 2 A values (the others
+// arrive by a_rows8) for 64 multiply-adds, against matmul's 8 and 1 for 64.
+// Sums run over k in order as in matmul, so both give identical results.
+
+const TALL_M: u32 = 16u;
+const TALL_N: u32 = 4u;
+
+// A lane's 16 x 4 outputs, row by row (a struct, not an array: the CPU adapter's compiler
+// keeps named fields in registers but copies arrays passed by value).
+struct Tall {
+    r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
+    r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
+    r8: vec4<f32>, r9: vec4<f32>, r10: vec4<f32>, r11: vec4<f32>,
+    r12: vec4<f32>, r13: vec4<f32>, r14: vec4<f32>, r15: vec4<f32>,
+}
+
+// One k-step: row i += a[m0 + i, kk] * the lane's 4 B values.
+fn tall_step(t: Tall, bv: vec4<f32>, m0: u32, kk: u32, lid: u32) -> Tall {
+    let lo = a_rows8(m0, kk, lid);
+    let hi = a_rows8(m0 + 8u, kk, lid);
+    return Tall(t.r0 + lo[0] * bv, t.r1 + lo[1] * bv, t.r2 + lo[2] * bv, t.r3 + lo[3] * bv,
+                t.r4 + lo[4] * bv, t.r5 + lo[5] * bv, t.r6 + lo[6] * bv, t.r7 + lo[7] * bv,
+                t.r8 + hi[0] * bv, t.r9 + hi[1] * bv, t.r10 + hi[2] * bv, t.r11 + hi[3] * bv,
+                t.r12 + hi[4] * bv, t.r13 + hi[5] * bv, t.r14 + hi[6] * bv, t.r15 + hi[7] * bv);
+}
+
+// B's row kk at the lane's 4 columns (offsets bo), by scalar loads.
+fn b_cols(bo: vec4<u32>, kk: u32) -> vec4<f32> {
+    let bk = kk * p.b_row;
+    return vec4(b[bo.x + bk], b[bo.y + bk], b[bo.z + bk], b[bo.w + bk]);
+}
+
+@compute @workgroup_size(WG)
+fn matmul_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    // p.n_groups = ceil(n / (WG * TALL_N)) here
+    let group = wid.x + wid.y * nwg.x;
+    let tiles = ((p.m + TALL_M - 1u) / TALL_M) * p.n_groups;
+    let split = group / tiles;
+    let m0 = ((group % tiles) / p.n_groups) * TALL_M;
+    let n0 = ((group % p.n_groups) * WG + lid) * TALL_N;
+    if m0 >= p.m || split >= p.splits {
+        return;
+    }
+    let k_begin = split * p.k_chunk;
+    let k_end = min(p.k, k_begin + p.k_chunk);
+    // columns past the edge re-read the last valid one and store nothing
+    let nl = p.n - 1u;
+    let bo = vec4(min(n0, nl), min(n0 + 1u, nl), min(n0 + 2u, nl), min(n0 + 3u, nl)) * p.b_col;
+    var t: Tall;
+    // B's rows as vec4s where they are contiguous and aligned (matmul_rows' condition)
+    if p.b_col == 1u && p.b_row % 4u == 0u && p.n % 4u == 0u {
+        let n4 = min(n0, p.n - 4u) / 4u;
+        let row4 = p.b_row / 4u;
+        // 4 k-steps an iteration (fewer loop passes), then the rest
+        var kk = k_begin;
+        for (; kk + 4u <= k_end; kk += 4u) {
+            let at = kk * row4 + n4;
+            t = tall_step(t, b4[at], m0, kk, lid);
+            t = tall_step(t, b4[at + row4], m0, kk + 1u, lid);
+            t = tall_step(t, b4[at + 2u * row4], m0, kk + 2u, lid);
+            t = tall_step(t, b4[at + 3u * row4], m0, kk + 3u, lid);
+        }
+        for (; kk < k_end; kk++) {
+            t = tall_step(t, b4[kk * row4 + n4], m0, kk, lid);
+        }
+    } else if p.b_row == 1u && p.b_col % 4u == 0u && p.k % 4u == 0u && p.k_chunk % 4u == 0u {
+        // B's columns as vec4s along k (matmul_cols' condition): 4 k-steps per iteration
+        for (var kk = k_begin; kk < k_end; kk += 4u) {
+            let q0 = b4[(bo.x + kk) / 4u];
+            let q1 = b4[(bo.y + kk) / 4u];
+            let q2 = b4[(bo.z + kk) / 4u];
+            let q3 = b4[(bo.w + kk) / 4u];
+            t = tall_step(t, vec4(q0.x, q1.x, q2.x, q3.x), m0, kk, lid);
+            t = tall_step(t, vec4(q0.y, q1.y, q2.y, q3.y), m0, kk + 1u, lid);
+            t = tall_step(t, vec4(q0.z, q1.z, q2.z, q3.z), m0, kk + 2u, lid);
+            t = tall_step(t, vec4(q0.w, q1.w, q2.w, q3.w), m0, kk + 3u, lid);
+        }
+    } else {
+        var kk = k_begin;
+        for (; kk + 4u <= k_end; kk += 4u) {
+            t = tall_step(t, b_cols(bo, kk), m0, kk, lid);
+            t = tall_step(t, b_cols(bo, kk + 1u), m0, kk + 1u, lid);
+            t = tall_step(t, b_cols(bo, kk + 2u), m0, kk + 2u, lid);
+            t = tall_step(t, b_cols(bo, kk + 3u), m0, kk + 3u, lid);
+        }
+        for (; kk < k_end; kk++) {
+            t = tall_step(t, b_cols(bo, kk), m0, kk, lid);
+        }
+    }
+    // straight-line stores: a loop over an array of the outputs would index it with a
+    // counter, which the CPU adapter's compiler does in memory
+    let base = p.c_offset + split * p.m * p.n;
+    store_row(base, m0, n0, t.r0); store_row(base, m0 + 1u, n0, t.r1);
+    store_row(base, m0 + 2u, n0, t.r2); store_row(base, m0 + 3u, n0, t.r3);
+    store_row(base, m0 + 4u, n0, t.r4); store_row(base, m0 + 5u, n0, t.r5);
+    store_row(base, m0 + 6u, n0, t.r6); store_row(base, m0 + 7u, n0, t.r7);
+    store_row(base, m0 + 8u, n0, t.r8); store_row(base, m0 + 9u, n0, t.r9);
+    store_row(base, m0 + 10u, n0, t.r10); store_row(base, m0 + 11u, n0, t.r11);
+    store_row(base, m0 + 12u, n0, t.r12); store_row(base, m0 + 13u, n0, t.r13);
+    store_row(base, m0 + 14u, n0, t.r14); store_row(base, m0 + 15u, n0, t.r15);
+}
+
+// The lane's 4 outputs of one row, those inside C, through the epilogue.
+fn store_row(base: u32, row: u32, n0: u32, v: vec4<f32>) {
+    if row >= p.m {
+        return;
+    }
+    let at = row * p.n + n0;
+    if n0 < p.n { c[base + at] = epilogue(v.x, at, n0); }
+    if n0 + 1u < p.n { c[base + at + 1u] = epilogue(v.y, at + 1u, n0 + 1u); }
+    if n0 + 2u < p.n { c[base + at + 2u] = epilogue(v.z, at + 2u, n0 + 2u); }
+    if n0 + 3u < p.n { c[base + at + 3u] = epilogue(v.w, at + 3u, n0 + 3u); }
+}

@@ -1,0 +1,204 @@
+//! Every matmul variant the autotuner may pick (Tile, Tall, and the GPU-shaped Tiled) on
+//! every kernel configuration, against an f64 reference: odd sizes, every stride pattern
+//! the layers use, each epilogue, several tiles, the split-K edge of the loop budget, and
+//! bit-identical results between variants.
+
+mod common;
+use common::*;
+use gpu_train::autotune::Tuner;
+use gpu_train::gpu::Gpu;
+use gpu_train::kernels::{Kernels, whole};
+use gpu_train::layers::dense::{
+    BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulArgs, MatmulParams, MatmulVariant, matmul, max_k_chunk,
+};
+
+/// One product: c (m, n) = a . b with the layers' stride patterns.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    m: u32,
+    n: u32,
+    k: u32,
+    /// A stored (m, k) row-major (true) or (k, m) (false: dy^T in the weight gradient).
+    a_rows: bool,
+    /// B stored (k, n) row-major (true) or (n, k) (false: W^T in the forward pass).
+    b_rows: bool,
+    flags: u32,
+}
+
+impl Case {
+    fn params(&self) -> MatmulParams {
+        let (a_row, a_col) = if self.a_rows { (self.k, 1) } else { (1, self.m) };
+        let (b_row, b_col) = if self.b_rows { (self.n, 1) } else { (1, self.k) };
+        MatmulParams {
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            a_row,
+            a_col,
+            b_row,
+            b_col,
+            flags: self.flags,
+            bias_offset: 3,
+            ..Default::default()
+        }
+    }
+
+    fn reference(&self, a: &[f32], b: &[f32], bias: &[f32], aux: &[f32]) -> Vec<f64> {
+        let p = self.params();
+        let mut c = vec![0f64; (self.m * self.n) as usize];
+        for i in 0..self.m {
+            for j in 0..self.n {
+                let mut s = 0f64;
+                for kk in 0..self.k {
+                    s += a[(i * p.a_row + kk * p.a_col) as usize] as f64
+                        * b[(kk * p.b_row + j * p.b_col) as usize] as f64;
+                }
+                let at = (i * self.n + j) as usize;
+                if self.flags & FLAG_BIAS != 0 {
+                    s += bias[(p.bias_offset + j) as usize] as f64;
+                }
+                if self.flags & FLAG_RELU != 0 {
+                    s = s.max(0.0);
+                }
+                if self.flags & FLAG_MASK != 0 && aux[at] <= 0.0 {
+                    s = 0.0;
+                }
+                c[at] = s;
+            }
+        }
+        c
+    }
+}
+
+/// Every kernel configuration (common::variants) with a tuner that picks each matmul
+/// variant in turn.
+type Setups = Vec<(Gpu, Vec<(Kernels, MatmulVariant)>)>;
+
+fn setups() -> Setups {
+    let mut out = Vec::new();
+    for (gpu, config) in variants() {
+        let forced = MatmulVariant::ALL
+            .map(|variant| {
+                let k = Kernels::with_config(&gpu, config.variant, config.workgroup_size).unwrap();
+                (k.with_tuner(Tuner::forcing(&gpu, variant as u32)), variant)
+            })
+            .into_iter()
+            .collect();
+        out.push((gpu, forced));
+    }
+    out
+}
+
+/// Runs `case` on every configuration and variant; returns each run's label, output and
+/// dispatch names. `exact`: small whole numbers, so every sum is exact in f32.
+fn check(setups: &Setups, case: Case, seed: u64, exact: bool) -> Vec<(String, Vec<f32>)> {
+    let mut r = rng(seed);
+    let draw = |r: &mut rand::rngs::StdRng, n: usize| if exact { small_ints(r, n) } else { random(r, n) };
+    let a = draw(&mut r, (case.m * case.k) as usize);
+    let b = draw(&mut r, (case.k * case.n) as usize);
+    let bias = draw(&mut r, case.n as usize + 3);
+    let aux = draw(&mut r, (case.m * case.n) as usize);
+    let want = case.reference(&a, &b, &bias, &aux);
+    let mut outputs = Vec::new();
+    for (gpu, forced) in setups {
+        for (k, variant) in forced {
+            let (ab, bb) = (gpu.storage_init("a", &a).unwrap(), gpu.storage_init("b", &b).unwrap());
+            let (biasb, auxb) =
+                (gpu.storage_init("bias", &bias).unwrap(), gpu.storage_init("aux", &aux).unwrap());
+            let cb = gpu.storage("c", want.len()).unwrap();
+            let mut owned = Vec::new();
+            let args = MatmulArgs {
+                params: case.params(),
+                a: whole(&ab),
+                b: whole(&bb),
+                c: whole(&cb),
+                bias: Some(whole(&biasb)),
+                aux: Some(whole(&auxb)),
+            };
+            let ds = matmul(gpu, k, args, &mut owned).unwrap();
+            gpu_train::loop_budget::check(gpu, &ds).unwrap();
+            run(gpu, &ds.iter().collect::<Vec<_>>());
+            let names: Vec<&str> = ds.iter().map(|d| d.name).collect();
+            let label = format!("{:?} {}-lane {variant:?} {names:?} {case:?}", k.variant, k.workgroup_size);
+            let got = gpu.read_f32(&cb).unwrap();
+            assert_close(&label, &got, &want, if exact { 0.0 } else { 1e-5 });
+            outputs.push((label, got));
+        }
+    }
+    outputs
+}
+
+/// Every variant sums over k in the same order: the autotuner's choice changes no bit.
+fn assert_identical(outputs: &[(String, Vec<f32>)]) {
+    let (first_label, first) = &outputs[0];
+    for (label, out) in &outputs[1..] {
+        let same = out.iter().zip(first).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{label} differs in some bit from {first_label}");
+    }
+}
+
+#[test]
+fn every_matmul_variant_matches_the_reference_in_every_stride_pattern() {
+    // 13 x 21 x 37: no size a multiple of any tile; 36 and 20: B readable as vec4s
+    let setups = setups();
+    let mut seed = 40;
+    for (m, n, k) in [(13, 21, 37), (13, 20, 36), (1, 1, 1), (9, 4, 4)] {
+        for (a_rows, b_rows) in [(true, false), (false, true), (true, true), (false, false)] {
+            // one value: ReLU or the mask could zero it, and the test would prove nothing
+            let flag_sets =
+                if m * n == 1 { vec![0, FLAG_BIAS] } else { vec![0, FLAG_BIAS | FLAG_RELU, FLAG_MASK] };
+            for flags in flag_sets {
+                seed += 1;
+                let outputs = check(&setups, Case { m, n, k, a_rows, b_rows, flags }, seed, false);
+                // a tile of 16 rows or 64 columns has no row or column of another
+                assert_identical(&outputs);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_matmul_variant_covers_several_tiles_in_each_direction() {
+    // past two 64 x 64 tiles of matmul_tiled, several 16-row groups of matmul_tall, and
+    // a k-range that ends inside a 16-step slab
+    let setups = setups();
+    let case = Case { m: 131, n: 150, k: 77, a_rows: true, b_rows: false, flags: FLAG_BIAS };
+    assert_identical(&check(&setups, case, 60, false));
+    let case = Case { m: 70, n: 132, k: 40, a_rows: false, b_rows: true, flags: 0 };
+    assert_identical(&check(&setups, case, 61, false));
+}
+
+#[test]
+fn every_matmul_variant_runs_right_at_and_past_the_loop_budget() {
+    let setups = setups();
+    let budget = setups[0].0.loop_budget.min(65_535);
+    for load in [BLoad::Tall, BLoad::Tiled] {
+        let longest = max_k_chunk(load, budget) as u32;
+        println!("{load:?}: the longest K one slice may take within {budget} loop iterations is {longest}");
+        assert!(longest > 1000, "{load:?}: {longest}");
+        // exact sums: a loop the driver cut short shows as a wrong value
+        for k in [longest, longest + 1] {
+            let case = Case { m: 3, n: 5, k, a_rows: true, b_rows: false, flags: FLAG_BIAS | FLAG_RELU };
+            check(&setups, case, 70 + k as u64, true);
+        }
+    }
+    // the weight gradient's longest sum, the largest batch the CLI accepts
+    let case = Case { m: 3, n: 4, k: 65_536, a_rows: false, b_rows: true, flags: 0 };
+    check(&setups, case, 80, true);
+}
+
+#[test]
+fn matmul_variant_constants_match_the_shaders() {
+    use gpu_train::layers::dense::{DENSE_TALL_WGSL, DENSE_TILED_WGSL, TALL, TILED, TILED_WG};
+    for (source, name, value) in [
+        (DENSE_TALL_WGSL, "TALL_M", TALL.0),
+        (DENSE_TALL_WGSL, "TALL_N", TALL.1),
+        (DENSE_TILED_WGSL, "TILED_M", TILED.0),
+        (DENSE_TILED_WGSL, "TILED_N", TILED.1),
+        (DENSE_TILED_WGSL, "TILED_K", TILED.2),
+        (DENSE_TILED_WGSL, "TILED_LANES", TILED_WG),
+    ] {
+        let line = format!("const {name}: u32 = {value}u;");
+        assert!(source.contains(&line), "the shader does not say `{line}`");
+    }
+}
