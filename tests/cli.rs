@@ -276,7 +276,7 @@ fn bench_reports_json_with_the_documented_keys() {
 #[test]
 fn bench_json_names_the_machine() {
     let (code, stdout, stderr) =
-        gpu_train(&["bench", "--synthetic", "--steps", "1", "--json", "--model", "c16,bn,relu,pool,fc"]);
+        gpu_train(&["bench", "--synthetic", "--steps", "1", "--json", "--model", "c16,bn,relu,pool,drop0.1,fc"]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
     let m = &v["machine"];
@@ -299,6 +299,21 @@ fn bench_json_names_the_machine() {
                 !kernels.iter().any(|k| k["kernel"] == "relu_forward"),
                 "the ReLU has no pass of its own"
             );
+            // max-pool: per pooled value 4 inputs read, the maximum and its code written;
+            // dropout: each value read and written; Adam: 7 words per parameter
+            let pooled = 128 * 16 * 14 * 14;
+            for (name, bytes) in [
+                ("maxpool_forward", 4 * 6 * pooled),
+                ("maxpool_backward", 4 * 6 * pooled),
+                ("dropout", 8 * pooled),
+                ("softmax_xent", 128 * (8 * 10 + 12)),
+            ] {
+                let k = kernels.iter().find(|k| k["kernel"] == name).unwrap();
+                assert_eq!(k["bytes_per_step"].as_u64().unwrap(), bytes, "{k}");
+                assert!(k["gbytes_per_sec"].as_f64().unwrap() > 0.0, "{k}");
+            }
+            let adam = kernels.iter().find(|k| k["kernel"] == "adam").unwrap();
+            assert_eq!(adam["bytes_per_step"].as_u64().unwrap() % (4 * 7), 0, "{adam}");
         }
         None => println!("no timestamp queries on this adapter: no kernel table to check"),
     }

@@ -76,7 +76,9 @@ impl Dropout {
                 &[(0, whole(&uniform)), (1, whole(src)), (2, whole(dst))],
             )?
             .with_steps(gpu, &kernel, slots)
-            .with_loops(LoopBound::none()))
+            .with_loops(LoopBound::none())
+            // each value read and written once (the mask is hashed, not stored)
+            .with_bytes(8 * n as u64))
         };
         let forward = vec![apply(x, y)?];
         let backward = match grads {

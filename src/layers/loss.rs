@@ -59,6 +59,8 @@ pub fn softmax_xent(
         ],
     )?
     .with_steps(gpu, &k.softmax_xent, slots)
-    .with_loops(xent_loops(classes));
+    .with_loops(xent_loops(classes))
+    // per row: the logits and their gradient, the label, the loss and correctness
+    .with_bytes(batch as u64 * (8 * classes as u64 + 4 + 8));
     Ok((d, uniform))
 }

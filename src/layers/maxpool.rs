@@ -78,7 +78,9 @@ impl MaxPool {
                 pooled,
                 &[(0, whole(&uniform)), (1, whole(x)), (2, whole(y)), (3, whole(&codes))],
             )?
-            .with_loops(LoopBound::none()),
+            .with_loops(LoopBound::none())
+            // per pooled value: its 4 inputs read, the maximum and its code written
+            .with_bytes(4 * 6 * pooled as u64),
         ];
         let mut backward = Vec::new();
         if let Some((dy, dx)) = grads {
@@ -90,7 +92,9 @@ impl MaxPool {
                     pooled,
                     &[(0, whole(&uniform)), (1, whole(dy)), (2, whole(dx)), (3, whole(&codes))],
                 )?
-                .with_loops(LoopBound::none()),
+                .with_loops(LoopBound::none())
+                // per pooled value: its gradient and code read, 4 gradients written
+                .with_bytes(4 * 6 * pooled as u64),
             );
         }
         Ok(MaxPool { shape, forward, backward, owned: vec![uniform, codes] })

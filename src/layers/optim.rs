@@ -136,7 +136,13 @@ impl Optimizer {
             (OptimizerKind::Sgd, false) => &k.sgd,
             (OptimizerKind::Sgd, true) => &k.sgd_ext,
         };
+        // per parameter: it, its gradient and the moments read; it and the moments written
+        let words = match cfg.kind {
+            OptimizerKind::Adam | OptimizerKind::AdamW => 7,
+            OptimizerKind::Sgd => 5,
+        };
         let update = Dispatch::new(gpu, kernel, (len / 4) as u32, &entries)?
+            .with_bytes(4 * words * len as u64)
             .with_steps(gpu, kernel, slots)
             .with_loops(crate::loop_budget::LoopBound::none());
         let clip = if cfg.clip_grad_norm > 0.0 {
