@@ -276,7 +276,7 @@ fn measure(
     // left out of the rounds (the GPU-shaped variants on a CPU adapter), which keeps a cold
     // start short.
     let mut notes: Vec<String> = Vec::new();
-    let fastest_once = sizing.iter().map(|f| f.1).fold(f64::INFINITY, f64::min);
+    let fastest_once = sizing.iter().map(|f| f.1).fold(f64::INFINITY, f64::min).max(1e-6);
     runnable.retain(|&(c, _)| {
         let once = sizing.iter().find(|f| f.0 == c).map_or(0.0, |f| f.1);
         let keep = c == default || once <= 3.0 * fastest_once;
@@ -285,6 +285,10 @@ fn measure(
         }
         keep
     });
+    if let [(only, _)] = runnable[..] {
+        notes.insert(0, format!("{only}: the only one left"));
+        return (only, notes.join(", "));
+    }
     let rounds = if mode == TuneMode::Full { 7 } else { 3 };
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); runnable.len()];
     for _ in 0..rounds {

@@ -104,7 +104,8 @@ fn on_demand_sources(variant: Variant) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn dense_variants(variant: Variant) -> String {
+/// The on-demand module of the autotuner's matmul variants, with `variant`'s A fetch.
+pub(crate) fn dense_variants(variant: Variant) -> String {
     use crate::layers::dense::{DENSE_TALL_WGSL, DENSE_TILED_WGSL};
     let a_fetch = if variant.needs_subgroups() { DENSE_ROWS_SUBGROUP_WGSL } else { DENSE_ROWS_WGSL };
     format!("{DENSE_WGSL}\n{a_fetch}\n{DENSE_TALL_WGSL}\n{DENSE_TILED_WGSL}")

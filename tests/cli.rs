@@ -275,8 +275,15 @@ fn bench_reports_json_with_the_documented_keys() {
 
 #[test]
 fn bench_json_names_the_machine() {
-    let (code, stdout, stderr) =
-        gpu_train(&["bench", "--synthetic", "--steps", "1", "--json", "--model", "c16,bn,relu,pool,drop0.1,fc"]);
+    let (code, stdout, stderr) = gpu_train(&[
+        "bench",
+        "--synthetic",
+        "--steps",
+        "1",
+        "--json",
+        "--model",
+        "c16,bn,relu,pool,drop0.1,fc",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
     let m = &v["machine"];

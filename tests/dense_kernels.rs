@@ -451,11 +451,11 @@ fn check_dense(s: DenseShape, seed: u64) {
 
 #[test]
 fn dense_runs_right_at_and_past_the_loop_budget() {
-    use gpu_train::layers::dense::{BLoad, max_k_chunk};
+    use gpu_train::layers::dense::{BLoad, longest_slice};
     let budget = gpu().loop_budget.min(65_535);
-    let cols = max_k_chunk(BLoad::Cols, budget) as usize;
-    let rows = max_k_chunk(BLoad::Rows, budget) as usize;
-    let scalar = max_k_chunk(BLoad::Scalar, budget) as usize;
+    let cols = longest_slice(BLoad::Cols, budget) as usize;
+    let rows = longest_slice(BLoad::Rows, budget) as usize;
+    let scalar = longest_slice(BLoad::Scalar, budget) as usize;
     println!(
         "largest K per slice within {budget} loop iterations: cols {cols}, rows {rows}, scalar {scalar}"
     );
