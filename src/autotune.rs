@@ -57,12 +57,22 @@ pub struct Tuner {
     /// Keys measured by this process: later layers of the same shape reuse the choice.
     measured: Mutex<BTreeMap<String, u32>>,
     records: Mutex<Vec<TuneRecord>>,
+    /// Seconds spent measuring, for start-up reports.
+    seconds: Mutex<f64>,
 }
 
-/// An absolute directory from an environment variable, else None.
+/// An absolute directory from an environment variable, else None (a relative one with a
+/// note: it would name a different place from every working directory).
 fn absolute_dir(var: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(std::env::var_os(var)?);
-    dir.is_absolute().then_some(dir)
+    if !dir.is_absolute() {
+        note_once(format!(
+            "note: ${var} ({}) is not an absolute path: ignored for the autotune cache",
+            dir.display()
+        ));
+        return None;
+    }
+    Some(dir)
 }
 
 /// Where the cache lives (see the module note); None when no absolute directory is known.
@@ -80,18 +90,32 @@ fn adapter_key(gpu: &Gpu) -> String {
 }
 
 /// The cache file's entries as written (other programs' versions may hold other values:
-/// they are kept when this one rewrites the file).
-fn load_raw(path: &Option<PathBuf>) -> serde_json::Map<String, serde_json::Value> {
-    let Some(path) = path else { return Default::default() };
-    let Ok(text) = std::fs::read_to_string(path) else { return Default::default() };
+/// they are kept when this one rewrites the file); None when the file exists but cannot
+/// be read (it must then not be written over: its choices would be lost).
+fn load_raw(path: &Option<PathBuf>) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let Some(path) = path else { return Some(Default::default()) };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        // no file (or no directory) yet: an empty cache, written when there is a choice
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            return Some(Default::default());
+        }
+        Err(e) => {
+            note_once(format!(
+                "note: could not read the autotune cache {} ({e}); measuring again, and leaving the file as it is",
+                path.display()
+            ));
+            return None;
+        }
+    };
     match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
-        Ok(map) => map,
+        Ok(map) => Some(map),
         Err(e) => {
             note_once(format!(
                 "note: the autotune cache {} is not a JSON object of choices ({e}); measuring again and rewriting it",
                 path.display()
             ));
-            Default::default()
+            Some(Default::default())
         }
     }
 }
@@ -124,12 +148,17 @@ static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 
 impl Tuner {
     pub fn new(gpu: &Gpu, mode: TuneMode) -> Tuner {
-        Tuner::with_cache(gpu, mode, cache_path())
+        let path = if mode == TuneMode::Off { None } else { cache_path() };
+        Tuner::with_cache(gpu, mode, path)
     }
 
     /// A tuner whose cache is `path` (None: no cache at all).
     pub fn with_cache(gpu: &Gpu, mode: TuneMode, path: Option<PathBuf>) -> Tuner {
-        let cache = if mode == TuneMode::Off { BTreeMap::new() } else { choices(&load_raw(&path)) };
+        let cache = if mode == TuneMode::Off {
+            BTreeMap::new()
+        } else {
+            choices(&load_raw(&path).unwrap_or_default())
+        };
         Tuner {
             mode,
             forced: None,
@@ -139,6 +168,7 @@ impl Tuner {
             cache: Mutex::new(cache),
             measured: Mutex::new(BTreeMap::new()),
             records: Mutex::new(Vec::new()),
+            seconds: Mutex::new(0.0),
         }
     }
 
@@ -152,6 +182,16 @@ impl Tuner {
     /// sure it fits), and neither times nor caches anything: tests run each variant with it.
     pub fn forcing(gpu: &Gpu, choice: u32) -> Tuner {
         Tuner { forced: Some(choice), ..Tuner::with_cache(gpu, TuneMode::Off, None) }
+    }
+
+    /// Seconds spent measuring candidates so far.
+    pub fn seconds(&self) -> f64 {
+        self.seconds.lock().map(|s| *s).unwrap_or(0.0)
+    }
+
+    /// Kernel shapes measured (not read from the cache) so far.
+    pub fn measured_count(&self) -> usize {
+        self.records().iter().filter(|r| r.why.starts_with("measured in")).count()
     }
 
     /// The choices made so far, in order.
@@ -215,7 +255,11 @@ impl Tuner {
         }
         let started = Instant::now();
         let (choice, why) = measure(default, &all, self.mode, time);
-        let why = format!("measured in {:.0} ms ({why})", started.elapsed().as_secs_f64() * 1e3);
+        let took = started.elapsed().as_secs_f64();
+        if let Ok(mut s) = self.seconds.lock() {
+            *s += took;
+        }
+        let why = format!("measured in {:.0} ms ({why})", took * 1e3);
         self.record(key, choice, why);
         if let Ok(mut m) = self.measured.lock() {
             m.insert(key.to_string(), choice);
@@ -233,7 +277,7 @@ impl Tuner {
         }
         let Some(path) = &self.path else { return };
         let Some(dir) = path.parent() else { return };
-        let mut raw = load_raw(&self.path);
+        let Some(mut raw) = load_raw(&self.path) else { return };
         raw.insert(full_key, serde_json::Value::from(choice));
         let Ok(text) = serde_json::to_string_pretty(&raw) else { return };
         let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -272,14 +316,14 @@ fn measure(
     if runnable.is_empty() {
         return (default, "no candidate ran: the default".into());
     }
-    // A candidate whose sizing run took over 3 times the fastest one cannot win: it is
-    // left out of the rounds (the GPU-shaped variants on a CPU adapter), which keeps a cold
-    // start short.
+    // A candidate whose sizing run took over twice the fastest one will not win by the 5%
+    // a change needs: it is left out of the rounds (the GPU-shaped variants on a CPU
+    // adapter), which keeps a cold start short.
     let mut notes: Vec<String> = Vec::new();
     let fastest_once = sizing.iter().map(|f| f.1).fold(f64::INFINITY, f64::min).max(1e-6);
     runnable.retain(|&(c, _)| {
         let once = sizing.iter().find(|f| f.0 == c).map_or(0.0, |f| f.1);
-        let keep = c == default || once <= 3.0 * fastest_once;
+        let keep = c == default || once <= 2.0 * fastest_once;
         if !keep {
             notes.push(format!("{c}: {:.3} ms once, left out", once * 1e3));
         }

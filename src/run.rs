@@ -311,6 +311,13 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         recipe_note(&cfg),
         started.elapsed().as_secs_f64()
     );
+    let tuned = kernels.tuner.measured_count();
+    if tuned > 0 {
+        println!(
+            "autotune: {tuned} kernel shape(s) timed in {:.2} s, cached for the next start-up (--autotune off skips this)",
+            kernels.tuner.seconds()
+        );
+    }
     match &save_dir {
         Some(d) => println!("checkpoints: {}", d.display()),
         None => println!("checkpoints: none (--no-save)"),

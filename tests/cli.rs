@@ -709,4 +709,22 @@ fn autotuning_measures_once_then_reads_its_cache_and_never_fails_a_run() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("measured in"), "{stdout}");
     assert!(stderr.contains("note: could not write the autotune cache"), "says why: {stderr}");
+    // a cache that cannot be read (here a directory where the file should be; permissions
+    // do not stop root) is measured over and left as it is, with a note
+    let unreadable = tempfile::tempdir().unwrap();
+    std::fs::create_dir(unreadable.path().join("autotune.json")).unwrap();
+    std::fs::write(unreadable.path().join("autotune.json").join("keep"), "x").unwrap();
+    let (code, stdout, stderr) =
+        gpu_train_in(cwd.path(), &[("GPU_TRAIN_CACHE_DIR", s(unreadable.path()))], &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("measured in"), "{stdout}");
+    assert!(stderr.contains("note: could not read the autotune cache"), "says why: {stderr}");
+    assert!(unreadable.path().join("autotune.json").join("keep").exists(), "left as it was");
+    // a relative cache directory is ignored with a note
+    let (code, _, stderr) = gpu_train_in(cwd.path(), &[("GPU_TRAIN_CACHE_DIR", "rel/dir")], &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("GPU_TRAIN_CACHE_DIR (rel/dir) is not an absolute path"), "{stderr}");
+    // bench reports the tuning time in its start-up line
+    let (_, stdout, _) = gpu_train_in(cwd.path(), &env, &args);
+    assert!(stdout.contains(", autotune 0.00, first step"), "a warm cache times nothing: {stdout}");
 }
