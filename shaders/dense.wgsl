@@ -74,18 +74,37 @@ fn fma8(acc: Acc8, av: array<f32, 8>, bv: vec4<f32>) -> Acc8 {
                 acc.c4 + av[4] * bv, acc.c5 + av[5] * bv, acc.c6 + av[6] * bv, acc.c7 + av[7] * bv);
 }
 
+// Where a workgroup's output tile lies, for every matmul variant: the workgroups of a
+// dispatch walk the column blocks (p.n_groups of them) of each `rows`-row band, band by
+// band, then the next K slice. The values are the same for the whole workgroup.
+struct TilePlace {
+    split: u32,
+    m0: u32,
+    block: u32,
+    k_begin: u32,
+    k_end: u32,
+}
+
+fn tile_place(wid: vec3<u32>, nwg: vec3<u32>, rows: u32) -> TilePlace {
+    let group = wid.x + wid.y * nwg.x;
+    let tiles = ((p.m + rows - 1u) / rows) * p.n_groups;
+    let split = group / tiles;
+    let k_begin = split * p.k_chunk;
+    return TilePlace(split, ((group % tiles) / p.n_groups) * rows, group % p.n_groups, k_begin,
+                     min(p.k, k_begin + p.k_chunk));
+}
+
 // `b_load` is always a literal, so each entry point compiles one way of reading B.
 fn matmul_tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, b_load: u32) {
-    let group = wid.x + wid.y * nwg.x;
-    let tiles = ((p.m + TM - 1u) / TM) * p.n_groups;
-    let split = group / tiles;
-    let m0 = ((group % tiles) / p.n_groups) * TM;
-    let n0 = ((group % p.n_groups) * WG + lid) * TN;
+    let at = tile_place(wid, nwg, TM);
+    let split = at.split;
+    let m0 = at.m0;
+    let k_begin = at.k_begin;
+    let k_end = at.k_end;
+    let n0 = (at.block * WG + lid) * TN;
     if m0 >= p.m || split >= p.splits {
         return;
     }
-    let k_begin = split * p.k_chunk;
-    let k_end = min(p.k, k_begin + p.k_chunk);
     // Lanes and columns past the edge re-read the last valid column (subgroup operations
     // need every lane) and store nothing. The lane's
     // columns are two halves: lo = n0 .. n0 + 3 (tile t), hi = n0 + 4 .. n0 + 7 (tile u).

@@ -39,16 +39,15 @@ fn b_cols(bo: vec4<u32>, kk: u32) -> vec4<f32> {
 fn matmul_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     // p.n_groups = ceil(n / (WG * TALL_N)) here
-    let group = wid.x + wid.y * nwg.x;
-    let tiles = ((p.m + TALL_M - 1u) / TALL_M) * p.n_groups;
-    let split = group / tiles;
-    let m0 = ((group % tiles) / p.n_groups) * TALL_M;
-    let n0 = ((group % p.n_groups) * WG + lid) * TALL_N;
+    let at = tile_place(wid, nwg, TALL_M);
+    let split = at.split;
+    let m0 = at.m0;
+    let k_begin = at.k_begin;
+    let k_end = at.k_end;
+    let n0 = (at.block * WG + lid) * TALL_N;
     if m0 >= p.m || split >= p.splits {
         return;
     }
-    let k_begin = split * p.k_chunk;
-    let k_end = min(p.k, k_begin + p.k_chunk);
     // columns past the edge re-read the last valid one and store nothing
     let nl = p.n - 1u;
     let bo = vec4(min(n0, nl), min(n0 + 1u, nl), min(n0 + 2u, nl), min(n0 + 3u, nl)) * p.b_col;

@@ -29,13 +29,12 @@ fn slab_pos(i: u32, k_contiguous: bool) -> vec2<u32> {
 @compute @workgroup_size(WG)
 fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    // p.n_groups = ceil(n / TILED_N) here
-    let group = wid.x + wid.y * nwg.x;
-    let tiles = ((p.m + TILED_M - 1u) / TILED_M) * p.n_groups;
-    // every value up to tx is the same for the whole workgroup: the barriers stay uniform
-    let split = group / tiles;
-    let m0 = ((group % tiles) / p.n_groups) * TILED_M;
-    let n0 = (group % p.n_groups) * TILED_N;
+    // p.n_groups = ceil(n / TILED_N) here; every value up to tx is the same for the whole
+    // workgroup: the barriers stay uniform
+    let at = tile_place(wid, nwg, TILED_M);
+    let split = at.split;
+    let m0 = at.m0;
+    let n0 = at.block * TILED_N;
     let tx = lid % 16u;
     let ty = lid / 16u;
     let k_begin = min(split, p.splits) * p.k_chunk;

@@ -57,8 +57,8 @@ pub struct Tuner {
     /// Keys measured by this process: later layers of the same shape reuse the choice.
     measured: Mutex<BTreeMap<String, u32>>,
     records: Mutex<Vec<TuneRecord>>,
-    /// Seconds spent measuring, for start-up reports.
-    seconds: Mutex<f64>,
+    /// Shapes measured and the seconds it took, for start-up reports.
+    spent: Mutex<(usize, f64)>,
 }
 
 /// An absolute directory from an environment variable, else None (a relative one with a
@@ -168,7 +168,7 @@ impl Tuner {
             cache: Mutex::new(cache),
             measured: Mutex::new(BTreeMap::new()),
             records: Mutex::new(Vec::new()),
-            seconds: Mutex::new(0.0),
+            spent: Mutex::new((0, 0.0)),
         }
     }
 
@@ -186,12 +186,12 @@ impl Tuner {
 
     /// Seconds spent measuring candidates so far.
     pub fn seconds(&self) -> f64 {
-        self.seconds.lock().map(|s| *s).unwrap_or(0.0)
+        self.spent.lock().map(|s| s.1).unwrap_or(0.0)
     }
 
     /// Kernel shapes measured (not read from the cache) so far.
     pub fn measured_count(&self) -> usize {
-        self.records().iter().filter(|r| r.why.starts_with("measured in")).count()
+        self.spent.lock().map(|s| s.0).unwrap_or(0)
     }
 
     /// The choices made so far, in order.
@@ -256,8 +256,8 @@ impl Tuner {
         let started = Instant::now();
         let (choice, why) = measure(default, &all, self.mode, time);
         let took = started.elapsed().as_secs_f64();
-        if let Ok(mut s) = self.seconds.lock() {
-            *s += took;
+        if let Ok(mut s) = self.spent.lock() {
+            *s = (s.0 + 1, s.1 + took);
         }
         let why = format!("measured in {:.0} ms ({why})", took * 1e3);
         self.record(key, choice, why);
