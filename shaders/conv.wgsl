@@ -20,7 +20,9 @@
 // weights; only the 4x4 input tile differs between lanes. The inner loop, `accumulate`,
 // comes in two variants appended to this file: conv_accumulate.wgsl (plain loads) and
 // conv_accumulate_subgroup.wgsl (each lane loads a share of the weights, subgroupBroadcast
-// hands them to the others; for 8-lane subgroups, where loads dominate).
+// hands them to the others; for 8-lane subgroups, where loads dominate). Each variant also
+// defines `place`, which maps a lane to its block: `locate` below for both of these, a 2D
+// tile for conv_tiled.wgsl (the autotuner's GPU-shaped variant).
 // Threads past the last position still run (clamped) so subgroup operations see every
 // lane; they store nothing.
 
@@ -61,6 +63,8 @@ struct Block {
     oc0: u32,
     pooled_index: u32,
     lane: u32,
+    // top-left pixel of the workgroup's tile (conv_tiled.wgsl only)
+    tile: vec2<u32>,
 }
 
 fn locate(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Block {
@@ -138,7 +142,7 @@ fn load_taps(blk: Block, tile: Tile, ic: u32) -> Taps {
 @compute @workgroup_size(WG)
 fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let blk = locate(wid, nwg, lid);
+    let blk = place(wid, nwg, lid);
     var acc = accumulate(blk);
     if !blk.valid {
         return;
@@ -182,7 +186,7 @@ fn store_block(blk: Block, oc: u32, v: vec4<f32>) {
 @compute @workgroup_size(WG)
 fn conv_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let blk = locate(wid, nwg, lid);
+    let blk = place(wid, nwg, lid);
     var acc = accumulate(blk);
     if !blk.valid {
         return;
@@ -197,7 +201,7 @@ fn conv_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(WG)
 fn conv_fwd_plain(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let blk = locate(wid, nwg, lid);
+    let blk = place(wid, nwg, lid);
     var acc = accumulate(blk);
     if !blk.valid {
         return;

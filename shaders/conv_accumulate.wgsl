@@ -3,6 +3,11 @@
 
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 
+// Lanes take consecutive 2x2 blocks of the batch, workgroups a channel block.
+fn place(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Block {
+    return locate(wid, nwg, lid);
+}
+
 fn outer(w: vec4<f32>, v: vec4<f32>) -> mat4x4<f32> {
     return mat4x4<f32>(w * v.x, w * v.y, w * v.z, w * v.w);
 }

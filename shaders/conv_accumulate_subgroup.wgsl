@@ -7,6 +7,11 @@
 
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 
+// Lanes take consecutive 2x2 blocks of the batch, workgroups a channel block.
+fn place(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Block {
+    return locate(wid, nwg, lid);
+}
+
 struct Acc16 {
     a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
     a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>, a7: vec4<f32>,

@@ -184,6 +184,11 @@ impl Tuner {
         Tuner { forced: Some(choice), ..Tuner::with_cache(gpu, TuneMode::Off, None) }
     }
 
+    /// The choice every tunable kernel is forced to (`Tuner::forcing`), if any.
+    pub fn forced(&self) -> Option<u32> {
+        self.forced
+    }
+
     /// Seconds spent measuring candidates so far.
     pub fn seconds(&self) -> f64 {
         self.spent.lock().map(|s| s.1).unwrap_or(0.0)

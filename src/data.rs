@@ -1,6 +1,7 @@
 //! Finding and loading an IDX image-classification set (train + test).
 //!
-//! Images are (N, H, W) u8 with H == W and H divisible by 4 (two 2x2 poolings);
+//! Images are (N, H, W) u8 with H == W and H even (the GPU holds them 4 pixels to a word);
+//! whether a model fits that side is the model's check (model.rs), naming the layer;
 //! labels are (N) u8. Classes = largest train label + 1 (at least 2), and every class must
 //! have a training image, unless the count is given (`--classes`, or a checkpoint's).
 
@@ -288,9 +289,10 @@ pub fn split_from_arrays(
             images_path.display()
         ));
     }
-    if h % 4 != 0 {
+    // the batch gather reads each image as whole u32 words of 4 pixels: an even side
+    if h % 2 != 0 || h == 0 {
         return Err(format!(
-            "{}: image side {h} is not divisible by 4 (the model pools twice by 2)",
+            "{}: images are {h}x{h}; gpu-train needs an even, non-zero side (it stores 4 pixels to a word)",
             images_path.display()
         ));
     }

@@ -7,6 +7,7 @@ use crate::loop_budget::LoopBound;
 pub const CONV_WGSL: &str = include_str!("../shaders/conv.wgsl");
 pub const CONV_ACCUMULATE_WGSL: &str = include_str!("../shaders/conv_accumulate.wgsl");
 pub const CONV_ACCUMULATE_SUBGROUP_WGSL: &str = include_str!("../shaders/conv_accumulate_subgroup.wgsl");
+pub const CONV_TILED_WGSL: &str = include_str!("../shaders/conv_tiled.wgsl");
 pub const CONV_WGRAD_WGSL: &str = include_str!("../shaders/conv_wgrad.wgsl");
 pub const CONV_WGRAD_GRADS_WGSL: &str = include_str!("../shaders/conv_wgrad_grads.wgsl");
 pub const CONV_WGRAD_GRADS_SUBGROUP_WGSL: &str = include_str!("../shaders/conv_wgrad_grads_subgroup.wgsl");
@@ -101,6 +102,8 @@ fn on_demand_sources(variant: Variant) -> Vec<(&'static str, String)> {
         ("clip.wgsl", crate::layers::clip::CLIP_WGSL.to_string()),
         // the autotuner's matmul variants, with the A fetch of the family's variant
         ("dense_variants.wgsl", dense_variants(variant)),
+        // the autotuner's GPU-shaped conv variant
+        ("conv_variants.wgsl", format!("{CONV_WGSL}\n{CONV_TILED_WGSL}")),
     ]
 }
 
@@ -109,6 +112,13 @@ pub(crate) fn dense_variants(variant: Variant) -> String {
     use crate::layers::dense::{DENSE_TALL_WGSL, DENSE_TILED_WGSL};
     let a_fetch = if variant.needs_subgroups() { DENSE_ROWS_SUBGROUP_WGSL } else { DENSE_ROWS_WGSL };
     format!("{DENSE_WGSL}\n{a_fetch}\n{DENSE_TALL_WGSL}\n{DENSE_TILED_WGSL}")
+}
+
+/// The conv kernels' sources the autotuner chooses between for `variant`: the family's
+/// module and the tiled variant's (the autotune cache's key fingerprints them).
+pub(crate) fn conv_variant_sources(variant: Variant) -> String {
+    let family = kernel_sources(variant).into_iter().find(|m| m.0 == "conv.wgsl").map(|m| m.1);
+    format!("{}\n{CONV_TILED_WGSL}", family.unwrap_or_default())
 }
 
 /// The WGSL source of every shader module the program can build for `variant`, labelled
@@ -440,6 +450,11 @@ pub fn shared_constants() -> Vec<(&'static str, &'static str, u32)> {
         ("relu.wgsl", "PER_THREAD", relu::PER_THREAD as u32),
         ("conv.wgsl", "OT", conv::OUT_TILE as u32),
         ("conv_wgrad.wgsl", "OT", conv::WGRAD_TILE as u32),
+        ("conv_variants.wgsl", "OT", conv::OUT_TILE as u32),
+        ("conv_variants.wgsl", "TILE_LANES", conv::TILED_WG),
+        ("conv_variants.wgsl", "TILE_BLOCKS", conv::TILED_BLOCKS),
+        ("conv_variants.wgsl", "TILED_IC", conv::TILED_IC),
+        ("conv_variants.wgsl", "PATCH_SIDE", conv::TILED_PATCH_SIDE),
         ("dense.wgsl", "TM", dense::TILE.0),
         ("dense.wgsl", "TN", dense::TILE.1),
     ]

@@ -728,3 +728,43 @@ fn autotuning_measures_once_then_reads_its_cache_and_never_fails_a_run() {
     let (_, stdout, _) = gpu_train_in(cwd.path(), &env, &args);
     assert!(stdout.contains(", autotune 0.00, first step"), "a warm cache times nothing: {stdout}");
 }
+
+#[test]
+fn gpu_shaped_variants_are_timed_on_a_cpu_adapter_only_by_full_tuning() {
+    let cache = tempfile::tempdir().unwrap();
+    let env = [("GPU_TRAIN_CACHE_DIR", s(cache.path()))];
+    let cwd = tempfile::tempdir().unwrap();
+    let bench = |mode: &str| {
+        let args =
+            ["bench", "--synthetic", "--steps", "1", "--model", "c16,relu,pool,fc", "--autotune", mode];
+        let (code, stdout, stderr) = gpu_train_in(cwd.path(), &env, &args);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    let line = |out: &str, needle: &str| {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}: {out}"))
+            .to_string()
+    };
+    let conv_key = "conv_fwd batch 128, 1 to 16 channels, side 28: variant [shader ";
+    let matmul_key =
+        "matmul 128x10x3136, a strides (3136, 1), b strides (1, 3136), flags 1: variant [shader ";
+    let quick = bench("quick");
+    let software = quick.contains("note: this is a software adapter");
+    let (conv, matmul) = (line(&quick, conv_key), line(&quick, matmul_key));
+    println!("quick:\n{conv}\n{matmul}");
+    if software {
+        assert!(conv.ends_with("]: 0 (the only candidate)"), "{conv}");
+        assert!(matmul.contains("measured in") && !matmul.contains("2: "), "{matmul}");
+    } else {
+        assert!(conv.contains("measured in") && conv.contains("1: "), "{conv}");
+        assert!(matmul.contains("2: "), "{matmul}");
+    }
+    // full times every variant, here or on a GPU
+    let full = bench("full");
+    let (conv, matmul) = (line(&full, conv_key), line(&full, matmul_key));
+    println!("full:\n{conv}\n{matmul}");
+    assert!(conv.contains("measured in") && conv.contains("1: "), "{conv}");
+    assert!(matmul.contains("measured in") && matmul.contains("2: "), "{matmul}");
+}

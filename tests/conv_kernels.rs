@@ -3,7 +3,10 @@
 
 mod common;
 use common::*;
-use gpu_train::layers::conv::{Conv3x3ReluPool, ConvBuffers, ConvShape, conv_block_loops};
+use gpu_train::autotune::Tuner;
+use gpu_train::layers::conv::{
+    Conv3x3ReluPool, ConvBuffers, ConvMode, ConvShape, ConvVariant, conv_block_loops, conv_tiled_loops,
+};
 
 /// Reference conv3x3 (pad 1) + bias, f64, NCHW.
 fn conv_ref(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64> {
@@ -76,27 +79,43 @@ struct Fixture {
 }
 
 fn fixture(
-    (gpu, k): (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
     shape: ConvShape,
     x: &[f32],
     params: &[f32],
     d_pooled: &[f32],
     with_dx: bool,
 ) -> Fixture {
+    fixture_in(dev, shape, ConvMode::FUSED, x, params, d_pooled, with_dx)
+}
+
+/// `fixture` in any mode; without ReLU and pool, `pooled` holds the conv's output and
+/// `d_pooled` its gradient (both B x CO x S x S).
+fn fixture_in(
+    (gpu, k): (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    shape: ConvShape,
+    mode: ConvMode,
+    x: &[f32],
+    params: &[f32],
+    d_pooled: &[f32],
+    with_dx: bool,
+) -> Fixture {
+    let out_len = if mode.relu_pool { shape.pooled_len() } else { shape.pre_len() };
     let xb = gpu.storage_init("x", x).unwrap();
     let pb = gpu.storage_init("params", params).unwrap();
     let gb = gpu.storage("grads", params.len()).unwrap();
-    let pooled = gpu.storage("pooled", shape.pooled_len()).unwrap();
+    let pooled = gpu.storage("pooled", out_len).unwrap();
     let code = gpu.storage("code", shape.code_len()).unwrap();
     let dpb = gpu.storage_init("d_pooled", d_pooled).unwrap();
     let d_pre = gpu.storage("d_pre", shape.pre_len()).unwrap();
     let plan = shape.wgrad_plan(shape.fuses_unpool(with_dx, &k), gpu.loop_budget).unwrap();
     let partial = gpu.storage("partial", shape.partial_len(&plan)).unwrap();
     let dx = gpu.storage("dx", shape.input_len()).unwrap();
-    let layer = Conv3x3ReluPool::new(
+    let layer = Conv3x3ReluPool::with_mode(
         &gpu,
         &k,
         shape,
+        mode,
         &ConvBuffers {
             x: &xb,
             params: &pb,
@@ -121,6 +140,10 @@ const SHAPE: ConvShape = ConvShape { batch: 3, in_channels: 16, out_channels: 32
 
 // A first layer: one input channel, so the weight gradient takes the batch-chunk path.
 const FIRST: ConvShape = ConvShape { batch: 5, in_channels: 1, out_channels: 16, side: 6 };
+
+// For the tiled variant's 16x16-pixel tiles: 17x17 pooled positions (3x3 tiles, the last
+// row and column of tiles one block wide), input channels not a multiple of its stage (4).
+const ODD_TILES: ConvShape = ConvShape { batch: 2, in_channels: 5, out_channels: 32, side: 34 };
 
 #[test]
 fn conv_forward_matches_reference() {
@@ -149,7 +172,9 @@ fn check_forward_with(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), s
     let mut r = rng(1);
     let x = make(&mut r, s.input_len());
     let params = make(&mut r, s.param_len());
+    let forced = dev.1.tuner.forced();
     let f = fixture(dev, s, &x, &params, &make(&mut r, s.pooled_len()), false);
+    assert_variant(&f.layer.forward[1], forced, s.in_channels);
     run(&f.gpu, &f.layer.forward.iter().collect::<Vec<_>>());
     let (w, bias) = params.split_at(s.weight_len());
     let (want, arg) = pool_ref(&s, &conv_ref(&s, &x, w, bias));
@@ -191,7 +216,13 @@ fn check_backward_with(dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels), 
     let x = make(&mut r, s.input_len());
     let params = make(&mut r, s.param_len());
     let d_pooled = make(&mut r, s.pooled_len());
+    let forced = dev.1.tuner.forced();
     let f = fixture(dev, s, &x, &params, &d_pooled, with_dx);
+    assert_variant(&f.layer.forward[1], forced, s.in_channels);
+    if with_dx {
+        let dx = f.layer.backward.iter().find(|d| d.name == "conv_dx").expect("a conv_dx dispatch");
+        assert_variant(dx, forced, s.out_channels);
+    }
     let mut all: Vec<_> = f.layer.forward.iter().collect();
     all.extend(f.layer.backward.iter());
     run(&f.gpu, &all);
@@ -386,4 +417,138 @@ fn conv_past_the_loop_budget_is_refused_by_name() {
         err.contains("conv_fwd") && err.contains(&format!("input channels = {}", s.in_channels)),
         "{err}"
     );
+}
+
+/// Asserts that `d` (conv_fwd or conv_dx over `inputs` channels) is the variant `forced`
+/// asked for (the default when none): the variants' loop bounds tell them apart.
+fn assert_variant(d: &gpu_train::kernels::Dispatch, forced: Option<u32>, inputs: usize) {
+    let want = match forced.and_then(ConvVariant::from_choice) {
+        Some(ConvVariant::Tiled) => conv_tiled_loops(inputs),
+        _ => conv_block_loops(inputs),
+    };
+    assert_eq!(d.loops.as_ref().unwrap().ticks, want.ticks, "{} is not the variant asked for", d.name);
+}
+
+/// `dev` with every tuned choice forced to the tiled conv variant (conv_tiled.wgsl).
+fn tiled(
+    dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+) -> (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels) {
+    let tuner = Tuner::forcing(&dev.0, ConvVariant::Tiled as u32);
+    (dev.0, dev.1.with_tuner(tuner))
+}
+
+#[test]
+fn conv_tiled_variant_matches_reference() {
+    for s in [SHAPE, FIRST, ODD_TILES] {
+        for dev in variants() {
+            check_forward(tiled(dev), s);
+        }
+        for dev in variants() {
+            check_backward(tiled(dev), s);
+        }
+    }
+}
+
+/// The bits every kernel of a layer writes: output, pool codes, gradients and dx.
+fn layer_bits(
+    dev: (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    s: ConvShape,
+    mode: ConvMode,
+    expect_tiled: bool,
+) -> Vec<Vec<u32>> {
+    let mut r = rng(7);
+    let out_len = if mode.relu_pool { s.pooled_len() } else { s.pre_len() };
+    let with_dx = s.in_channels.is_multiple_of(16);
+    let (x, params, d_out) =
+        (random(&mut r, s.input_len()), random(&mut r, s.param_len()), random(&mut r, out_len));
+    let f = fixture_in(dev, s, mode, &x, &params, &d_out, with_dx);
+    let expect = Some(if expect_tiled { ConvVariant::Tiled } else { ConvVariant::Direct } as u32);
+    assert_variant(&f.layer.forward[1], expect, s.in_channels);
+    if with_dx {
+        let dx = f.layer.backward.iter().find(|d| d.name == "conv_dx").expect("a conv_dx dispatch");
+        assert_variant(dx, expect, s.out_channels);
+    }
+    let mut all: Vec<_> = f.layer.forward.iter().collect();
+    all.extend(f.layer.backward.iter());
+    run(&f.gpu, &all);
+    let words = |b: &wgpu::Buffer, n: usize| f.gpu.read_words(b, 0, n).unwrap();
+    let mut out = vec![words(&f.pooled, out_len), words(&f.grads, s.param_len())];
+    if mode.relu_pool {
+        out.push(words(&f.code, s.code_len()));
+    }
+    if with_dx {
+        out.push(words(&f.dx, s.input_len()));
+    }
+    out
+}
+
+#[test]
+fn conv_variants_give_the_same_bits() {
+    let plain = ConvMode { relu_pool: false, bias: true };
+    for s in [SHAPE, FIRST, ODD_TILES, ConvShape { batch: 3, in_channels: 16, out_channels: 16, side: 18 }] {
+        for mode in [ConvMode::FUSED, plain] {
+            for (direct, other) in variants().into_iter().zip(variants()) {
+                let family = direct.1.variant;
+                let a = layer_bits(direct, s, mode, false);
+                let b = layer_bits(tiled(other), s, mode, true);
+                let differing: Vec<usize> =
+                    a.iter().zip(&b).map(|(x, y)| x.iter().zip(y).filter(|(p, q)| p != q).count()).collect();
+                println!(
+                    "{family:?} {s:?} relu_pool {}: differing words per output {differing:?}",
+                    mode.relu_pool
+                );
+                assert!(differing.iter().all(|&d| d == 0), "the tiled variant changed bits: {differing:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_tiled_runs_right_at_the_most_channels_its_loop_bound_allows_and_is_not_offered_past_them() {
+    for dev in variants() {
+        let budget = edge_budget(&dev.0);
+        let mut ci = 1;
+        while conv_tiled_loops(ci + 1).ticks <= budget {
+            ci += 1;
+        }
+        println!(
+            "conv_tiled over {ci} input channels: {} loop iterations of {budget}",
+            conv_tiled_loops(ci).ticks
+        );
+        let s = ConvShape { batch: 1, in_channels: ci, out_channels: 16, side: 2 };
+        check_forward_with(tiled(dev), s, true);
+    }
+    // dx reads the layer's output channels: the most (a multiple of 16) the bound allows
+    for dev in variants() {
+        let budget = edge_budget(&dev.0);
+        let mut co = 16;
+        while conv_tiled_loops(co + 16).ticks <= budget {
+            co += 16;
+        }
+        println!(
+            "conv_tiled dx over {co} channels: {} loop iterations of {budget}",
+            conv_tiled_loops(co).ticks
+        );
+        check_backward_with(
+            tiled(dev),
+            ConvShape { batch: 1, in_channels: 16, out_channels: co, side: 2 },
+            true,
+        );
+    }
+    // one channel more: the tuner does not offer the tiled variant, forced or not
+    let dev = variants().remove(0);
+    let budget = edge_budget(&dev.0);
+    if dev.0.loop_budget > 65_535 {
+        common::skip::skip(&format!(
+            "conv_tiled refusal: this adapter's loop budget is {}",
+            dev.0.loop_budget
+        ));
+        return;
+    }
+    let mut ci = 1;
+    while conv_tiled_loops(ci).ticks <= budget {
+        ci += 1;
+    }
+    let s = ConvShape { batch: 1, in_channels: ci, out_channels: 16, side: 2 };
+    layer_bits(tiled(dev), s, ConvMode::FUSED, false);
 }

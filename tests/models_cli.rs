@@ -228,3 +228,18 @@ fn a_one_feature_dense_layer_trains_at_batch_one_tuned_or_not() {
         );
     }
 }
+
+#[test]
+fn images_of_any_even_side_train_with_a_model_that_fits_them() {
+    // 6x6 images: one pool fits, ref-cnn's two do not
+    let dir = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(dir.path(), 6, 3, 24, 9, false);
+    let data = s(dir.path());
+    let save = dir.path().join("run");
+    let args = ["--data", data, "--model", "c16,relu,pool,fc", "--epochs", "1", "--save", s(&save)];
+    let (code, stdout, stderr) = gpu_train(&args);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(save.join("last.safetensors").exists(), "no checkpoint in {}", save.display());
+    assert_usage_error(&["--data", data, "--epochs", "1"], &["--model ref-cnn: layer 6 (pool)", "even side"]);
+}

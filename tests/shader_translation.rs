@@ -386,9 +386,14 @@ fn every_shader_translates_for_metal_dx12_and_vulkan() {
                         }
                     };
                 for entry in &module.entry_points {
-                    // matmul_tiled is built at its own size only (TILED_WG lanes)
-                    let wg =
-                        if entry.name == "matmul_tiled" { gpu_train::layers::dense::TILED_WG } else { wg };
+                    // the GPU-shaped variants are built at their own sizes only
+                    let wg = if entry.name == "matmul_tiled" {
+                        gpu_train::layers::dense::TILED_WG
+                    } else if *label == "conv_variants.wgsl" {
+                        gpu_train::layers::conv::TILED_WG
+                    } else {
+                        wg
+                    };
                     match translate(&module, &info, entry, wg, target) {
                         Ok(()) => tally.translated += 1,
                         Err(e)

@@ -179,22 +179,132 @@ pub(crate) struct PoolParams {
 
 /// conv_fwd and conv_dx share one thread mapping: a 2x2 output block x OUT_TILE channels,
 /// the channel block taken from the workgroup index.
-fn block_dispatch(
-    gpu: &Gpu,
-    kernel: &crate::gpu::Kernel,
-    params: ConvParams,
-    entries: Vec<(u32, wgpu::BindingResource)>,
-    uniform: &wgpu::Buffer,
-) -> Result<Dispatch> {
-    let blocks = params.out_channels / OUT_TILE as u32;
-    let mut entries = entries;
-    entries.insert(0, (0, whole(uniform)));
-    Ok(Dispatch::with_groups(gpu, kernel, blocks * params.groups_per_block, &entries)?
-        .with_loops(conv_block_loops(params.in_channels as usize)))
+/// Lanes of conv_tiled.wgsl's workgroups, 2x2 blocks per side of its tiles, and input
+/// channels per stage (TILE_LANES, TILE_BLOCKS and TILED_IC there).
+pub const TILED_WG: u32 = 64;
+pub const TILED_BLOCKS: u32 = 8;
+pub const TILED_IC: u32 = 4;
+/// conv_tiled's staged input patch per channel: the tile and a 1-pixel border.
+pub const TILED_PATCH_SIDE: u32 = 2 * TILED_BLOCKS + 2;
+
+/// The conv_fwd, conv_fwd_plain and conv_dx kernels the autotuner chooses between per
+/// shape. Both sum in the same order, so the choice changes no bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// The family's kernels (conv_accumulate*.wgsl): what `--autotune off` runs.
+    Direct = 0,
+    /// conv_tiled.wgsl, shaped for GPUs: 64-lane workgroups on 16x16-pixel tiles whose
+    /// inputs and weights are staged in workgroup memory.
+    Tiled = 1,
 }
 
-fn groups_per_block(shape: &ConvShape, wg: u32) -> u32 {
-    ((shape.batch * (shape.side / 2) * (shape.side / 2)) as u32).div_ceil(wg)
+impl ConvVariant {
+    pub fn from_choice(choice: u32) -> Option<ConvVariant> {
+        [ConvVariant::Direct, ConvVariant::Tiled].into_iter().find(|v| *v as u32 == choice)
+    }
+}
+
+/// conv_tiled's loops per invocation: the stage loop; per stage the patch and weight loads
+/// (strided over the workgroup) and the channel loop; per channel the 4x4 patch read, the
+/// 9 taps' vectors and the tap loop; then conv.wgsl's store loop over the channel block.
+pub fn conv_tiled_loops(inputs: usize) -> LoopBound {
+    let (ic, lanes) = (TILED_IC as u64, TILED_WG as u64);
+    let stages = (inputs as u64).div_ceil(ic);
+    let patch = (TILED_PATCH_SIDE * TILED_PATCH_SIDE) as u64;
+    let stage_w4 = 9 * OUT_TILE as u64 / 4;
+    let loads = loop_ticks((ic * patch).div_ceil(lanes)) + loop_ticks((ic * stage_w4).div_ceil(lanes));
+    let per_channel = 4 * loop_ticks(4) + loop_ticks(4) + 3 * loop_ticks(3) + loop_ticks(3) + loop_ticks(9);
+    LoopBound::new(
+        loop_ticks(stages)
+            + stages * (loads + loop_ticks(ic) + ic * per_channel)
+            + loop_ticks(OUT_TILE as u64),
+        format!("input channels = {inputs}"),
+    )
+}
+
+/// conv_fwd, conv_fwd_plain or conv_dx (`entry`) over `params` in `variant`, with its
+/// uniform (returned, to keep alive with the layer) at binding 0.
+pub(crate) fn conv_variant_dispatch(
+    gpu: &Gpu,
+    k: &Kernels,
+    entry: &'static str,
+    variant: ConvVariant,
+    params: ConvParams,
+    entries: &[(u32, wgpu::BindingResource)],
+) -> Result<(Dispatch, wgpu::Buffer)> {
+    let side = params.height / 2;
+    let (kernel, groups_per_block, loops) = match variant {
+        ConvVariant::Direct => {
+            let kernel = match entry {
+                "conv_fwd" => k.conv_fwd.clone(),
+                "conv_fwd_plain" => k.conv_fwd_plain.clone(),
+                "conv_dx" => k.conv_dx.clone(),
+                _ => return Err(format!("internal error: no conv kernel {entry}")),
+            };
+            let blocks = (params.batch * side * side).div_ceil(kernel.workgroup_size);
+            (kernel, blocks, conv_block_loops(params.in_channels as usize))
+        }
+        ConvVariant::Tiled => {
+            // the family's order of sums (conv_tiled.wgsl's note)
+            let per_ic_sum = (k.variant == crate::kernels::Variant::Plain) as u32;
+            let overrides = [("WG", TILED_WG), ("PER_IC_SUM", per_ic_sum)];
+            let kernel = k.on_demand_with(gpu, "conv_variants.wgsl", entry, &overrides)?;
+            let tiles = side.div_ceil(TILED_BLOCKS).pow(2);
+            (kernel, params.batch * tiles, conv_tiled_loops(params.in_channels as usize))
+        }
+    };
+    let params = ConvParams { groups_per_block, ..params };
+    let uniform = gpu.uniform_init("conv params", &[params]);
+    let mut all = vec![(0, whole(&uniform))];
+    all.extend(entries.iter().cloned());
+    let blocks = params.out_channels / OUT_TILE as u32;
+    let d = Dispatch::with_groups(gpu, &kernel, blocks * groups_per_block, &all)?.with_loops(loops);
+    Ok((d, uniform))
+}
+
+/// conv_variant_dispatch by the variant the autotuner picks for this kernel and shape.
+fn tuned_block_dispatch(
+    gpu: &Gpu,
+    k: &Kernels,
+    entry: &'static str,
+    params: ConvParams,
+    entries: &[(u32, wgpu::BindingResource)],
+    owned: &mut Vec<wgpu::Buffer>,
+) -> Result<Dispatch> {
+    let key = format!(
+        "{entry} batch {}, {} to {} channels, side {}: variant [shader {}]",
+        params.batch,
+        params.in_channels,
+        params.out_channels,
+        params.height,
+        crate::autotune::fingerprint(&crate::kernels::conv_variant_sources(k.variant))
+    );
+    // The tiled variant is offered where its loops fit the adapter's budget; on a CPU
+    // adapter, where it runs about 9x slower, only to `--autotune full`.
+    let (mut candidates, mut more) = (vec![ConvVariant::Direct as u32], Vec::new());
+    if conv_tiled_loops(params.in_channels as usize).ticks <= gpu.loop_budget {
+        let list = if crate::gpu::is_software(&gpu.info) { &mut more } else { &mut candidates };
+        list.push(ConvVariant::Tiled as u32);
+    }
+    // each candidate is built once and launched for every timing
+    let mut built: Vec<(u32, Dispatch, wgpu::Buffer)> = Vec::new();
+    let choice = k.tuner.choose(&key, ConvVariant::Direct as u32, &candidates, &more, &mut |c, repeats| {
+        if !built.iter().any(|b| b.0 == c) {
+            let variant = ConvVariant::from_choice(c).ok_or("not a conv variant")?;
+            let (d, uniform) = conv_variant_dispatch(gpu, k, entry, variant, params, entries)?;
+            built.push((c, d, uniform));
+        }
+        let ds: Vec<&Dispatch> = built.iter().filter(|b| b.0 == c).map(|b| &b.1).collect();
+        crate::autotune::time_dispatches(gpu, &ds, repeats)
+    });
+    drop(built);
+    // a forced choice (tests) that this shape does not offer falls back to the default
+    let offered = candidates.contains(&choice) || more.contains(&choice);
+    let choice = if offered { choice } else { ConvVariant::Direct as u32 };
+    let variant = ConvVariant::from_choice(choice).unwrap_or(ConvVariant::Direct);
+    let (d, uniform) = conv_variant_dispatch(gpu, k, entry, variant, params, entries)?;
+    owned.push(uniform);
+    Ok(d)
 }
 
 /// The weight-gradient partials: lanes over input channels when there are enough of them
@@ -291,7 +401,6 @@ impl Conv3x3ReluPool {
     ) -> Result<Self> {
         shape.check()?;
         let s = shape.side as u32;
-        let wg = k.conv_fwd.workgroup_size;
         let layer_params = words(b.params, b.offset, shape.param_len());
 
         let fwd_params = ConvParams {
@@ -300,13 +409,15 @@ impl Conv3x3ReluPool {
             out_channels: shape.out_channels as u32,
             height: s,
             width: s,
-            groups_per_block: groups_per_block(&shape, wg),
+            // set per variant by conv_variant_dispatch
+            groups_per_block: 0,
             bias_offset: shape.weight_len() as u32,
             _pad: 0,
         };
         let fwd_uniform = gpu.uniform_init("conv_fwd params", &[fwd_params]);
         let wt_fwd = gpu.storage("conv weights (in, tap, out)", shape.weight_len())?;
         let wt_dx = gpu.storage("conv weights for dx (out, tap, in)", shape.weight_len())?;
+        let mut owned = Vec::new();
         let forward = vec![
             Dispatch::new(
                 gpu,
@@ -321,38 +432,36 @@ impl Conv3x3ReluPool {
             )?
             .with_loops(LoopBound::none()),
             if mode.relu_pool {
-                block_dispatch(
+                tuned_block_dispatch(
                     gpu,
-                    &k.conv_fwd,
+                    k,
+                    "conv_fwd",
                     fwd_params,
-                    vec![
+                    &[
                         (1, whole(b.x)),
                         (2, whole(&wt_fwd)),
                         (3, layer_params.clone()),
                         (4, whole(b.pooled)),
                         (5, whole(b.code)),
                     ],
-                    &fwd_uniform,
+                    &mut owned,
                 )?
             } else {
-                block_dispatch(
+                tuned_block_dispatch(
                     gpu,
-                    &k.conv_fwd_plain,
+                    k,
+                    "conv_fwd_plain",
                     fwd_params,
-                    vec![
-                        (1, whole(b.x)),
-                        (2, whole(&wt_fwd)),
-                        (3, layer_params.clone()),
-                        (6, whole(b.pooled)),
-                    ],
-                    &fwd_uniform,
+                    &[(1, whole(b.x)), (2, whole(&wt_fwd)), (3, layer_params.clone()), (6, whole(b.pooled))],
+                    &mut owned,
                 )?
             }
             .with_flops(shape.flops()),
         ];
 
         if !with_backward {
-            let uniforms = vec![fwd_uniform, wt_fwd, wt_dx];
+            let mut uniforms = vec![fwd_uniform, wt_fwd, wt_dx];
+            uniforms.append(&mut owned);
             return Ok(Conv3x3ReluPool { shape, mode, forward, backward: Vec::new(), uniforms });
         }
         let pool_params = PoolParams {
@@ -425,20 +534,20 @@ impl Conv3x3ReluPool {
                 out_channels: shape.in_channels as u32,
                 ..fwd_params
             };
-            let dx_uniform = gpu.uniform_init("conv_dx params", &[dx_params]);
             backward.push(
-                block_dispatch(
+                tuned_block_dispatch(
                     gpu,
-                    &k.conv_dx,
+                    k,
+                    "conv_dx",
                     dx_params,
-                    vec![(1, whole(b.d_pre)), (2, whole(&wt_dx)), (6, whole(dx))],
-                    &dx_uniform,
+                    &[(1, whole(b.d_pre)), (2, whole(&wt_dx)), (6, whole(dx))],
+                    &mut owned,
                 )?
                 .with_flops(shape.flops()),
             );
-            uniforms.push(dx_uniform);
         }
         uniforms.push(wt_dx);
+        uniforms.append(&mut owned);
         Ok(Conv3x3ReluPool { shape, mode, forward, backward, uniforms })
     }
 }

@@ -172,10 +172,16 @@ pub fn matmul(
         p.flags,
         crate::autotune::fingerprint(&crate::kernels::dense_variants(k.variant))
     );
-    let candidates: Vec<u32> = MatmulVariant::ALL.iter().map(|v| *v as u32).collect();
+    // matmul_tiled, shaped for GPUs, runs 5-10x slower on a CPU adapter: there it is
+    // measured only by `--autotune full`
+    let software = crate::gpu::is_software(&gpu.info);
+    let (more, candidates): (Vec<u32>, Vec<u32>) = MatmulVariant::ALL
+        .iter()
+        .map(|v| *v as u32)
+        .partition(|&v| software && v == MatmulVariant::Tiled as u32);
     // each candidate's dispatches are built once and launched for every timing
     let mut built: Vec<(u32, Vec<Dispatch>, Vec<wgpu::Buffer>)> = Vec::new();
-    let choice = k.tuner.choose(&key, MatmulVariant::Tile as u32, &candidates, &[], &mut |c, repeats| {
+    let choice = k.tuner.choose(&key, MatmulVariant::Tile as u32, &candidates, &more, &mut |c, repeats| {
         if !built.iter().any(|b| b.0 == c) {
             let variant = MatmulVariant::from_choice(c).ok_or("not a matmul variant")?;
             let mut scratch = Vec::new();
