@@ -44,6 +44,8 @@ struct ConvParams {
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
+// src again, as vec2s (load_taps)
+@group(0) @binding(9) var<storage, read> src2: array<vec2<f32>>;
 // (in_channels, 9, out_channels): wt_fwd or wt_dx
 // bound as `wt` by the accumulate variant (conv_accumulate*.wgsl)
 
@@ -116,11 +118,16 @@ fn tile_for(blk: Block) -> Tile {
 fn load_taps(blk: Block, tile: Tile, ic: u32) -> Taps {
     let base = (blk.b * p.in_channels + ic) * p.height * p.width;
     var v: array<f32, 16>;
+    // The block's own two columns are one aligned vec2 (x0 and the width are even): 12
+    // loads instead of 16, and a load's cost on a CPU adapter is mostly per call.
     for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-            let x = src[base + tile.row_off[i] + tile.col_off[j]];
-            v[i * 4u + j] = select(0.0, x, tile.ok[i][j]);
-        }
+        let mid = src2[(base + tile.row_off[i] + blk.x0) / 2u];
+        let lo = src[base + tile.row_off[i] + tile.col_off[0]];
+        let hi = src[base + tile.row_off[i] + tile.col_off[3]];
+        v[i * 4u] = select(0.0, lo, tile.ok[i][0]);
+        v[i * 4u + 1u] = select(0.0, mid.x, tile.ok[i][1]);
+        v[i * 4u + 2u] = select(0.0, mid.y, tile.ok[i][2]);
+        v[i * 4u + 3u] = select(0.0, hi, tile.ok[i][3]);
     }
     var t: Taps;
     t.t0 = vec4(v[0], v[1], v[4], v[5]);

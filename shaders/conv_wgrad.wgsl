@@ -32,8 +32,10 @@ struct WgradParams {
 }
 
 @group(0) @binding(0) var<uniform> p: WgradParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+// as vec2s: two columns per load (a load's cost on a CPU adapter is mostly per call)
+@group(0) @binding(1) var<storage, read> x: array<vec2<f32>>;
+// as vec2s: the gradients of pixels x and x + 1 (x even) in one load
+@group(0) @binding(2) var<storage, read> dy: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(5) var<storage, read> d_pooled: array<f32>;
 @group(0) @binding(6) var<storage, read> pool_code: array<u32>;
@@ -51,10 +53,25 @@ fn upd(q: Acc9, g: f32, lo: vec4<f32>, hi: vec4<f32>, e: f32, with_bias: bool) -
     return Acc9(q.lo + g * lo, q.hi + g * hi, q.e + g * e, select(q.bias, q.bias + g, with_bias));
 }
 
-// dy of channels oc0 .. oc0 + 7 at one pixel, each lane loading its own.
-fn own_grads8(at: u32, plane: u32) -> array<f32, 8> {
-    return array<f32, 8>(dy[at], dy[at + plane], dy[at + 2u * plane], dy[at + 3u * plane],
-                         dy[at + 4u * plane], dy[at + 5u * plane], dy[at + 6u * plane], dy[at + 7u * plane]);
+// dy of channels oc0 .. oc0 + 7 at two pixels: a at index `at` (even), b at the next.
+struct Grads8Pair {
+    a: array<f32, 8>,
+    b: array<f32, 8>,
+}
+
+// (Eight values, not an array: the CPU adapter's compiler copies arrays passed by value.)
+fn split8(v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>, v3: vec2<f32>, v4: vec2<f32>, v5: vec2<f32>,
+          v6: vec2<f32>, v7: vec2<f32>) -> Grads8Pair {
+    return Grads8Pair(array<f32, 8>(v0.x, v1.x, v2.x, v3.x, v4.x, v5.x, v6.x, v7.x),
+                      array<f32, 8>(v0.y, v1.y, v2.y, v3.y, v4.y, v5.y, v6.y, v7.y));
+}
+
+// Each lane loading its own.
+fn own_grads8(at: u32, plane: u32) -> Grads8Pair {
+    let i = at / 2u;
+    let s = plane / 2u;
+    return split8(dy[i], dy[i + s], dy[i + 2u * s], dy[i + 3u * s], dy[i + 4u * s], dy[i + 5u * s],
+                  dy[i + 6u * s], dy[i + 7u * s]);
 }
 
 struct Tile16 {
@@ -101,12 +118,20 @@ struct Rows3 {
     ok2: bool,
 }
 
-fn column(rows: Rows3, xx: u32) -> vec3<f32> {
-    let w = p.width;
-    let okx = xx < w;
-    let cx = min(xx, w - 1u);
-    return vec3(select(0.0, x[rows.r0 + cx], rows.ok0 && okx), select(0.0, x[rows.r1 + cx], okx),
-                select(0.0, x[rows.r2 + cx], rows.ok2 && okx));
+// Columns xx and xx + 1 (xx even; widths are even, so both are inside or both outside).
+struct ColumnPair {
+    a: vec3<f32>,
+    b: vec3<f32>,
+}
+
+fn column_pair(rows: Rows3, xx: u32) -> ColumnPair {
+    let okx = xx < p.width;
+    // row starts are even (planes and widths are)
+    let cx = min(xx, p.width - 2u);
+    let top = select(vec2(0.0), x[(rows.r0 + cx) / 2u], rows.ok0 && okx);
+    let row = select(vec2(0.0), x[(rows.r1 + cx) / 2u], okx);
+    let bottom = select(vec2(0.0), x[(rows.r2 + cx) / 2u], rows.ok2 && okx);
+    return ColumnPair(vec3(top.x, row.x, bottom.x), vec3(top.y, row.y, bottom.y));
 }
 
 // Gradients of channels oc0 .. oc0 + 7 (g) and oc0 + 8 .. oc0 + 15 (h) at one pixel.
@@ -132,12 +157,24 @@ fn pixel(t: Tile16, left: vec3<f32>, mid: vec3<f32>, right: vec3<f32>, gh: Grads
                   upd(t.q14, h[6], lo, hi, e, with_bias), upd(t.q15, h[7], lo, hi, e, with_bias));
 }
 
-// dy at index d (channel oc0's plane), by the entry point's way of reading it.
-fn grads16(fetch: u32, d: u32, plane: u32, lane: u32) -> Grads16 {
+// dy at index d (even; channel oc0's plane) and d + 1, by the entry point's way of
+// reading it.
+struct Grads16Pair {
+    a: Grads16,
+    b: Grads16,
+}
+
+fn grads16(fetch: u32, d: u32, plane: u32, lane: u32) -> Grads16Pair {
+    var lo: Grads8Pair;
+    var hi: Grads8Pair;
     if fetch == SHARED_GRADS {
-        return Grads16(grads8(d, plane, lane), grads8(d + 8u * plane, plane, lane));
+        lo = grads8(d, plane, lane);
+        hi = grads8(d + 8u * plane, plane, lane);
+    } else {
+        lo = own_grads8(d, plane);
+        hi = own_grads8(d + 8u * plane, plane);
     }
-    return Grads16(own_grads8(d, plane), own_grads8(d + 8u * plane, plane));
+    return Grads16Pair(Grads16(lo.a, hi.a), Grads16(lo.b, hi.b));
 }
 
 // Sums over the chunk's images; named accumulators keep them out of memory. `fetch` is
@@ -163,7 +200,9 @@ fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32, with_bias: b
         let rows = Rows3(xbase + select(0u, y - 1u, ok0) * w, xbase + y * w, xbase + select(y, y + 1u, ok2) * w,
                          ok0, ok2);
         var left = vec3<f32>();
-        var mid = column(rows, 0u);
+        let first = column_pair(rows, 0u);
+        var mid = first.a;
+        var right = first.b;
         // widths are even (conv.rs refuses others)
         for (var xx = 0u; xx < w; xx += 2u) {
             var g0: Grads16;
@@ -177,15 +216,16 @@ fn wgrad_tile(chunk: u32, ic: u32, oc0: u32, lane: u32, fetch: u32, with_bias: b
                 g0 = Grads16(unpool8(window, k), unpool8(window_hi, k));
                 g1 = Grads16(unpool8(window, k + 1u), unpool8(window_hi, k + 1u));
             } else {
-                g0 = grads16(fetch, dbase + xx, plane, lane);
-                g1 = grads16(fetch, dbase + xx + 1u, plane, lane);
+                let both = grads16(fetch, dbase + xx, plane, lane);
+                g0 = both.a;
+                g1 = both.b;
             }
-            let right = column(rows, xx + 1u);
-            let next = column(rows, xx + 2u);
+            let next = column_pair(rows, xx + 2u);
             t = pixel(t, left, mid, right, g0, with_bias);
-            t = pixel(t, mid, right, next, g1, with_bias);
+            t = pixel(t, mid, right, next.a, g1, with_bias);
             left = right;
-            mid = next;
+            mid = next.a;
+            right = next.b;
         }
     }
     return t;

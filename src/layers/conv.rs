@@ -257,6 +257,11 @@ pub(crate) fn conv_variant_dispatch(
     let uniform = gpu.uniform_init("conv params", &[params]);
     let mut all = vec![(0, whole(&uniform))];
     all.extend(entries.iter().cloned());
+    // the direct kernels also read their input as vec2s (binding 9, conv.wgsl's load_taps)
+    if variant == ConvVariant::Direct {
+        let src = entries.iter().find(|e| e.0 == 1).map(|e| e.1.clone());
+        all.push((9, src.ok_or("internal error: a conv dispatch without its input")?));
+    }
     let blocks = params.out_channels / OUT_TILE as u32;
     let d = Dispatch::with_groups(gpu, &kernel, blocks * groups_per_block, &all)?.with_loops(loops);
     Ok((d, uniform))
