@@ -76,7 +76,7 @@ impl MaxPool {
                 gpu,
                 &fwd,
                 pooled,
-                &[(0, whole(&uniform)), (1, whole(x)), (2, whole(y)), (3, whole(&codes))],
+                &[(0, whole(&uniform)), (2, whole(y)), (3, whole(&codes)), (4, whole(x))],
             )?
             .with_loops(LoopBound::none())
             // per pooled value: its 4 inputs read, the maximum and its code written
