@@ -99,13 +99,21 @@ fn locate_with(explicit: Option<&Path>, files: &[&str]) -> Result<PathBuf, Strin
             return Err(format!("{}: data directory does not exist", dir.display()));
         }
         let missing = missing_files(dir, files);
-        if !missing.is_empty() {
+        if missing.len() == files.len() {
             return Err(format!(
                 "{}: missing {} (each may also end in .gz); fetch Fashion-MNIST into it with \
                  `gpu-train download --dir {}`, or train with --download",
                 dir.display(),
                 missing.join(", "),
                 crate::run::shell_quote(&dir.to_string_lossy())
+            ));
+        }
+        // some of a set are there: someone's own dataset, which a download must not touch
+        if !missing.is_empty() {
+            return Err(format!(
+                "{}: missing {} (each may also end in .gz); a dataset needs all four files",
+                dir.display(),
+                missing.join(", ")
             ));
         }
         return Ok(dir.to_path_buf());

@@ -427,6 +427,9 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
             return Ok(interrupt::EXIT_CODE);
         }
     }
+    if interrupt::requested() {
+        println!("(interrupted after the last epoch's training: the run finished and is saved)");
+    }
     if args.profile {
         let step_ms = history.last().map_or(0.0, |m| 1e3 * cfg.batch_size as f64 / m.train_images_per_sec);
         match crate::profile::profile(&gpu, &trainer.model.train_step, 3)? {

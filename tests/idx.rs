@@ -134,6 +134,13 @@ fn missing_files_are_listed() {
     for f in [data::TRAIN_IMAGES, data::TRAIN_LABELS, data::TEST_IMAGES, data::TEST_LABELS] {
         assert!(e.contains(f), "{e} should list {f}");
     }
+    assert!(e.contains("download --dir"), "an empty directory may take Fashion-MNIST: {e}");
     let e = data::locate(Some(&dir.path().join("nope"))).unwrap_err();
     assert!(e.contains("does not exist"), "{e}");
+    // some of a set: someone's own dataset, which a download would mix with another
+    std::fs::write(dir.path().join(data::TRAIN_IMAGES), b"").unwrap();
+    let e = data::locate(Some(dir.path())).unwrap_err();
+    println!("{e}");
+    assert!(e.contains(data::TEST_LABELS) && !e.contains(data::TRAIN_IMAGES), "{e}");
+    assert!(!e.contains("download"), "no download into a partial dataset: {e}");
 }

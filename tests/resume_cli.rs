@@ -373,3 +373,43 @@ fn predict_classifies_pngs_and_reports_bad_files_separately() {
     assert!(answer("zero.png").contains(": 0 "), "zero.png should be class 0 first: {stdout}");
     assert_eq!(answer("two.png").matches('%').count(), 3, "top 3 expected: {stdout}");
 }
+
+#[test]
+fn one_interrupt_delivered_twice_still_saves() {
+    // `timeout` and some schedulers signal the process and then its process group: two
+    // SIGINTs close together are one request, which saves and exits 130. (50 ms apart, so
+    // that the kernel does not merge them into one delivery.)
+    let root = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(root.path(), 16, 4, 1300, 60, false);
+    let save = root.path().join("run");
+    let mut child = run_cli::command()
+        .args(["--data", s(root.path()), "--save", s(&save), "--batch-size", "64", "--epochs", "5"])
+        .current_dir(root.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout += &format!("{line}\n");
+        if line.trim_start().starts_with("1 ") {
+            // inside epoch 2, whose groups of 16 steps take about half a second here
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let pid = child.id().to_string();
+            let both = format!("kill -INT {pid}; sleep 0.05; kill -INT {pid}");
+            assert!(std::process::Command::new("sh").args(["-c", &both]).status().unwrap().success());
+            break;
+        }
+    }
+    for line in lines {
+        stdout += &format!("{}\n", line.unwrap());
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("interrupted again"), "{stderr}");
+    assert!(stdout.contains("saved ") && save.join("last.safetensors").is_file(), "{stdout}");
+}
