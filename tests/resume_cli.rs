@@ -206,24 +206,9 @@ fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stdout = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        stdout += &format!("{line}\n");
-        if line.trim_start().starts_with("1 ") {
-            // Epochs take about 2 s here; the pause aims inside epoch 2. Landing on an epoch
-            // end instead is also valid: the signal then saves that epoch and exits 130.
-            std::thread::sleep(std::time::Duration::from_millis(800));
-            let status =
-                std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
-            assert!(status.success());
-            break;
-        }
-    }
-    for line in lines {
-        stdout += &format!("{}\n", line.unwrap());
-    }
+    // Epochs take about 2 s here; the pause aims inside epoch 2. Landing on an epoch end
+    // instead is also valid: the signal then saves that epoch and exits 130.
+    let stdout = signal_after_epoch_1(&mut child, 800, &format!("kill {signal} \"$0\""));
     let code = child.wait().unwrap().code();
     println!("{signal}: exit {code:?}\n{stdout}");
     assert!(!stdout.contains("done: final"), "the run should have stopped early: {stdout}");
@@ -274,6 +259,28 @@ fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
     assert_eq!(run["sessions"].as_array().unwrap().len(), 2, "a fresh session and the resumed one: {run}");
     assert_eq!(tensors(&a.join("last.safetensors")), tensors(&b.join("last.safetensors")));
     (code, stdout)
+}
+
+/// Reads the run's stdout to its end, running `shell` (with the run's process id as $0)
+/// `pause_ms` after epoch 1's line.
+fn signal_after_epoch_1(child: &mut std::process::Child, pause_ms: u64, shell: &str) -> String {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout += &format!("{line}\n");
+        if line.trim_start().starts_with("1 ") {
+            std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+            let pid = child.id().to_string();
+            let status = std::process::Command::new("sh").args(["-c", shell, &pid]).status().unwrap();
+            assert!(status.success(), "{shell}");
+            break;
+        }
+    }
+    for line in lines {
+        stdout += &format!("{}\n", line.unwrap());
+    }
+    stdout
 }
 
 /// The checks common to Ctrl-C and SIGTERM: saved, and one full command line printed.
@@ -389,23 +396,8 @@ fn one_interrupt_delivered_twice_still_saves() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stdout = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        stdout += &format!("{line}\n");
-        if line.trim_start().starts_with("1 ") {
-            // inside epoch 2, whose groups of 16 steps take about half a second here
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let pid = child.id().to_string();
-            let both = format!("kill -INT {pid}; sleep 0.05; kill -INT {pid}");
-            assert!(std::process::Command::new("sh").args(["-c", &both]).status().unwrap().success());
-            break;
-        }
-    }
-    for line in lines {
-        stdout += &format!("{}\n", line.unwrap());
-    }
+    // inside epoch 2, whose groups of 16 steps take about half a second here
+    let stdout = signal_after_epoch_1(&mut child, 200, "kill -INT \"$0\"; sleep 0.05; kill -INT \"$0\"");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}{stderr}");
