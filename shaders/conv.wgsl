@@ -143,6 +143,16 @@ fn load_taps(blk: Block, tile: Tile, ic: u32) -> Taps {
 }
 
 @group(0) @binding(3) var<storage, read> layer: array<f32>;
+
+// The bias of output channels oc0 .. oc0 + 15, each lane loading all 16 (`biases` in the
+// accumulate variants uses this or shares the loads).
+fn own_biases(blk: Block) -> array<f32, 16> {
+    let at = p.bias_offset + blk.oc0;
+    return array<f32, 16>(layer[at], layer[at + 1u], layer[at + 2u], layer[at + 3u], layer[at + 4u],
+                          layer[at + 5u], layer[at + 6u], layer[at + 7u], layer[at + 8u], layer[at + 9u],
+                          layer[at + 10u], layer[at + 11u], layer[at + 12u], layer[at + 13u], layer[at + 14u],
+                          layer[at + 15u]);
+}
 @group(0) @binding(4) var<storage, read_write> pooled: array<f32>;
 @group(0) @binding(5) var<storage, read_write> pool_code: array<u32>;
 
@@ -151,6 +161,8 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             @builtin(local_invocation_index) lid: u32) {
     let blk = place(wid, nwg, lid);
     var acc = accumulate(blk);
+    // before the return: the subgroup variant's fetch needs every lane
+    var bias = biases(blk);
     if !blk.valid {
         return;
     }
@@ -158,8 +170,7 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var codes = vec2<u32>();
     for (var o = 0u; o < OT; o++) {
         let oc = blk.oc0 + o;
-        let b = layer[p.bias_offset + oc];
-        let v = acc[o] + b;
+        let v = acc[o] + bias[o];
         var best = v.x;
         var code = 0u;
         if v.y > best { best = v.y; code = 1u; }
@@ -210,12 +221,13 @@ fn conv_fwd_plain(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
                   @builtin(local_invocation_index) lid: u32) {
     let blk = place(wid, nwg, lid);
     var acc = accumulate(blk);
+    var bias = biases(blk);
     if !blk.valid {
         return;
     }
     for (var o = 0u; o < OT; o++) {
         let oc = blk.oc0 + o;
-        store_block(blk, oc, acc[o] + layer[p.bias_offset + oc]);
+        store_block(blk, oc, acc[o] + bias[o]);
     }
 }
 

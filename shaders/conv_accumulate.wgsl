@@ -3,6 +3,10 @@
 
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 
+fn biases(blk: Block) -> array<f32, 16> {
+    return own_biases(blk);
+}
+
 // Lanes take consecutive 2x2 blocks of the batch, workgroups a channel block.
 fn place(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Block {
     return locate(wid, nwg, lid);

@@ -7,6 +7,20 @@
 
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 
+// Lane l loads the bias of channels oc0 + l and oc0 + 8 + l; subgroupBroadcast shares
+// them (2 loads a lane instead of 16).
+fn biases(blk: Block) -> array<f32, 16> {
+    let at = p.bias_offset + blk.oc0 + blk.lane % 8u;
+    let lo = layer[at];
+    let hi = layer[at + 8u];
+    return array<f32, 16>(subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u), subgroupBroadcast(lo, 2u),
+                          subgroupBroadcast(lo, 3u), subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u),
+                          subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u), subgroupBroadcast(hi, 0u),
+                          subgroupBroadcast(hi, 1u), subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u),
+                          subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u), subgroupBroadcast(hi, 6u),
+                          subgroupBroadcast(hi, 7u));
+}
+
 // Lanes take consecutive 2x2 blocks of the batch, workgroups a channel block.
 fn place(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Block {
     return locate(wid, nwg, lid);

@@ -26,6 +26,10 @@ const STAGE_W4: u32 = 9u * OT / 4u;
 
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 
+fn biases(blk: Block) -> array<f32, 16> {
+    return own_biases(blk);
+}
+
 var<workgroup> inputs: array<f32, TILED_IC * PATCH_LEN>;
 var<workgroup> weights: array<vec4<f32>, TILED_IC * STAGE_W4>;
 
