@@ -2,7 +2,8 @@
 //! training finish its batch group and save; a second one exits at once. Both exit with 130
 //! (128 + SIGINT), as shells expect after Ctrl-C, whichever signal came: ctrlc runs one
 //! handler for all three and does not say which arrived. A second signal within 250 ms of
-//! the first counts as the same request.
+//! the first counts as the same request. Before training starts (the device opening,
+//! kernels compiling, the autotuner timing) a request ends the run at once, saying so.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,6 +11,9 @@ use std::time::{Duration, Instant};
 
 static REQUESTS: AtomicUsize = AtomicUsize::new(0);
 static FIRST_AT: OnceLock<Instant> = OnceLock::new();
+/// Set when the epoch loop starts: before that there is nothing to save, and a request
+/// ends the run at once.
+static TRAINING: AtomicBool = AtomicBool::new(false);
 /// A second signal this soon after the first is the same request (no one presses Ctrl-C
 /// twice within a quarter second on purpose).
 const SAME_REQUEST: Duration = Duration::from_millis(250);
@@ -25,6 +29,10 @@ pub const EXIT_CODE: u8 = 130;
 /// Installs the handler; only the command-line program calls this.
 pub fn install() -> Result<(), String> {
     ctrlc::set_handler(|| {
+        if !TRAINING.load(Ordering::SeqCst) {
+            eprintln!("\ninterrupted before the first training step: nothing to save; quitting");
+            std::process::exit(EXIT_CODE as i32);
+        }
         if REQUESTS.fetch_add(1, Ordering::SeqCst) == 0 {
             let _ = FIRST_AT.set(Instant::now());
             if !BAR_SHOWN.load(Ordering::SeqCst) {
@@ -39,6 +47,11 @@ pub fn install() -> Result<(), String> {
         }
     })
     .map_err(|e| format!("cannot install the Ctrl-C/SIGTERM handler: {e}"))
+}
+
+/// Marks the start of training: from here a first request saves before the run ends.
+pub fn training_started() {
+    TRAINING.store(true, Ordering::SeqCst);
 }
 
 pub fn requested() -> bool {

@@ -86,6 +86,10 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         return Ok(0);
     }
     let started = Instant::now();
+    // early, so that a Ctrl-C during start-up says what it did
+    if !args.no_save {
+        interrupt::install()?;
+    }
     if args.resume.is_none() && args.momentum.is_some() && args.optimizer != Some(OptimizerKind::Sgd) {
         return Err(from_config(
             &args,
@@ -281,9 +285,6 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         .as_deref()
         .filter(|m| !save_dir.as_ref().is_some_and(|d| same_path(m, &d.join("metrics.jsonl"))));
     let mut metrics_file = open_metrics(metrics_path, resumed.is_some())?;
-    if !args.no_save {
-        interrupt::install()?;
-    }
     if let Some((path, ckpt, _)) = &resumed {
         trainer.restore(ckpt)?;
         let p = &ckpt.position;
@@ -366,6 +367,7 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         },
         resume_flags: resume_flags(&args),
     };
+    interrupt::training_started();
     println!("epoch  train_loss  train_acc  test_loss  test_acc   seconds  train_img/s");
     let mut history: Vec<EpochMetrics> = Vec::new();
     let first_epoch = trainer.position.epochs_done + 1;

@@ -10,6 +10,8 @@ mod idx_files;
 mod png_file;
 #[path = "common/run_cli.rs"]
 mod run_cli;
+#[path = "common/skip.rs"]
+mod skip;
 #[path = "common/tensors.rs"]
 mod tensors;
 use png_file::png_bytes;
@@ -404,4 +406,45 @@ fn one_interrupt_delivered_twice_still_saves() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(!stderr.contains("interrupted again"), "{stderr}");
     assert!(stdout.contains("saved ") && save.join("last.safetensors").is_file(), "{stdout}");
+}
+
+#[test]
+fn ctrl_c_during_start_up_quits_at_once_and_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(root.path(), 16, 4, 1300, 60, false);
+    let save = root.path().join("run");
+    let mut child = run_cli::command()
+        .args(["--data", s(root.path()), "--save", s(&save), "--epochs", "2"])
+        .current_dir(root.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    // the data line comes after the handler is installed and before the device opens
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout += &format!("{line}\n");
+        if line.starts_with("data: ") {
+            let pid = child.id().to_string();
+            assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+            break;
+        }
+    }
+    for line in lines {
+        stdout += &format!("{}\n", line.unwrap());
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    // an adapter that opens and compiles in a flash may already be training: it then saves
+    let quit = stderr.contains("interrupted before the first training step: nothing to save; quitting");
+    assert!(quit || stdout.contains("saved "), "{stdout}{stderr}");
+    if quit {
+        assert!(!save.join("last.safetensors").exists(), "nothing was trained, nothing saved");
+    } else {
+        skip::skip("start-up was over before the signal came: the run trained and saved");
+    }
 }
