@@ -234,12 +234,20 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         dataset.train.side,
         dataset.classes
     );
+    let shape = dataset_shape(&dataset);
+    // A model that does not fit the data (a pool on an odd side, no final fc) is a usage
+    // error, found before the adapter opens. (A resumed model fits its checkpoint's data,
+    // which is checked first, below.)
+    let fit = || match model_spec::infer(&cfg.model.layers, 1, shape.side, shape.classes) {
+        Ok(info) => Ok(info),
+        Err(e) => Err(CommandError::usage_line(format!("--model {}: {e}", cfg.model.label()))),
+    };
+    let early_fit = if resumed.is_none() { Some(fit()?) } else { None };
     let gpu = match opened {
         Some(gpu) => gpu,
         None => open_gpu(&args.adapter.clone(), true)?,
     };
     let align = param_align_words(&gpu);
-    let shape = dataset_shape(&dataset);
     if let Some((path, ckpt, _)) = &resumed {
         ckpt.check_dataset(path, &shape, true)?;
         if ckpt.position.epochs_done >= cfg.epochs {
@@ -252,11 +260,9 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
             .into());
         }
     }
-    // A model that does not fit the data (a pool on an odd side, no final fc) is a usage
-    // error. (A resumed model fits its checkpoint's data, which was checked above.)
-    let layer_info = match model_spec::infer(&cfg.model.layers, 1, shape.side, shape.classes) {
-        Ok(info) => info,
-        Err(e) => return Err(CommandError::usage_line(format!("--model {}: {e}", cfg.model.label()))),
+    let layer_info = match early_fit {
+        Some(info) => info,
+        None => fit()?,
     };
     // Build everything that can still refuse the run before touching the save directory
     // (--overwrite removes the old run's files) or truncating the metrics file.

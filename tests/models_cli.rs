@@ -242,4 +242,7 @@ fn images_of_any_even_side_train_with_a_model_that_fits_them() {
     assert_eq!(code, 0, "{stderr}");
     assert!(save.join("last.safetensors").exists(), "no checkpoint in {}", save.display());
     assert_usage_error(&["--data", data, "--epochs", "1"], &["--model ref-cnn: layer 6 (pool)", "even side"]);
+    // refused before the adapter opens
+    let (_, stdout, _) = gpu_train(&["--data", data, "--epochs", "1"]);
+    assert!(!stdout.contains("adapter: "), "{stdout}");
 }
