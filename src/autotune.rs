@@ -273,6 +273,36 @@ impl Tuner {
         choice
     }
 
+    /// `choose` between candidates that are dispatches: `build(choice)` makes a candidate's
+    /// dispatches and what must outlive them, at most once each (timings relaunch them),
+    /// and the chosen candidate's come back. A forced choice (tests) that this shape does
+    /// not offer (its loops would not fit, say) gives the default.
+    pub fn choose_built<T>(
+        &self,
+        gpu: &Gpu,
+        key: &str,
+        default: u32,
+        candidates: &[u32],
+        more: &[u32],
+        build: &mut dyn FnMut(u32) -> Result<(Vec<crate::kernels::Dispatch>, T)>,
+    ) -> Result<(Vec<crate::kernels::Dispatch>, T)> {
+        let mut built: Vec<(u32, Vec<crate::kernels::Dispatch>, T)> = Vec::new();
+        let choice = self.choose(key, default, candidates, more, &mut |c, repeats| {
+            if !built.iter().any(|b| b.0 == c) {
+                let (dispatches, keep) = build(c)?;
+                built.push((c, dispatches, keep));
+            }
+            let launches: Vec<_> = built.iter().filter(|b| b.0 == c).flat_map(|b| b.1.iter()).collect();
+            time_dispatches(gpu, &launches, repeats)
+        });
+        let offered = candidates.contains(&choice) || more.contains(&choice);
+        let choice = if offered { choice } else { default };
+        match built.into_iter().find(|b| b.0 == choice) {
+            Some((_, dispatches, keep)) => Ok((dispatches, keep)),
+            None => build(choice),
+        }
+    }
+
     /// Adds a choice to the cache file: the file as it is now (another process may have
     /// added choices) plus this one, written to a temp file of this process and thread and
     /// renamed over it. Failures are ignored: the choice is measured again next time.

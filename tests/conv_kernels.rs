@@ -324,8 +324,17 @@ fn conv_backward_matches_finite_differences() {
 /// The largest channel count (a multiple of `multiple`) whose conv_fwd / conv_dx loops fit
 /// `budget` iterations per invocation.
 fn largest_channels(budget: u64, multiple: usize) -> usize {
+    largest_within(budget, multiple, conv_block_loops)
+}
+
+/// The largest channel count (a multiple of `multiple`) whose `bound` fits `budget`.
+fn largest_within(
+    budget: u64,
+    multiple: usize,
+    bound: fn(usize) -> gpu_train::loop_budget::LoopBound,
+) -> usize {
     let mut c = multiple;
-    while conv_block_loops(c + multiple).ticks <= budget {
+    while bound(c + multiple).ticks <= budget {
         c += multiple;
     }
     c
@@ -507,10 +516,7 @@ fn conv_variants_give_the_same_bits() {
 fn conv_tiled_runs_right_at_the_most_channels_its_loop_bound_allows_and_is_not_offered_past_them() {
     for dev in variants() {
         let budget = edge_budget(&dev.0);
-        let mut ci = 1;
-        while conv_tiled_loops(ci + 1).ticks <= budget {
-            ci += 1;
-        }
+        let ci = largest_within(budget, 1, conv_tiled_loops);
         println!(
             "conv_tiled over {ci} input channels: {} loop iterations of {budget}",
             conv_tiled_loops(ci).ticks
@@ -521,10 +527,7 @@ fn conv_tiled_runs_right_at_the_most_channels_its_loop_bound_allows_and_is_not_o
     // dx reads the layer's output channels: the most (a multiple of 16) the bound allows
     for dev in variants() {
         let budget = edge_budget(&dev.0);
-        let mut co = 16;
-        while conv_tiled_loops(co + 16).ticks <= budget {
-            co += 16;
-        }
+        let co = largest_within(budget, 16, conv_tiled_loops);
         println!(
             "conv_tiled dx over {co} channels: {} loop iterations of {budget}",
             conv_tiled_loops(co).ticks
@@ -545,10 +548,7 @@ fn conv_tiled_runs_right_at_the_most_channels_its_loop_bound_allows_and_is_not_o
         ));
         return;
     }
-    let mut ci = 1;
-    while conv_tiled_loops(ci).ticks <= budget {
-        ci += 1;
-    }
+    let ci = largest_within(budget, 1, conv_tiled_loops) + 1;
     let s = ConvShape { batch: 1, in_channels: ci, out_channels: 16, side: 2 };
     layer_bits(tiled(dev), s, ConvMode::FUSED, false);
 }

@@ -291,25 +291,14 @@ fn tuned_block_dispatch(
         let list = if crate::gpu::is_software(&gpu.info) { &mut more } else { &mut candidates };
         list.push(ConvVariant::Tiled as u32);
     }
-    // each candidate is built once and launched for every timing
-    let mut built: Vec<(u32, Dispatch, wgpu::Buffer)> = Vec::new();
-    let choice = k.tuner.choose(&key, ConvVariant::Direct as u32, &candidates, &more, &mut |c, repeats| {
-        if !built.iter().any(|b| b.0 == c) {
+    let (mut chosen, uniform) =
+        k.tuner.choose_built(gpu, &key, ConvVariant::Direct as u32, &candidates, &more, &mut |c| {
             let variant = ConvVariant::from_choice(c).ok_or("not a conv variant")?;
             let (d, uniform) = conv_variant_dispatch(gpu, k, entry, variant, params, entries)?;
-            built.push((c, d, uniform));
-        }
-        let ds: Vec<&Dispatch> = built.iter().filter(|b| b.0 == c).map(|b| &b.1).collect();
-        crate::autotune::time_dispatches(gpu, &ds, repeats)
-    });
-    drop(built);
-    // a forced choice (tests) that this shape does not offer falls back to the default
-    let offered = candidates.contains(&choice) || more.contains(&choice);
-    let choice = if offered { choice } else { ConvVariant::Direct as u32 };
-    let variant = ConvVariant::from_choice(choice).unwrap_or(ConvVariant::Direct);
-    let (d, uniform) = conv_variant_dispatch(gpu, k, entry, variant, params, entries)?;
+            Ok((vec![d], uniform))
+        })?;
     owned.push(uniform);
-    Ok(d)
+    chosen.pop().ok_or_else(|| "internal error: no conv dispatch".into())
 }
 
 /// The weight-gradient partials: lanes over input channels when there are enough of them

@@ -179,21 +179,14 @@ pub fn matmul(
         .iter()
         .map(|v| *v as u32)
         .partition(|&v| software && v == MatmulVariant::Tiled as u32);
-    // each candidate's dispatches are built once and launched for every timing
-    let mut built: Vec<(u32, Vec<Dispatch>, Vec<wgpu::Buffer>)> = Vec::new();
-    let choice = k.tuner.choose(&key, MatmulVariant::Tile as u32, &candidates, &more, &mut |c, repeats| {
-        if !built.iter().any(|b| b.0 == c) {
+    let (dispatches, scratch) =
+        k.tuner.choose_built(gpu, &key, MatmulVariant::Tile as u32, &candidates, &more, &mut |c| {
             let variant = MatmulVariant::from_choice(c).ok_or("not a matmul variant")?;
             let mut scratch = Vec::new();
-            let ds = matmul_with(gpu, k, variant, &args, &mut scratch)?;
-            built.push((c, ds, scratch));
-        }
-        let ds = built.iter().find(|b| b.0 == c).map(|b| b.1.iter().collect::<Vec<_>>()).unwrap_or_default();
-        crate::autotune::time_dispatches(gpu, &ds, repeats)
-    });
-    drop(built);
-    let variant = MatmulVariant::from_choice(choice).unwrap_or(MatmulVariant::Tile);
-    matmul_with(gpu, k, variant, &args, owned)
+            Ok((matmul_with(gpu, k, variant, &args, &mut scratch)?, scratch))
+        })?;
+    owned.extend(scratch);
+    Ok(dispatches)
 }
 
 /// The longest K slice of a product whose B is read as `tile_load` by the Tile variant:
