@@ -672,7 +672,7 @@ impl Network {
                 )?;
                 // Off in evaluation: p = 0 keeps every value and scales by 1, a plain copy.
                 let identity = Dropout::new(gpu, k, n, 0.0, 0, x, y, None, slots)?;
-                let owned = vec![drop.uniform, identity.uniform];
+                let owned = [drop.owned, identity.owned].concat();
                 Built {
                     train_forward: drop.forward,
                     eval_forward: identity.forward,
