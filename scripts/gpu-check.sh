@@ -4,10 +4,12 @@
 #   2. `gpu-train bench --sweep --json` (every preset model at batch sizes 32 to 1024),
 #      shown as a table,
 #   3. ref-cnn at batch 128 against PyTorch on CUDA (scripts/torch_bench.py), where a
-#      python with a CUDA build of torch is found ($GPU_TRAIN_TORCH_PYTHON, else python3).
+#      python with a CUDA build of torch is found ($GPU_TRAIN_TORCH_PYTHON, else python3),
+#   4. ref-cnn with --f16-storage --autotune full: which variant each dense product gets
+#      once the f16-storage matmul competes, and the throughput against step 3's.
 # Each step has a time limit (tests 200 s, the sweep 120 s, each side of the comparison
-# 45 s), so the whole stays under 8 minutes after the build (of the program and of the
-# tests); a step that fails or passes
+# and the f16 run 45 s), so the whole stays under 8 minutes after the build (of the
+# program and of the tests); a step that fails or passes
 # its limit says so and makes the exit status 1. Outputs land in gpu-check/ (the sweep's
 # and the comparison's JSON lines, the test log): paste them with your report.
 #
@@ -93,5 +95,32 @@ PY
 else
     echo "no CUDA PyTorch for $py: gpu-train alone:"
     tail -n 1 "$out/gpu-train.json" | cut -c1-400
+fi
+
+step "ref-cnn with --f16-storage"
+timeout 45 "$bin" bench --json --steps 64 --f16-storage --autotune full > "$out/f16.json" 2> "$out/f16.err"
+rc=$?
+if [ "$rc" = 0 ] && [ -s "$out/f16.json" ]; then
+    python3 - "$out/f16.json" "$out/gpu-train.json" <<'PY' || fail "reading the f16 run"
+import json, sys
+f16 = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+for r in f16["autotune"]["choices"]:
+    if r["kernel"].startswith("matmul"):
+        print(f"  {r['kernel'].split(': variant')[0]}: {r['choice']} (3 = f16 storage) {r['why']}")
+try:
+    f32 = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+except (OSError, ValueError, IndexError):
+    f32 = None
+for what in ("train", "eval"):
+    a = f16[f"{what}_images_per_sec"]
+    line = f"{what}: {a:,.0f} images/s with --f16-storage"
+    if f32:
+        b = f32[f"{what}_images_per_sec"]
+        line += f", {b:,.0f} without: ratio {a / b:.2f}"
+    print(line)
+PY
+else
+    cat "$out/f16.err"
+    fail "bench --f16-storage (exit $rc; 124 = past 45 s)"
 fi
 exit $status

@@ -1,4 +1,6 @@
-// matmul_tiled: the classic GPU GEMM. Appended to dense.wgsl (bindings, epilogue).
+// matmul_tiled: the classic GPU GEMM. Appended to dense.wgsl (bindings, epilogue) and one
+// of the slab fetches: dense_tiled_f32.wgsl (A and B as they are) or dense_tiled_f16.wgsl
+// (f16 copies of them, the f16-storage variant; products and sums stay f32).
 //
 // A workgroup of 16 x 16 lanes owns a 64 x 64 tile of C. Per k-step of TILED_K it stages
 // the tile's 64 x TILED_K slab of A and TILED_K x 64 slab of B in workgroup memory (each
@@ -46,12 +48,12 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             let pa = slab_pos(i, p.a_col == 1u);
             let row = m0 + pa.y;
             let ka = k0 + pa.x;
-            a_slab[pa.x * TILED_M + pa.y] = select(0.0, a[min(row, p.m - 1u) * p.a_row + min(ka, p.k - 1u) * p.a_col],
+            a_slab[pa.x * TILED_M + pa.y] = select(0.0, slab_a(min(row, p.m - 1u) * p.a_row + min(ka, p.k - 1u) * p.a_col),
                                                    row < p.m && ka < k_end);
             let pb = slab_pos(i, p.b_row == 1u);
             let col = n0 + pb.y;
             let kb = k0 + pb.x;
-            b_slab[pb.x * TILED_N + pb.y] = select(0.0, b[min(kb, p.k - 1u) * p.b_row + min(col, p.n - 1u) * p.b_col],
+            b_slab[pb.x * TILED_N + pb.y] = select(0.0, slab_b(min(kb, p.k - 1u) * p.b_row + min(col, p.n - 1u) * p.b_col),
                                                    col < p.n && kb < k_end);
         }
         workgroupBarrier();

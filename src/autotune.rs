@@ -4,7 +4,9 @@
 //!
 //! Only variants that give bit-identical results are candidates (each output value is
 //! computed the same way whichever is chosen), so a choice changes speed, never a number:
-//! a resumed run that tunes differently still continues exactly.
+//! a resumed run that tunes differently still continues exactly. The one exception is
+//! asked for by name: with `--f16-storage` the f16-storage matmul joins the candidates,
+//! and where it is chosen results carry its f16 rounding.
 //!
 //! The cache is one JSON object {"<adapter key> | <kernel key>": choice} in
 //! `$GPU_TRAIN_CACHE_DIR/autotune.json`, else `$XDG_CACHE_HOME/gpu-train/`, else
@@ -51,6 +53,10 @@ pub struct Tuner {
     forced: Option<u32>,
     /// Read cached choices but never measure or write (evaluation commands).
     read_only: bool,
+    /// `--f16-storage`: the f16-storage matmul is a candidate where the device has f16.
+    /// Its results differ from the f32 variants' by f16 rounding, so it is offered only
+    /// when asked for, and its shapes are cached under their own keys.
+    pub f16_storage: bool,
     adapter_key: String,
     path: Option<PathBuf>,
     cache: Mutex<BTreeMap<String, u32>>,
@@ -152,6 +158,18 @@ impl Tuner {
         Tuner::with_cache(gpu, mode, path)
     }
 
+    /// The tuner of a training or bench run: `mode`, and the f16-storage candidate where
+    /// `f16_storage` asks for it and the device has f16 (a note says when it has not).
+    pub fn for_run(gpu: &Gpu, mode: TuneMode, f16_storage: bool) -> Tuner {
+        if f16_storage && !gpu.has_f16() {
+            eprintln!(
+                "note: --f16-storage: {} has no f16 support (SHADER_F16); every product stays f32",
+                gpu.describe()
+            );
+        }
+        Tuner::new(gpu, mode).with_f16_storage(f16_storage && gpu.has_f16())
+    }
+
     /// A tuner whose cache is `path` (None: no cache at all).
     pub fn with_cache(gpu: &Gpu, mode: TuneMode, path: Option<PathBuf>) -> Tuner {
         let cache = if mode == TuneMode::Off {
@@ -163,6 +181,7 @@ impl Tuner {
             mode,
             forced: None,
             read_only: false,
+            f16_storage: false,
             adapter_key: adapter_key(gpu),
             path,
             cache: Mutex::new(cache),
@@ -182,6 +201,11 @@ impl Tuner {
     /// sure it fits), and neither times nor caches anything: tests run each variant with it.
     pub fn forcing(gpu: &Gpu, choice: u32) -> Tuner {
         Tuner { forced: Some(choice), ..Tuner::with_cache(gpu, TuneMode::Off, None) }
+    }
+
+    /// The same tuner with `--f16-storage` on or off.
+    pub fn with_f16_storage(self, on: bool) -> Tuner {
+        Tuner { f16_storage: on, ..self }
     }
 
     /// The choice every tunable kernel is forced to (`Tuner::forcing`), if any.

@@ -22,6 +22,8 @@ pub struct BenchConfig {
     /// Measure every model at every batch size instead (`--sweep`).
     pub sweep: Option<Sweep>,
     pub autotune: crate::autotune::TuneMode,
+    /// `--f16-storage`: the f16-storage matmul joins the autotuner's candidates.
+    pub f16_storage: bool,
 }
 
 /// The table `bench --sweep` measures.
@@ -168,7 +170,8 @@ pub fn run(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandErr
     let data_s = t.elapsed().as_secs_f64();
     check_fits(&cfg.model, &dataset, "--model")?;
     let t = Instant::now();
-    let kernels = Kernels::new(&gpu)?.with_tuner(crate::autotune::Tuner::new(&gpu, cfg.autotune));
+    let kernels =
+        Kernels::new(&gpu)?.with_tuner(crate::autotune::Tuner::for_run(&gpu, cfg.autotune, cfg.f16_storage));
     let pipelines_s = t.elapsed().as_secs_f64();
     let steps = cfg.steps.max(1);
     let groups = steps.div_ceil(TIMED_GROUP);
@@ -302,7 +305,8 @@ fn sweep(cfg: BenchConfig) -> std::result::Result<(), crate::error::CommandError
     for model in &plan.models {
         check_fits(model, &dataset, "--sweep-model")?;
     }
-    let kernels = Kernels::new(&gpu)?.with_tuner(crate::autotune::Tuner::new(&gpu, cfg.autotune));
+    let kernels =
+        Kernels::new(&gpu)?.with_tuner(crate::autotune::Tuner::for_run(&gpu, cfg.autotune, cfg.f16_storage));
     let steps = cfg.steps.max(1);
     // the first step compiles; one short group more settles the caches
     let warm_up = steps.min(2);

@@ -248,6 +248,11 @@ pub struct BenchArgs {
     /// the report says what each got and why
     #[arg(long, value_enum, default_value_t = crate::autotune::TuneMode::Quick)]
     pub autotune: crate::autotune::TuneMode,
+    /// Experimental: the autotuner also times an f16-storage matrix multiply (f16 copies of
+    /// both operands, f32 sums) where the adapter supports f16; where it wins, results carry
+    /// f16 rounding
+    #[arg(long)]
+    pub f16_storage: bool,
     /// A batch size for --sweep (repeatable)
     #[arg(long, value_name = "N", requires = "sweep", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub sweep_batch: Vec<u32>,
@@ -373,9 +378,14 @@ pub struct Args {
     pub preview_batch: Option<PathBuf>,
     /// Time the tunable kernels' variants for this adapter and shape at start-up and keep
     /// the fastest (cached on disk): off, quick or full (re-measures even when cached).
-    /// Never changes a result
+    /// Never changes a result (but see --f16-storage)
     #[arg(long, value_enum, default_value_t = crate::autotune::TuneMode::Quick)]
     pub autotune: crate::autotune::TuneMode,
+    /// Experimental: the autotuner also times an f16-storage matrix multiply (f16 copies of
+    /// both operands, f32 sums) where the adapter supports f16; where it wins, results carry
+    /// f16 rounding, and a value past f16's range (65,504) makes the loss infinite
+    #[arg(long)]
+    pub f16_storage: bool,
     /// Fetch Fashion-MNIST first when no dataset is found (into --data DIR, else the
     /// per-user data directory; see `gpu-train download`)
     #[arg(long)]
@@ -458,6 +468,16 @@ impl Args {
     }
 }
 
+/// `--f16-storage` adds a candidate to the autotuner, so it is refused with tuning off.
+fn f16_storage(asked: bool, autotune: crate::autotune::TuneMode) -> Result<bool, CommandError> {
+    if asked && autotune == crate::autotune::TuneMode::Off {
+        return Err(CommandError::usage(
+            "--f16-storage adds a candidate for the autotuner to time, so it cannot be used with --autotune off",
+        ));
+    }
+    Ok(asked)
+}
+
 /// Runs the command line; Ok gives the exit code (0, or 130 after Ctrl-C; predict: 1 when
 /// some image failed).
 pub fn run(cli: Cli) -> Result<u8, CommandError> {
@@ -500,6 +520,7 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
                 json: b.json,
                 sweep,
                 autotune: b.autotune,
+                f16_storage: f16_storage(b.f16_storage, b.autotune)?,
             })
             .map(|_| 0)
         }
@@ -534,7 +555,10 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
         })
         .map(|_| 0)
         .map_err(CommandError::from),
-        None => crate::run::train_command(cli.train.with_config()?.into()),
+        None => {
+            f16_storage(cli.train.f16_storage, cli.train.autotune)?;
+            crate::run::train_command(cli.train.with_config()?.into())
+        }
     }
 }
 
@@ -572,6 +596,7 @@ impl From<Args> for crate::run::TrainCommand {
             print_config: a.print_config,
             preview_batch: a.preview_batch,
             autotune: a.autotune,
+            f16_storage: a.f16_storage,
             quiet: a.quiet,
             download: a.download,
             log_every: a.log_every,

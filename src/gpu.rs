@@ -265,8 +265,10 @@ impl Gpu {
         // Ask for everything the adapter offers, not wgpu's portable defaults.
         let limits = adapter.limits();
         // Optional features: subgroups for the CPU-adapter kernel variants, timestamps for
-        // the per-kernel profile. Neither is required.
+        // the per-kernel profile, f16 for the f16-storage matmul (--f16-storage). None is
+        // required.
         let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::SHADER_F16
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let features = adapter.features() & wanted;
@@ -295,6 +297,11 @@ impl Gpu {
 
     pub fn is_software(&self) -> bool {
         is_software(&self.info)
+    }
+
+    /// Whether shaders may use f16 (the adapter has SHADER_F16, which is then requested).
+    pub fn has_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
     }
 
     /// The subgroup size when subgroup operations are enabled and the size is fixed.

@@ -109,9 +109,21 @@ fn on_demand_sources(variant: Variant) -> Vec<(&'static str, String)> {
 
 /// The on-demand module of the autotuner's matmul variants, with `variant`'s A fetch.
 pub(crate) fn dense_variants(variant: Variant) -> String {
-    use crate::layers::dense::{DENSE_TALL_WGSL, DENSE_TILED_WGSL};
+    use crate::layers::dense::{DENSE_TALL_WGSL, DENSE_TILED_F32_WGSL, DENSE_TILED_WGSL};
     let a_fetch = if variant.needs_subgroups() { DENSE_ROWS_SUBGROUP_WGSL } else { DENSE_ROWS_WGSL };
-    format!("{DENSE_WGSL}\n{a_fetch}\n{DENSE_TALL_WGSL}\n{DENSE_TILED_WGSL}")
+    format!("{DENSE_WGSL}\n{a_fetch}\n{DENSE_TALL_WGSL}\n{DENSE_TILED_F32_WGSL}\n{DENSE_TILED_WGSL}")
+}
+
+/// The modules only a device with SHADER_F16 may build (on demand, with --f16-storage): the
+/// f16-storage matmul_tiled and its to_f16 copy. Kept out of `shader_sources`, which every
+/// adapter must be able to build.
+pub fn f16_sources() -> Vec<(&'static str, String)> {
+    use crate::layers::dense::{DENSE_TILED_F16_WGSL, DENSE_TILED_WGSL};
+    // dense.wgsl's other entry points need an A fetch; the plain one suits any device
+    vec![(
+        "dense_f16.wgsl",
+        format!("enable f16;\n{DENSE_WGSL}\n{DENSE_ROWS_WGSL}\n{DENSE_TILED_F16_WGSL}\n{DENSE_TILED_WGSL}"),
+    )]
 }
 
 /// The conv kernels' sources the autotuner chooses between for `variant`: the family's
@@ -239,13 +251,17 @@ impl Kernels {
     ) -> Result<Kernel> {
         let mut cache =
             self.on_demand.lock().map_err(|_| "internal error: kernel cache poisoned".to_string())?;
-        let key = format!("{entry}{overrides:?}");
+        let key = format!("{label} {entry}{overrides:?}");
         if let Some(k) = cache.kernels.get(&key) {
             return Ok(k.clone());
         }
         if !cache.modules.contains_key(label) {
+            if label == "dense_f16.wgsl" && !gpu.has_f16() {
+                return Err(format!("{entry}: this adapter has no f16 support (SHADER_F16)"));
+            }
             let (_, source) = on_demand_sources(self.variant)
                 .into_iter()
+                .chain(f16_sources())
                 .find(|(l, _)| *l == label)
                 .ok_or_else(|| format!("internal error: no shader module {label}"))?;
             cache.modules.insert(label, shader(gpu, label, &source));

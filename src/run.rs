@@ -63,6 +63,8 @@ pub struct TrainCommand {
     pub print_config: bool,
     pub preview_batch: Option<PathBuf>,
     pub autotune: crate::autotune::TuneMode,
+    /// `--f16-storage`: the f16-storage matmul joins the autotuner's candidates.
+    pub f16_storage: bool,
     /// Fetch the dataset first when it is not found.
     pub download: bool,
     /// Plain progress lines even on a terminal.
@@ -266,7 +268,11 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     };
     // Build everything that can still refuse the run before touching the save directory
     // (--overwrite removes the old run's files) or truncating the metrics file.
-    let kernels = Kernels::new(&gpu)?.with_tuner(crate::autotune::Tuner::new(&gpu, args.autotune));
+    let kernels = Kernels::new(&gpu)?.with_tuner(crate::autotune::Tuner::for_run(
+        &gpu,
+        args.autotune,
+        args.f16_storage,
+    ));
     let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
     if let Some(path) = &args.preview_batch {
         let batch = trainer.preview_batch()?;

@@ -768,3 +768,39 @@ fn gpu_shaped_variants_are_timed_on_a_cpu_adapter_only_by_full_tuning() {
     assert!(conv.contains("measured in") && conv.contains("1: "), "{conv}");
     assert!(matmul.contains("measured in") && matmul.contains("2: "), "{matmul}");
 }
+
+#[test]
+fn the_f16_storage_matmul_is_timed_only_when_asked_for() {
+    for args in
+        [&["--f16-storage", "--autotune", "off"][..], &["bench", "--f16-storage", "--autotune", "off"]]
+    {
+        let (code, _, stderr) = gpu_train(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("--f16-storage") && stderr.contains("--autotune off"), "{stderr}");
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let env = [("GPU_TRAIN_CACHE_DIR", s(cache.path()))];
+    let cwd = tempfile::tempdir().unwrap();
+    let matmul_line = |extra: &[&str]| {
+        let mut args = vec!["bench", "--synthetic", "--steps", "1", "--model", "c16,relu,pool,fc"];
+        args.extend(extra);
+        let (code, stdout, stderr) = gpu_train_in(cwd.path(), &env, &args);
+        assert_eq!(code, 0, "{stderr}");
+        let line =
+            stdout.lines().find(|l| l.contains("matmul 128x10x3136")).unwrap_or_else(|| panic!("{stdout}"));
+        (line.to_string(), stderr)
+    };
+    let (with_flag, stderr) = matmul_line(&["--f16-storage"]);
+    println!("--f16-storage: {with_flag}");
+    if stderr.contains("has no f16 support") {
+        skip::skip("this adapter has no SHADER_F16: only the note is checked");
+        assert!(!with_flag.contains("f16 storage offered"), "{with_flag}");
+    } else {
+        assert!(with_flag.contains("variant (f16 storage offered) [shader "), "{with_flag}");
+        assert!(with_flag.contains("measured in") && with_flag.contains("3: "), "{with_flag}");
+    }
+    // the same cache without the flag: its own key, and no f16 candidate
+    let (without, _) = matmul_line(&[]);
+    println!("without: {without}");
+    assert!(without.contains("flags 1: variant [shader ") && !without.contains("3: "), "{without}");
+}

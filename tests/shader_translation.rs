@@ -58,20 +58,22 @@ struct Target {
     lang: Lang,
     /// Whether wgpu can offer the SUBGROUP feature on a device at this level.
     subgroups: bool,
+    /// Whether the device has SHADER_F16 (only the f16 module's check asks for it).
+    f16: bool,
 }
 
 const TARGETS: [Target; 6] = [
     // Metal: wgpu offers SUBGROUP (simd-group functions) on Apple7 / Mac2 family GPUs and
     // Metal 3, whose systems compile MSL 2.3 or newer; MSL 2.1 is an older device.
-    Target { lang: Lang::Msl((2, 1)), subgroups: false },
-    Target { lang: Lang::Msl((2, 3)), subgroups: true },
+    Target { lang: Lang::Msl((2, 1)), subgroups: false, f16: false },
+    Target { lang: Lang::Msl((2, 3)), subgroups: true, f16: false },
     // DX12: FXC tops out at shader model 5.1; wgpu offers SUBGROUP (wave intrinsics) only
     // from shader model 6.0 (DXC).
-    Target { lang: Lang::Hlsl(hlsl::ShaderModel::V5_1), subgroups: false },
-    Target { lang: Lang::Hlsl(hlsl::ShaderModel::V6_0), subgroups: true },
+    Target { lang: Lang::Hlsl(hlsl::ShaderModel::V5_1), subgroups: false, f16: false },
+    Target { lang: Lang::Hlsl(hlsl::ShaderModel::V6_0), subgroups: true, f16: false },
     // Vulkan 1.0 takes SPIR-V 1.0 and has no subgroup operations; Vulkan 1.1 takes 1.3.
-    Target { lang: Lang::Spv((1, 0)), subgroups: false },
-    Target { lang: Lang::Spv((1, 3)), subgroups: true },
+    Target { lang: Lang::Spv((1, 0)), subgroups: false, f16: false },
+    Target { lang: Lang::Spv((1, 3)), subgroups: true, f16: false },
 ];
 
 impl fmt::Display for Target {
@@ -107,6 +109,10 @@ impl Target {
             C::DerivativeControl,
             C::StorageImageExtendedFormats,
         ];
+        if self.f16 {
+            // what wgpu's Vulkan back end permits where SHADER_F16 is on
+            caps.extend([C::Float16, C::StorageBuffer16BitAccess, C::UniformAndStorageBuffer16BitAccess]);
+        }
         if self.subgroups {
             caps.extend([
                 C::GroupNonUniform,
@@ -472,4 +478,49 @@ fn host_and_shader_agree_on_uniform_layouts_and_shared_constants() {
         println!("{label}: {constant} = {value}");
         assert_eq!(value, host, "{label}: const {constant} = {value}, the host uses {host}");
     }
+}
+
+/// The module only a device with SHADER_F16 builds (`--f16-storage`): it must validate with
+/// naga's f16 capability and translate for each back end at the level where wgpu offers
+/// SHADER_F16 (Metal: every device; DX12: shader model 6.2; Vulkan: the Float16 and 16-bit
+/// storage capabilities).
+#[test]
+fn the_f16_module_translates_where_wgpu_offers_f16() {
+    let targets = [
+        Target { lang: Lang::Msl((2, 1)), subgroups: false, f16: true },
+        Target { lang: Lang::Hlsl(hlsl::ShaderModel::V6_2), subgroups: false, f16: true },
+        Target { lang: Lang::Spv((1, 0)), subgroups: false, f16: true },
+    ];
+    let mut failures = Vec::new();
+    let mut translated = 0;
+    for (label, source) in gpu_train::kernels::f16_sources() {
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(&source)));
+        for target in &targets {
+            // where wgpu offers SHADER_F16 it also grants f16-in-f32 (pack2x16float): DX12 and
+            // Metal on every device, Vulkan wherever the driver does not say otherwise (on
+            // llvmpipe, exactly where it has SHADER_F16)
+            let caps = target.capabilities()
+                | Capabilities::SHADER_FLOAT16
+                | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+            let info = match Validator::new(ValidationFlags::all(), caps).validate(&module) {
+                Ok(info) => info,
+                Err(e) => {
+                    failures.push(format!("{label}, {target} validation: {}", e.emit_to_string(&source)));
+                    continue;
+                }
+            };
+            for entry in &module.entry_points {
+                let wg = if entry.name == "matmul_tiled" { gpu_train::layers::dense::TILED_WG } else { 64 };
+                let result = translate(&module, &info, entry, wg, target);
+                match result {
+                    Ok(()) => translated += 1,
+                    Err(e) => failures.push(format!("{label}: entry point {}, {target}: {e}", entry.name)),
+                }
+            }
+        }
+    }
+    println!("f16 module: {translated} entry point translations");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(translated > 0, "nothing translated");
 }

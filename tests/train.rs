@@ -1,11 +1,13 @@
-//! End to end: training on the real data raises accuracy well above chance, and the same
-//! seed gives bit-identical losses and weights.
+//! End to end: training on the real data raises accuracy well above chance (also with every
+//! dense product in f16 storage, `--f16-storage`), and the same seed gives bit-identical
+//! losses and weights.
 
 mod common;
 #[path = "common/idx_files.rs"]
 mod idx_files;
 use gpu_train::data;
 use gpu_train::kernels::Kernels;
+use gpu_train::layers::dense::MatmulVariant;
 use gpu_train::layers::optim::OptimizerConfig;
 use gpu_train::train::{TrainConfig, Trainer};
 
@@ -13,22 +15,21 @@ fn config(batch_size: usize, seed: u64) -> TrainConfig {
     TrainConfig::basic(Default::default(), 1, batch_size, seed, OptimizerConfig::default())
 }
 
-#[test]
-fn real_subset_trains_well_above_chance() {
+/// One epoch on 6,144 real images with `kernels`, checked against chance; None where the
+/// dataset is not installed (a visible skip).
+fn train_real_subset(gpu: &gpu_train::gpu::Gpu, kernels: &Kernels) -> Option<Vec<&'static str>> {
     let dir = match data::locate(None) {
         Ok(dir) => dir,
         Err(e) => {
             common::skip::skip_unless_ci(&format!("Fashion-MNIST is not installed ({e})"));
-            return;
+            return None;
         }
     };
     let mut dataset = data::load(&dir).unwrap();
     dataset.train = dataset.train.truncated(Some(6144));
     dataset.test = dataset.test.truncated(Some(1000));
-    let gpu = common::gpu();
-    let kernels = Kernels::new(&gpu).unwrap();
     let started = std::time::Instant::now();
-    let mut trainer = Trainer::new(&gpu, &kernels, &dataset, config(128, 0)).unwrap();
+    let mut trainer = Trainer::new(gpu, kernels, &dataset, config(128, 0)).unwrap();
     let (loss_before, acc_before) = trainer.evaluate(0).unwrap();
     let m = trainer.train_epoch(1).unwrap();
     println!(
@@ -42,6 +43,33 @@ fn real_subset_trains_well_above_chance() {
     );
     assert!(m.test_loss < 0.5 * loss_before, "test loss should fall: {loss_before} -> {}", m.test_loss);
     assert!(m.test_acc > 0.70, "test accuracy {} should clear 70%", m.test_acc);
+    Some(trainer.model.train_step.iter().map(|d| d.name).collect())
+}
+
+#[test]
+fn real_subset_trains_well_above_chance() {
+    let gpu = common::gpu();
+    train_real_subset(&gpu, &Kernels::new(&gpu).unwrap());
+}
+
+#[test]
+fn real_subset_trains_as_well_with_f16_storage_products() {
+    let gpu = common::gpu();
+    if !gpu.has_f16() {
+        common::skip::skip_unless_ci(&format!("{} has no SHADER_F16", gpu.describe()));
+        return;
+    }
+    // every dense product forced to the f16-storage variant, as --f16-storage lets the
+    // autotuner choose it
+    let forced =
+        gpu_train::autotune::Tuner::forcing(&gpu, MatmulVariant::TiledF16 as u32).with_f16_storage(true);
+    let kernels = Kernels::new(&gpu).unwrap().with_tuner(forced);
+    if let Some(names) = train_real_subset(&gpu, &kernels) {
+        let copies = names.iter().filter(|n| **n == "to_f16").count();
+        println!("{copies} to_f16 copies per step");
+        // fc1 and fc2: forward, weight gradient and input gradient, two operands each
+        assert_eq!(copies, 12, "every dense product should run in f16 storage: {names:?}");
+    }
 }
 
 fn synthetic(train: usize) -> data::Dataset {

@@ -134,13 +134,18 @@ pub enum MatmulVariant {
     /// matmul_tiled: 256-lane workgroups stage 64 x 64 tiles of A and B in workgroup
     /// memory, each lane 4 x 4 outputs (the classic GPU GEMM).
     Tiled = 2,
+    /// matmul_tiled on f16 copies of A and B (to_f16 first), summing in f32: half the
+    /// bytes per operand read. Not bit-identical to the others: a candidate only with
+    /// `--f16-storage`, on a device with SHADER_F16.
+    TiledF16 = 3,
 }
 
 impl MatmulVariant {
+    /// The variants that give identical results, the autotuner's usual candidates.
     pub const ALL: [MatmulVariant; 3] = [MatmulVariant::Tile, MatmulVariant::Tall, MatmulVariant::Tiled];
 
     pub fn from_choice(choice: u32) -> Option<MatmulVariant> {
-        MatmulVariant::ALL.into_iter().find(|v| *v as u32 == choice)
+        MatmulVariant::ALL.into_iter().chain([MatmulVariant::TiledF16]).find(|v| *v as u32 == choice)
     }
 }
 
@@ -160,8 +165,16 @@ pub fn matmul(
     owned: &mut Vec<wgpu::Buffer>,
 ) -> Result<Vec<Dispatch>> {
     let p = &args.params;
+    // --f16-storage: the f16 variant joins the candidates, in every mode and on every
+    // adapter (it was asked for), under keys of its own, so that a run without the flag
+    // never reads an f16 choice
+    let f16 = k.tuner.f16_storage && gpu.has_f16();
+    let mut shaders = crate::kernels::dense_variants(k.variant);
+    if f16 {
+        shaders.extend(crate::kernels::f16_sources().into_iter().map(|m| m.1));
+    }
     let key = format!(
-        "matmul {}x{}x{}, a strides ({}, {}), b strides ({}, {}), flags {}: variant [shader {}]",
+        "matmul {}x{}x{}, a strides ({}, {}), b strides ({}, {}), flags {}: variant{} [shader {}]",
         p.m,
         p.n,
         p.k,
@@ -170,15 +183,19 @@ pub fn matmul(
         p.b_row,
         p.b_col,
         p.flags,
-        crate::autotune::fingerprint(&crate::kernels::dense_variants(k.variant))
+        if f16 { " (f16 storage offered)" } else { "" },
+        crate::autotune::fingerprint(&shaders)
     );
     // matmul_tiled, shaped for GPUs, runs 5-10x slower on a CPU adapter: there it is
     // measured only by `--autotune full`
     let software = crate::gpu::is_software(&gpu.info);
-    let (more, candidates): (Vec<u32>, Vec<u32>) = MatmulVariant::ALL
+    let (more, mut candidates): (Vec<u32>, Vec<u32>) = MatmulVariant::ALL
         .iter()
         .map(|v| *v as u32)
         .partition(|&v| software && v == MatmulVariant::Tiled as u32);
+    if f16 {
+        candidates.push(MatmulVariant::TiledF16 as u32);
+    }
     let (dispatches, scratch) =
         k.tuner.choose_built(gpu, &key, MatmulVariant::Tile as u32, &candidates, &more, &mut |c| {
             let variant = MatmulVariant::from_choice(c).ok_or("not a matmul variant")?;
@@ -201,6 +218,8 @@ pub fn longest_slice(tile_load: BLoad, loop_budget: u64) -> u64 {
 
 pub const DENSE_TALL_WGSL: &str = include_str!("../../shaders/dense_tall.wgsl");
 pub const DENSE_TILED_WGSL: &str = include_str!("../../shaders/dense_tiled.wgsl");
+pub const DENSE_TILED_F32_WGSL: &str = include_str!("../../shaders/dense_tiled_f32.wgsl");
+pub const DENSE_TILED_F16_WGSL: &str = include_str!("../../shaders/dense_tiled_f16.wgsl");
 
 /// c = a . b by `variant`. Tile: B rows or columns that can be read as vec4s go to
 /// matmul_rows or matmul_cols, the rest to matmul. Where the loop over K would pass the
@@ -221,6 +240,9 @@ pub fn matmul_with(
     let (kernel, load) = match variant {
         MatmulVariant::Tall => (on_demand("matmul_tall", k.workgroup_size)?, BLoad::Tall),
         MatmulVariant::Tiled => (on_demand("matmul_tiled", TILED_WG)?, BLoad::Tiled),
+        MatmulVariant::TiledF16 => {
+            (k.on_demand_with(gpu, "dense_f16.wgsl", "matmul_tiled", &[("WG", TILED_WG)])?, BLoad::Tiled)
+        }
         MatmulVariant::Tile if rows_as_vec4 => (k.matmul_rows.clone(), BLoad::Rows),
         MatmulVariant::Tile if cols_as_vec4 => (k.matmul_cols.clone(), BLoad::Cols),
         MatmulVariant::Tile => (k.matmul.clone(), BLoad::Scalar),
@@ -228,9 +250,24 @@ pub fn matmul_with(
     // binding 6, B's vec4 view: matmul_tiled does not declare it, and the others read it
     // only where B's rows or columns are whole vec4s. Elsewhere B may be shorter than one
     // vec4 (a 1-feature activation), which the binding does not allow: a stand-in is bound.
-    let reads_b4 = variant != MatmulVariant::Tiled;
     let stand_in = gpu.storage("matmul's unread vec4 view", 4)?;
     let b4 = if rows_as_vec4 || cols_as_vec4 { args.b.clone() } else { whole(&stand_in) };
+    // A and B as the kernel reads them: f32 (bindings 1 and 2, and B's vec4 view but for
+    // matmul_tiled), or f16 copies made first (bindings 7 and 8)
+    let mut copies = Vec::new();
+    let halves = if variant == MatmulVariant::TiledF16 {
+        let (copy_a, a16) = f16_copy(gpu, k, "matmul's f16 A", &args.a)?;
+        let (copy_b, b16) = f16_copy(gpu, k, "matmul's f16 B", &args.b)?;
+        copies.extend([copy_a, copy_b]);
+        Some([a16, b16])
+    } else {
+        None
+    };
+    let operands: Vec<(u32, wgpu::BindingResource)> = match (&halves, variant) {
+        (Some([a16, b16]), _) => vec![(7, whole(a16)), (8, whole(b16))],
+        (None, MatmulVariant::Tiled) => vec![(1, args.a.clone()), (2, args.b.clone())],
+        _ => vec![(1, args.a.clone()), (2, args.b.clone()), (6, b4)],
+    };
     // one plan for every variant (longest_slice); where B's columns are read as vec4s,
     // slices are whole vec4s long
     let tile_load = if rows_as_vec4 {
@@ -264,43 +301,55 @@ pub fn matmul_with(
     let aux = args.aux.clone().unwrap_or_else(|| args.a.clone());
     if splits == 1 {
         let uniform = gpu.uniform_init("matmul params", &[params]);
-        let mut entries = vec![
-            (0, whole(&uniform)),
-            (1, args.a.clone()),
-            (2, args.b.clone()),
-            (3, args.c.clone()),
-            (4, bias),
-            (5, aux),
-        ];
-        if reads_b4 {
-            entries.push((6, b4));
-        }
+        let mut entries = vec![(0, whole(&uniform)), (3, args.c.clone()), (4, bias), (5, aux)];
+        entries.extend(operands);
         let d =
             Dispatch::with_groups(gpu, &kernel, tiles, &entries)?.with_flops(flops).with_loops(slice_loops);
         owned.extend([uniform, stand_in]);
-        return Ok(vec![d]);
+        owned.extend(halves.into_iter().flatten());
+        copies.push(d);
+        return Ok(copies);
     }
     let plane = params.m as usize * params.n as usize;
     let partial = gpu.storage("matmul split-K partials", splits as usize * plane)?;
     let slice_params = MatmulParams { flags: 0, c_offset: 0, ..params };
     let slice_uniform = gpu.uniform_init("matmul params", &[slice_params]);
-    let mut entries = vec![
-        (0, whole(&slice_uniform)),
-        (1, args.a.clone()),
-        (2, args.b.clone()),
-        (3, whole(&partial)),
-        (4, args.a.clone()),
-        (5, args.a.clone()),
-    ];
-    if reads_b4 {
-        entries.push((6, b4));
-    }
+    // the slices apply no epilogue: A's f32 binding stands in for bias and aux
+    let mut entries =
+        vec![(0, whole(&slice_uniform)), (3, whole(&partial)), (4, args.a.clone()), (5, args.a.clone())];
+    entries.extend(operands);
     let slices = Dispatch::with_groups(gpu, &kernel, tiles * splits, &entries)?
         .with_flops(flops)
         .with_loops(slice_loops);
     let reduce = reduce_slices(gpu, k, params, &partial, args.c.clone(), Some((bias, aux)), owned)?;
     owned.extend([partial, slice_uniform, stand_in]);
-    Ok(vec![slices, reduce])
+    owned.extend(halves.into_iter().flatten());
+    copies.extend([slices, reduce]);
+    Ok(copies)
+}
+
+/// A dispatch of to_f16 that copies the f32 words of `src` into a new f16 buffer of the
+/// same layout, and that buffer.
+fn f16_copy(
+    gpu: &Gpu,
+    k: &Kernels,
+    label: &str,
+    src: &wgpu::BindingResource,
+) -> Result<(Dispatch, wgpu::Buffer)> {
+    let wgpu::BindingResource::Buffer(binding) = src else {
+        return Err(format!("internal error: {label}: not a buffer binding"));
+    };
+    let bytes = binding.size.map_or(binding.buffer.size().saturating_sub(binding.offset), |s| s.get());
+    let words = bytes / 4;
+    let pairs =
+        u32::try_from(words.div_ceil(2)).map_err(|_| format!("{label}: {words} words are too many"))?;
+    // one f32-sized word holds a pair of halves
+    let narrow = gpu.storage(label, pairs as usize)?;
+    let kernel = k.on_demand(gpu, "dense_f16.wgsl", "to_f16")?;
+    let copy = Dispatch::new(gpu, &kernel, pairs, &[(9, src.clone()), (10, whole(&narrow))])?
+        .with_loops(LoopBound::none())
+        .with_bytes(6 * words);
+    Ok((copy, narrow))
 }
 
 /// matmul_reduce over `partial`: c[c_offset + i] = epilogue(the `params.splits` slices of

@@ -1,0 +1,254 @@
+//! The f16-storage matmul (`--f16-storage`): to_f16 copies of A and B, then matmul_tiled
+//! summing in f32. Against an f64 reference with a bound derived per output from f16's
+//! rounding (odd sizes, every stride pattern, each epilogue, several tiles, split K), exact
+//! where every value is exact in f16 (at the loop budget's edge and the largest batch),
+//! values past f16's range made infinite, and never offered without the flag. Needs an
+//! adapter with SHADER_F16 (lavapipe has it); elsewhere the tests say they skip.
+
+mod common;
+use common::skip::skip_unless_ci;
+use common::*;
+use gpu_train::autotune::Tuner;
+use gpu_train::gpu::Gpu;
+use gpu_train::kernels::{Kernels, whole};
+use gpu_train::layers::dense::{
+    BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulArgs, MatmulParams, MatmulVariant, longest_slice, matmul,
+};
+
+/// c (m, n) = a . b; A stored (m, k) row-major or (k, m), B (k, n) or (n, k).
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    m: u32,
+    n: u32,
+    k: u32,
+    a_rows: bool,
+    b_rows: bool,
+    flags: u32,
+}
+
+impl Case {
+    fn params(&self) -> MatmulParams {
+        let (a_row, a_col) = if self.a_rows { (self.k, 1) } else { (1, self.m) };
+        let (b_row, b_col) = if self.b_rows { (self.n, 1) } else { (1, self.k) };
+        let (m, n, k, flags) = (self.m, self.n, self.k, self.flags);
+        MatmulParams { m, n, k, a_row, a_col, b_row, b_col, flags, bias_offset: 3, ..Default::default() }
+    }
+}
+
+/// The largest error rounding x to f16 may make: a relative half-to-one unit in the last
+/// place (11 significant bits; either neighbour, as WGSL allows), or below f16's normal
+/// range an absolute 2^-14 (a subnormal flushed to zero).
+fn f16_error(x: f32) -> f64 {
+    (x.abs() as f64) * 2f64.powi(-10) + 2f64.powi(-14)
+}
+
+/// Per output: the f64 value and how far the f16-storage result may be from it. A term
+/// a.b may move by |a| e_b + (|b| + e_b) e_a; the f32 sum of k terms adds at most
+/// (k + 2) 2^-24 of the sum of their sizes (and the bias). ReLU and the mask move no
+/// value further.
+fn reference(case: &Case, a: &[f32], b: &[f32], bias: &[f32], aux: &[f32]) -> Vec<(f64, f64)> {
+    let p = case.params();
+    let mut out = Vec::new();
+    for i in 0..case.m {
+        for j in 0..case.n {
+            let (mut s, mut bound, mut size) = (0f64, 0f64, 0f64);
+            for kk in 0..case.k {
+                let x = a[(i * p.a_row + kk * p.a_col) as usize];
+                let y = b[(kk * p.b_row + j * p.b_col) as usize];
+                let (ex, ey) = (f16_error(x), f16_error(y));
+                s += x as f64 * y as f64;
+                bound += (x.abs() as f64) * ey + (y.abs() as f64 + ey) * ex;
+                size += (x.abs() as f64 + ex) * (y.abs() as f64 + ey);
+            }
+            let at = (i * case.n + j) as usize;
+            if case.flags & FLAG_BIAS != 0 {
+                s += bias[(p.bias_offset + j) as usize] as f64;
+                size += bias[(p.bias_offset + j) as usize].abs() as f64;
+            }
+            bound += (case.k as f64 + 2.0) * 2f64.powi(-24) * size;
+            if case.flags & FLAG_RELU != 0 {
+                s = s.max(0.0);
+            }
+            if case.flags & FLAG_MASK != 0 && aux[at] <= 0.0 {
+                s = 0.0;
+            }
+            out.push((s, bound));
+        }
+    }
+    out
+}
+
+/// Per kernel configuration: kernels forced to the f16-storage variant, with --f16-storage
+/// on (or off), and the plain f32 kernels; None (after a visible skip) where the adapter
+/// has no f16.
+fn setups(f16_storage: bool) -> Option<Vec<(Gpu, Kernels, Kernels)>> {
+    let all = variants();
+    if !all[0].0.has_f16() {
+        skip_unless_ci(&format!("{} has no SHADER_F16", all[0].0.describe()));
+        return None;
+    }
+    let setup = |(gpu, k): (Gpu, Kernels)| {
+        let f32_kernels = Kernels::with_config(&gpu, k.variant, k.workgroup_size).unwrap();
+        let forced = Tuner::forcing(&gpu, MatmulVariant::TiledF16 as u32).with_f16_storage(f16_storage);
+        (gpu, k.with_tuner(forced), f32_kernels)
+    };
+    Some(all.into_iter().map(setup).collect())
+}
+
+/// Runs one product; returns the output and the dispatches' names.
+fn run_case(
+    gpu: &Gpu,
+    k: &Kernels,
+    case: &Case,
+    a: &[f32],
+    b: &[f32],
+    bias: &[f32],
+    aux: &[f32],
+) -> (Vec<f32>, Vec<&'static str>) {
+    let (ab, bb) = (gpu.storage_init("a", a).unwrap(), gpu.storage_init("b", b).unwrap());
+    let (biasb, auxb) = (gpu.storage_init("bias", bias).unwrap(), gpu.storage_init("aux", aux).unwrap());
+    let cb = gpu.storage("c", (case.m * case.n) as usize).unwrap();
+    let mut owned = Vec::new();
+    let args = MatmulArgs {
+        params: case.params(),
+        a: whole(&ab),
+        b: whole(&bb),
+        c: whole(&cb),
+        bias: Some(whole(&biasb)),
+        aux: Some(whole(&auxb)),
+    };
+    let ds = matmul(gpu, k, args, &mut owned).unwrap();
+    gpu_train::loop_budget::check(gpu, &ds).unwrap();
+    run(gpu, &ds.iter().collect::<Vec<_>>());
+    (gpu.read_f32(&cb).unwrap(), ds.iter().map(|d| d.name).collect())
+}
+
+/// Checks `case` on every setup within the f16 bound (`exact`: small whole numbers, exact
+/// in f16 and in every f32 sum, so the result must be exact); returns how many outputs
+/// differ from the plain f32 product, which f16 rounding should make nonzero on random
+/// inputs.
+fn check(setups: &[(Gpu, Kernels, Kernels)], case: Case, seed: u64, exact: bool) -> usize {
+    let mut r = rng(seed);
+    let draw = |r: &mut rand::rngs::StdRng, n: usize| if exact { small_ints(r, n) } else { random(r, n) };
+    let a = draw(&mut r, (case.m * case.k) as usize);
+    let b = draw(&mut r, (case.k * case.n) as usize);
+    let bias = draw(&mut r, case.n as usize + 3);
+    let aux = draw(&mut r, (case.m * case.n) as usize);
+    let want = reference(&case, &a, &b, &bias, &aux);
+    assert!(want.iter().any(|w| w.0 != 0.0), "{case:?}: the reference is all zeros, the test proves nothing");
+    let mut differ = 0;
+    for (gpu, k, f32_kernels) in setups {
+        let (got, names) = run_case(gpu, k, &case, &a, &b, &bias, &aux);
+        assert!(names.contains(&"to_f16"), "{case:?}: the f16 variant did not run: {names:?}");
+        let (plain, _) = run_case(gpu, f32_kernels, &case, &a, &b, &bias, &aux);
+        let mut worst = 0f64;
+        for (i, (g, (w, bound))) in got.iter().zip(&want).enumerate() {
+            let err = (*g as f64 - w).abs();
+            let allowed = if exact { 0.0 } else { *bound };
+            assert!(
+                err <= allowed,
+                "{:?} {names:?} {case:?}: output {i} is {g}, want {w} within {allowed:e}",
+                k.variant
+            );
+            worst = worst.max(if *bound > 0.0 { err / bound } else { 0.0 });
+        }
+        differ = got.iter().zip(&plain).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        println!(
+            "{:?} {}-lane {names:?} {case:?}: worst error {worst:.3} of the f16 bound, {differ} of {} outputs differ from f32",
+            k.variant,
+            k.workgroup_size,
+            got.len()
+        );
+    }
+    differ
+}
+
+#[test]
+fn f16_storage_matmul_stays_within_f16_rounding_in_every_stride_pattern() {
+    let Some(setups) = setups(true) else { return };
+    let mut seed = 300;
+    for (m, n, k) in [(13, 21, 37), (13, 20, 36), (1, 1, 1), (9, 4, 4), (1, 3, 5)] {
+        for (a_rows, b_rows) in [(true, false), (false, true), (true, true), (false, false)] {
+            let flag_sets =
+                if m * n < 4 { vec![0, FLAG_BIAS] } else { vec![0, FLAG_BIAS | FLAG_RELU, FLAG_MASK] };
+            for flags in flag_sets {
+                seed += 1;
+                let differ = check(&setups, Case { m, n, k, a_rows, b_rows, flags }, seed, false);
+                if m * n > 100 {
+                    assert!(differ > 0, "no output shows f16 rounding: the copies may not be f16");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_storage_matmul_covers_several_tiles_and_split_k() {
+    let Some(mut setups) = setups(true) else { return };
+    // past two 64 x 64 tiles, a k range ending inside a 16-step slab
+    check(&setups, Case { m: 131, n: 150, k: 77, a_rows: true, b_rows: false, flags: FLAG_BIAS }, 320, false);
+    check(&setups, Case { m: 70, n: 132, k: 40, a_rows: false, b_rows: true, flags: 0 }, 321, false);
+    // a small loop budget splits K: slices, then matmul_reduce
+    for (gpu, _, _) in &mut setups {
+        gpu.loop_budget = 3_000;
+    }
+    check(&setups, Case { m: 17, n: 6, k: 9_000, a_rows: true, b_rows: false, flags: FLAG_BIAS }, 322, false);
+}
+
+#[test]
+fn f16_storage_matmul_is_exact_at_the_loop_budget_and_the_largest_batch() {
+    let Some(setups) = setups(true) else { return };
+    let budget = setups[0].0.loop_budget;
+    for (load, b_rows, n) in [(BLoad::Cols, false, 5), (BLoad::Rows, true, 4)] {
+        let longest = longest_slice(load, budget) as u32;
+        for k in [longest, longest + 4] {
+            check(
+                &setups,
+                Case { m: 3, n, k, a_rows: true, b_rows, flags: FLAG_BIAS | FLAG_RELU },
+                330 + k as u64,
+                true,
+            );
+        }
+    }
+    // the weight gradient's longest sum, at the largest batch the CLI accepts
+    check(&setups, Case { m: 3, n: 4, k: 65_536, a_rows: false, b_rows: true, flags: 0 }, 340, true);
+}
+
+#[test]
+fn values_past_f16_range_become_infinite_not_wrong() {
+    let Some(setups) = setups(true) else { return };
+    let case = Case { m: 4, n: 3, k: 5, a_rows: true, b_rows: true, flags: 0 };
+    let mut a = vec![0.5f32; 20];
+    // row 1 holds 70,000 (past 65,504), row 2 a NaN
+    a[5] = 70_000.0;
+    a[12] = f32::NAN;
+    let b = vec![1.0f32; 15];
+    for (gpu, k, _) in &setups {
+        let (got, _) = run_case(gpu, k, &case, &a, &b, &[0.0; 6], &[0.0; 12]);
+        for (i, v) in got.iter().enumerate() {
+            let row = i / 3;
+            match row {
+                1 => assert_eq!(*v, f32::INFINITY, "output {i}: 70,000 in f16 must be +inf, got {v}"),
+                2 => assert!(!v.is_finite(), "output {i}: a NaN input must not give a finite {v}"),
+                _ => assert_eq!(*v, 2.5, "output {i}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn without_the_flag_the_f16_variant_is_never_used() {
+    let Some(setups) = setups(false) else { return };
+    let case = Case { m: 13, n: 21, k: 37, a_rows: true, b_rows: false, flags: FLAG_BIAS };
+    let mut r = rng(350);
+    let (a, b, bias) = (random(&mut r, 13 * 37), random(&mut r, 37 * 21), random(&mut r, 24));
+    for (gpu, k, f32_kernels) in &setups {
+        let (got, names) = run_case(gpu, k, &case, &a, &b, &bias, &[0.0; 273]);
+        assert!(!names.contains(&"to_f16"), "forced without --f16-storage, the f16 variant ran: {names:?}");
+        let (plain, _) = run_case(gpu, f32_kernels, &case, &a, &b, &bias, &[0.0; 273]);
+        assert!(
+            got.iter().zip(&plain).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{names:?} differs from f32"
+        );
+    }
+}
