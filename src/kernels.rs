@@ -129,8 +129,12 @@ pub fn f16_sources() -> Vec<(&'static str, String)> {
 /// The conv kernels' sources the autotuner chooses between for `variant`: the family's
 /// module and the tiled variant's (the autotune cache's key fingerprints them).
 pub(crate) fn conv_variant_sources(variant: Variant) -> String {
-    let family = kernel_sources(variant).into_iter().find(|m| m.0 == "conv.wgsl").map(|m| m.1);
-    format!("{}\n{CONV_TILED_WGSL}", family.unwrap_or_default())
+    format!("{}\n{CONV_TILED_WGSL}", family_source(variant, "conv.wgsl"))
+}
+
+/// The source of the family module `label` Kernels compiles for `variant` (empty if none).
+pub(crate) fn family_source(variant: Variant, label: &str) -> String {
+    kernel_sources(variant).into_iter().find(|m| m.0 == label).map(|m| m.1).unwrap_or_default()
 }
 
 /// The WGSL source of every shader module the program can build for `variant`, labelled

@@ -5,7 +5,8 @@ mod common;
 use common::*;
 use gpu_train::autotune::Tuner;
 use gpu_train::layers::conv::{
-    Conv3x3ReluPool, ConvBuffers, ConvMode, ConvShape, ConvVariant, conv_block_loops, conv_tiled_loops,
+    Conv3x3ReluPool, ConvBuffers, ConvMode, ConvShape, ConvVariant, WgradLanes, conv_block_loops,
+    conv_tiled_loops,
 };
 
 /// Reference conv3x3 (pad 1) + bias, f64, NCHW.
@@ -507,6 +508,66 @@ fn conv_variants_give_the_same_bits() {
                     mode.relu_pool
                 );
                 assert!(differing.iter().all(|&d| d == 0), "the tiled variant changed bits: {differing:?}");
+            }
+        }
+    }
+}
+
+/// The weight gradient's grads words and its kernel's name, with every tuned choice forced
+/// to `choice` (for the weight gradient: 0 lanes over chunks, 1 over input channels).
+fn wgrad_bits(
+    (gpu, k): (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
+    s: ConvShape,
+    mode: ConvMode,
+    choice: u32,
+) -> (Vec<u32>, &'static str) {
+    let mut r = rng(11);
+    let out_len = if mode.relu_pool { s.pooled_len() } else { s.pre_len() };
+    let with_dx = s.in_channels.is_multiple_of(16);
+    let (x, params, d_out) =
+        (random(&mut r, s.input_len()), random(&mut r, s.param_len()), random(&mut r, out_len));
+    let tuner = Tuner::forcing(&gpu, choice);
+    let f = fixture_in((gpu, k.with_tuner(tuner)), s, mode, &x, &params, &d_out, with_dx);
+    let wgrad =
+        f.layer.backward.iter().find(|d| d.name.starts_with("conv_wgrad") && d.name != "conv_wgrad_reduce");
+    let name = wgrad.expect("a weight-gradient dispatch").name;
+    let mut all: Vec<_> = f.layer.forward.iter().collect();
+    all.extend(f.layer.backward.iter());
+    run(&f.gpu, &all);
+    (f.gpu.read_words(&f.grads, 0, s.param_len()).unwrap(), name)
+}
+
+/// Both lane mappings of the weight gradient write the same bits wherever the tuner may
+/// choose between them (every layer but a first one that reads the pooled gradient):
+/// input channels that fill several workgroups, part of one, or one channel; with and
+/// without bias.
+#[test]
+fn weight_gradient_lane_mappings_give_the_same_bits() {
+    let plain = ConvMode { relu_pool: false, bias: true };
+    let no_bias = ConvMode { relu_pool: false, bias: false };
+    let shapes = [
+        SHAPE,
+        ODD_TILES,
+        ConvShape { batch: 2, in_channels: 1, out_channels: 16, side: 6 },
+        ConvShape { batch: 2, in_channels: 80, out_channels: 16, side: 6 },
+    ];
+    for s in shapes {
+        for mode in [plain, no_bias, ConvMode::FUSED] {
+            for (a, b) in variants().into_iter().zip(variants()) {
+                let family = a.1.variant;
+                let (chunks, chunk_kernel) = wgrad_bits(a, s, mode, WgradLanes::Chunks as u32);
+                let (channels, channel_kernel) = wgrad_bits(b, s, mode, WgradLanes::InputChannels as u32);
+                let differing = chunks.iter().zip(&channels).filter(|(p, q)| p != q).count();
+                println!(
+                    "{family:?} {s:?} {mode:?}: {chunk_kernel} and {channel_kernel}: {differing} words differ"
+                );
+                assert_eq!(differing, 0, "{chunk_kernel} and {channel_kernel} differ");
+                if chunk_kernel == "conv_wgrad_pooled" {
+                    // reads the pooled gradient: nothing to choose
+                    assert_eq!(channel_kernel, chunk_kernel);
+                } else {
+                    assert_eq!((chunk_kernel, channel_kernel), ("conv_wgrad", "conv_wgrad_ic"));
+                }
             }
         }
     }

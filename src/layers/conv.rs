@@ -301,8 +301,37 @@ fn tuned_block_dispatch(
     chosen.pop().ok_or_else(|| "internal error: no conv dispatch".into())
 }
 
-/// The weight-gradient partials: lanes over input channels when there are enough of them
-/// to fill a workgroup (gradient loads are then shared), else lanes over batch chunks.
+/// How the weight-gradient kernels spread their lanes. Both run one loop per output
+/// (wgrad_tile in conv_wgrad.wgsl) over the same chunks, so both write the same partials
+/// and the autotuner may pick either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WgradLanes {
+    /// conv_wgrad (conv_wgrad_pooled where it reads the pooled gradient): one lane per
+    /// (batch chunk, input channel, block of output channels).
+    Chunks = 0,
+    /// conv_wgrad_ic: a workgroup's lanes take consecutive input channels of one chunk, so
+    /// they need the same gradients, which 8-lane subgroups load once and share.
+    InputChannels = 1,
+}
+
+impl WgradLanes {
+    pub fn from_choice(choice: u32) -> Option<WgradLanes> {
+        [WgradLanes::Chunks, WgradLanes::InputChannels].into_iter().find(|v| *v as u32 == choice)
+    }
+
+    /// Without tuning: lanes over input channels where there are enough of them to fill a
+    /// workgroup, else over chunks.
+    pub fn default_for(shape: &ConvShape, k: &Kernels) -> WgradLanes {
+        if shape.in_channels >= k.conv_wgrad_ic.workgroup_size as usize {
+            WgradLanes::InputChannels
+        } else {
+            WgradLanes::Chunks
+        }
+    }
+}
+
+/// The weight-gradient partials, with `lanes`.
+#[allow(clippy::too_many_arguments)]
 fn wgrad_dispatch(
     gpu: &Gpu,
     k: &Kernels,
@@ -311,6 +340,7 @@ fn wgrad_dispatch(
     uniform: &wgpu::Buffer,
     b: &ConvBuffers,
     fused: bool,
+    lanes: WgradLanes,
 ) -> Result<Dispatch> {
     // Fused with the pool backward, the kernel reads d_pooled and the codes instead of dy.
     let dy = if fused { b.d_pooled } else { b.d_pre };
@@ -323,14 +353,60 @@ fn wgrad_dispatch(
         (6, whole(b.code)),
     ];
     let blocks = shape.out_channels / WGRAD_TILE;
-    let wg = k.conv_wgrad_ic.workgroup_size as usize;
-    if shape.in_channels >= wg {
-        let groups = shape.in_channels.div_ceil(wg) * chunks * blocks;
-        Dispatch::with_groups(gpu, &k.conv_wgrad_ic, groups as u32, &entries)
-    } else {
-        let kernel = if fused { &k.conv_wgrad_pooled } else { &k.conv_wgrad };
-        Dispatch::new(gpu, kernel, (blocks * shape.in_channels * chunks) as u32, &entries)
+    match lanes {
+        WgradLanes::InputChannels if !fused => {
+            let wg = k.conv_wgrad_ic.workgroup_size as usize;
+            let groups = shape.in_channels.div_ceil(wg) * chunks * blocks;
+            Dispatch::with_groups(gpu, &k.conv_wgrad_ic, groups as u32, &entries)
+        }
+        WgradLanes::InputChannels => {
+            Err("internal error: conv_wgrad_ic cannot read the pooled gradient".into())
+        }
+        WgradLanes::Chunks => {
+            let kernel = if fused { &k.conv_wgrad_pooled } else { &k.conv_wgrad };
+            Dispatch::new(gpu, kernel, (blocks * shape.in_channels * chunks) as u32, &entries)
+        }
     }
+}
+
+/// wgrad_dispatch by the lane mapping the autotuner picks for this shape; a weight
+/// gradient that reads the pooled gradient has one (lanes over chunks).
+#[allow(clippy::too_many_arguments)]
+fn tuned_wgrad_dispatch(
+    gpu: &Gpu,
+    k: &Kernels,
+    shape: &ConvShape,
+    plan: &WgradPlan,
+    uniform: &wgpu::Buffer,
+    b: &ConvBuffers,
+    fused: bool,
+) -> Result<Dispatch> {
+    let finish = |d: Dispatch| d.with_flops(shape.flops()).with_loops(plan.loops());
+    if fused {
+        return Ok(finish(wgrad_dispatch(gpu, k, shape, plan.chunks, uniform, b, true, WgradLanes::Chunks)?));
+    }
+    let key = format!(
+        "conv_wgrad batch {}, {} to {} channels, side {}: lanes over (0 chunks, 1 input channels) [shader {}]",
+        shape.batch,
+        shape.in_channels,
+        shape.out_channels,
+        shape.side,
+        crate::autotune::fingerprint(&crate::kernels::family_source(k.variant, "conv_wgrad.wgsl"))
+    );
+    // On a CPU adapter the default rule was measured (the other mapping ran 2-3 times
+    // slower on lavapipe: ref-cnn's conv2 90-110 ms against about 30, bn-cnn's first
+    // layer 23 against 8.5): the other mapping is timed only by `--autotune full`, which keeps a cold start
+    // short. Elsewhere, where 64-lane workgroups make the rule a guess, both are timed.
+    let default = WgradLanes::default_for(shape, k) as u32;
+    let other = 1 - default;
+    let (candidates, more) =
+        if crate::gpu::is_software(&gpu.info) { (vec![default], vec![other]) } else { (vec![0, 1], vec![]) };
+    let (mut chosen, ()) = k.tuner.choose_built(gpu, &key, default, &candidates, &more, &mut |c| {
+        let lanes = WgradLanes::from_choice(c).ok_or("not a weight-gradient lane mapping")?;
+        let d = finish(wgrad_dispatch(gpu, k, shape, plan.chunks, uniform, b, false, lanes)?);
+        Ok((vec![d], ()))
+    })?;
+    chosen.pop().ok_or_else(|| "internal error: no conv_wgrad dispatch".into())
 }
 
 /// Whether the layer's ReLU and pool are fused into it, and whether it has a bias.
@@ -499,9 +575,7 @@ impl Conv3x3ReluPool {
             );
         }
         backward.extend([
-            wgrad_dispatch(gpu, k, &shape, chunks, &wgrad_uniform, b, fused_unpool)?
-                .with_flops(shape.flops())
-                .with_loops(plan.loops()),
+            tuned_wgrad_dispatch(gpu, k, &shape, &plan, &wgrad_uniform, b, fused_unpool)?,
             Dispatch::new(
                 gpu,
                 &k.conv_wgrad_reduce,
