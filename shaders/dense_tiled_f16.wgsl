@@ -2,11 +2,12 @@
 // A and B, each a flat run of f32 words, into f16 buffers of the same layout, and
 // matmul_tiled stages its slabs from those. Products and sums stay f32, so the results
 // differ from the f32 variants only by the rounding of each input to f16 (11 significant
-// bits). The module starts with `enable f16;` (added by the host) and appends dense.wgsl,
+// bits from 2^-14 up; fewer, or zero, below). The module starts with `enable f16;` (added by the host) and appends dense.wgsl,
 // dense_rows.wgsl, this file and dense_tiled.wgsl.
 //
 // A value past f16's range (magnitude above 65,504) or NaN becomes an infinity of its
-// sign (NaN: +inf), never a finite wrong number, so the loss shows it.
+// sign (NaN: +inf) in the copy, never a large finite number, so the products it enters
+// are infinite or NaN (unless a ReLU or mask epilogue zeroes them) and the loss shows it.
 // The copies are written as u32 words holding two halves each, and read as array<f16>.
 
 @group(0) @binding(7) var<storage, read> a16: array<f16>;

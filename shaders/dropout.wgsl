@@ -8,6 +8,8 @@
 
 override WG: u32 = 64u;
 const PER_THREAD: u32 = 4u;
+// the vec4 path below takes a thread's values as one vec4
+const_assert PER_THREAD == 4u;
 
 struct DropParams {
     n: u32,

@@ -91,7 +91,8 @@ fn fixture(
 }
 
 /// `fixture` in any mode; without ReLU and pool, `pooled` holds the conv's output and
-/// `d_pooled` its gradient (both B x CO x S x S).
+/// `d_pooled` its gradient (both B x CO x S x S), which is then uploaded as `d_pre`, where
+/// the layer reads it.
 fn fixture_in(
     (gpu, k): (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
     shape: ConvShape,
@@ -108,7 +109,12 @@ fn fixture_in(
     let pooled = gpu.storage("pooled", out_len).unwrap();
     let code = gpu.storage("code", shape.code_len()).unwrap();
     let dpb = gpu.storage_init("d_pooled", d_pooled).unwrap();
-    let d_pre = gpu.storage("d_pre", shape.pre_len()).unwrap();
+    // plain: the layer reads the output's gradient from d_pre
+    let d_pre = if mode.relu_pool {
+        gpu.storage("d_pre", shape.pre_len()).unwrap()
+    } else {
+        gpu.storage_init("d_pre", d_pooled).unwrap()
+    };
     let plan = shape.wgrad_plan(shape.fuses_unpool(with_dx, &k), gpu.loop_budget).unwrap();
     let partial = gpu.storage("partial", shape.partial_len(&plan)).unwrap();
     let dx = gpu.storage("dx", shape.input_len()).unwrap();
@@ -501,6 +507,8 @@ fn conv_variants_give_the_same_bits() {
                 let family = direct.1.variant;
                 let a = layer_bits(direct, s, mode, false);
                 let b = layer_bits(tiled(other), s, mode, true);
+                // every output (values, gradients, codes, dx) holds something to compare
+                assert!(a.iter().all(|out| out.iter().any(|w| *w != 0)), "{s:?}: an output is all zeros");
                 let differing: Vec<usize> =
                     a.iter().zip(&b).map(|(x, y)| x.iter().zip(y).filter(|(p, q)| p != q).count()).collect();
                 println!(
@@ -514,7 +522,9 @@ fn conv_variants_give_the_same_bits() {
 }
 
 /// The weight gradient's grads words and its kernel's name, with every tuned choice forced
-/// to `choice` (for the weight gradient: 0 lanes over chunks, 1 over input channels).
+/// to `choice` (for the weight gradient: 0 lanes over chunks, 1 over input channels; 1 also
+/// forces the tiled conv forward and dx, which `conv_variants_give_the_same_bits` shows
+/// change no bit).
 fn wgrad_bits(
     (gpu, k): (gpu_train::gpu::Gpu, gpu_train::kernels::Kernels),
     s: ConvShape,
@@ -558,6 +568,8 @@ fn weight_gradient_lane_mappings_give_the_same_bits() {
                 let (chunks, chunk_kernel) = wgrad_bits(a, s, mode, WgradLanes::Chunks as u32);
                 let (channels, channel_kernel) = wgrad_bits(b, s, mode, WgradLanes::InputChannels as u32);
                 let differing = chunks.iter().zip(&channels).filter(|(p, q)| p != q).count();
+                let nonzero = chunks.iter().filter(|w| f32::from_bits(**w) != 0.0).count();
+                assert!(nonzero > chunks.len() / 2, "{s:?} {mode:?}: only {nonzero} gradients are nonzero");
                 println!(
                     "{family:?} {s:?} {mode:?}: {chunk_kernel} and {channel_kernel}: {differing} words differ"
                 );
