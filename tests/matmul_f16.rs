@@ -203,7 +203,7 @@ fn each_value_is_rounded_to_a_neighbouring_f16() {
     for decade in -9..=3 {
         for _ in 0..12 {
             let v: f32 = rand::Rng::random_range(&mut r, 1.0f32..10.0) * 10f32.powi(decade);
-            a.push(if a.len() % 2 == 0 { v } else { -v });
+            a.push(if a.len().is_multiple_of(2) { v } else { -v });
         }
     }
     a.extend([
