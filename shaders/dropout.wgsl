@@ -2,7 +2,7 @@
 // kept, 0 where it is dropped. Whether value i is kept comes from a hash of (seed, the
 // step's optimiser update, i), never from a stored mask: the backward pass recomputes the
 // same decision, and a resumed run draws the same masks. Kept when hash >= threshold,
-// threshold = p * 2^32. Evaluation leaves dropout out of its step.
+// threshold = p * 2^32. In evaluation the layer runs with p = 0: a plain copy.
 // Thread t takes the PER_THREAD consecutive values from t * PER_THREAD (as relu.wgsl), which
 // on a CPU adapter spreads each invocation's start-up over several values.
 

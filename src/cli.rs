@@ -250,7 +250,7 @@ pub struct BenchArgs {
     pub autotune: crate::autotune::TuneMode,
     /// Experimental: the autotuner also times an f16-storage matrix multiply (f16 copies of
     /// both operands, f32 sums) where the adapter supports f16; where it wins, results carry
-    /// f16 rounding
+    /// f16 rounding. Not with --autotune off
     #[arg(long)]
     pub f16_storage: bool,
     /// A batch size for --sweep (repeatable)
@@ -383,7 +383,8 @@ pub struct Args {
     pub autotune: crate::autotune::TuneMode,
     /// Experimental: the autotuner also times an f16-storage matrix multiply (f16 copies of
     /// both operands, f32 sums) where the adapter supports f16; where it wins, results carry
-    /// f16 rounding, and a value past f16's range (65,504) makes the loss infinite
+    /// f16 rounding, and a value past f16's range (65,504) ends the run as diverged. Not
+    /// with --autotune off
     #[arg(long)]
     pub f16_storage: bool,
     /// Fetch Fashion-MNIST first when no dataset is found (into --data DIR, else the
@@ -471,7 +472,7 @@ impl Args {
 /// `--f16-storage` adds a candidate to the autotuner, so it is refused with tuning off.
 fn f16_storage(asked: bool, autotune: crate::autotune::TuneMode) -> Result<bool, CommandError> {
     if asked && autotune == crate::autotune::TuneMode::Off {
-        return Err(CommandError::usage(
+        return Err(CommandError::usage_line(
             "--f16-storage adds a candidate for the autotuner to time, so it cannot be used with --autotune off",
         ));
     }

@@ -327,8 +327,20 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
     let tuned = kernels.tuner.measured_count();
     if tuned > 0 {
         println!(
-            "autotune: {tuned} kernel shape(s) timed in {:.2} s, cached for the next start-up (--autotune off skips this)",
-            kernels.tuner.seconds()
+            "autotune: {tuned} kernel shape(s) timed in {:.2} s, cached for the next start-up (--autotune off{} skips this)",
+            kernels.tuner.seconds(),
+            if kernels.tuner.f16_storage { ", without --f16-storage," } else { "" }
+        );
+    }
+    if kernels.tuner.f16_storage {
+        // where it is chosen, results carry f16 rounding: say where
+        let products = kernels.tuner.records().into_iter().filter(|r| r.key.starts_with("matmul "));
+        let (chosen, all) = products.fold((0, 0), |(c, n), r| {
+            (c + (r.choice == crate::layers::dense::MatmulVariant::TiledF16 as u32) as usize, n + 1)
+        });
+        println!(
+            "f16 storage: {chosen} of the model's {all} matrix products chose it{}",
+            if chosen == 0 { " (all stay f32)" } else { " (`gpu-train bench --f16-storage` shows which)" }
         );
     }
     match &save_dir {
@@ -652,6 +664,11 @@ fn resume_flags(args: &TrainCommand) -> Vec<String> {
     }
     if let Some(a) = &args.adapter.name_filter {
         push("--adapter", a.clone());
+    }
+    // the f16-storage candidate changes results where it is chosen: a resume without it
+    // would continue in f32
+    if args.f16_storage {
+        flags.push("--f16-storage".to_string());
     }
     flags
 }

@@ -803,4 +803,14 @@ fn the_f16_storage_matmul_is_timed_only_when_asked_for() {
     let (without, _) = matmul_line(&[]);
     println!("without: {without}");
     assert!(without.contains("flags 1: variant [shader ") && !without.contains("3: "), "{without}");
+    // training says how many products chose it (on lavapipe: none, it is 5-10x slower)
+    let data = tempfile::tempdir().unwrap();
+    idx_files::write_dataset(data.path(), 16, 4, 64, 16, false);
+    let args = ["--data", s(data.path()), "--epochs", "1", "--no-save", "--model", "fc8,fc", "--f16-storage"];
+    let (code, stdout, stderr) = gpu_train_in(cwd.path(), &env, &args);
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout.lines().find(|l| l.starts_with("f16 storage: ")).unwrap_or_else(|| panic!("{stdout}"));
+    println!("{line}");
+    // fc8 (the first layer: forward and weight gradient) and fc (also the input gradient)
+    assert!(line.contains(" of the model's 5 matrix products chose it"), "{line}");
 }

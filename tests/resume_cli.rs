@@ -186,6 +186,12 @@ fn sh_quote(s: &str) -> String {
 /// binary for `gpu-train`), or for a killed run, which prints nothing, a bare --resume.
 /// Returns the interrupted run's exit code and output after checking that the two agree.
 fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
+    stop_and_resume_with(signal, &[])
+}
+
+/// `stop_and_resume` with `extra` flags on both runs (not on the resume: the printed
+/// command line must carry what it needs).
+fn stop_and_resume_with(signal: &str, extra: &[&str]) -> (Option<i32>, String) {
     let root = tempfile::tempdir().unwrap();
     // A space in the path: the printed command line must quote it.
     let data = root.path().join("my data");
@@ -193,8 +199,19 @@ fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
     idx_files::write_dataset(&data, 16, 4, 1300, 60, false);
     let (a, b) = (root.path().join("a"), root.path().join("b"));
     let (ma, mb) = (root.path().join("a.jsonl"), root.path().join("b.jsonl"));
-    let common =
-        ["--batch-size", "4", "--epochs", "5", "--seed", "9", "--limit-train", "1200", "--limit-test", "40"];
+    let mut common = vec![
+        "--batch-size",
+        "4",
+        "--epochs",
+        "5",
+        "--seed",
+        "9",
+        "--limit-train",
+        "1200",
+        "--limit-test",
+        "40",
+    ];
+    common.extend_from_slice(extra);
     let mut args = vec!["--data", s(&data), "--save", s(&a), "--metrics", s(&ma)];
     args.extend_from_slice(&common);
     let (code, _, stderr) = gpu_train(&args);
@@ -202,7 +219,7 @@ fn stop_and_resume(signal: &str) -> (Option<i32>, String) {
 
     let mut child = run_cli::command()
         .args(["--data", s(&data), "--save", s(&b), "--metrics", s(&mb)])
-        .args(common)
+        .args(&common)
         .current_dir(root.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -306,7 +323,11 @@ fn ctrl_c_saves_exits_130_and_resumes_exactly() {
 #[test]
 fn sigterm_saves_exits_130_and_resumes_exactly() {
     // Batch schedulers and containers stop jobs with SIGTERM; it is handled like Ctrl-C.
-    let (code, stdout) = stop_and_resume("-TERM");
+    // With --f16-storage, which the printed command line must carry: where the tuner
+    // chose the f16 variant, a resume without it would continue in f32.
+    let (code, stdout) = stop_and_resume_with("-TERM", &["--f16-storage"]);
+    let line = continue_line(&stdout).expect("a 'continue with: ' line");
+    assert!(line.ends_with(" --f16-storage"), "{line}");
     assert_eq!(code, Some(130), "SIGTERM should exit with 130, as Ctrl-C does");
     check_saved(&stdout);
 }

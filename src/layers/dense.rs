@@ -277,6 +277,8 @@ pub fn matmul_with(
     } else {
         BLoad::Scalar
     };
+    // the f16 variant runs dense_f16.wgsl's matmul_tiled: named apart in kernel tables
+    let name = if variant == MatmulVariant::TiledF16 { "matmul_tiled_f16" } else { kernel.name };
     let (splits, k_chunk) = split_plan(
         params.k,
         longest_slice(tile_load, gpu.loop_budget),
@@ -303,8 +305,9 @@ pub fn matmul_with(
         let uniform = gpu.uniform_init("matmul params", &[params]);
         let mut entries = vec![(0, whole(&uniform)), (3, args.c.clone()), (4, bias), (5, aux)];
         entries.extend(operands);
-        let d =
+        let mut d =
             Dispatch::with_groups(gpu, &kernel, tiles, &entries)?.with_flops(flops).with_loops(slice_loops);
+        d.name = name;
         owned.extend([uniform, stand_in]);
         owned.extend(halves.into_iter().flatten());
         copies.push(d);
@@ -318,9 +321,10 @@ pub fn matmul_with(
     let mut entries =
         vec![(0, whole(&slice_uniform)), (3, whole(&partial)), (4, args.a.clone()), (5, args.a.clone())];
     entries.extend(operands);
-    let slices = Dispatch::with_groups(gpu, &kernel, tiles * splits, &entries)?
+    let mut slices = Dispatch::with_groups(gpu, &kernel, tiles * splits, &entries)?
         .with_flops(flops)
         .with_loops(slice_loops);
+    slices.name = name;
     let reduce = reduce_slices(gpu, k, params, &partial, args.c.clone(), Some((bias, aux)), owned)?;
     owned.extend([partial, slice_uniform, stand_in]);
     owned.extend(halves.into_iter().flatten());

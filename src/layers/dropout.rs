@@ -1,8 +1,8 @@
 //! Inverted dropout over n values of any shape (shaders/dropout.wgsl): forward x -> y and
 //! backward dy -> dx apply the same keep decision, hashed from (seed, the step's optimiser
-//! update, index), so nothing is stored and a resumed run draws the same masks. Training
-//! only: an evaluation step leaves the layer out. Each thread takes PER_THREAD consecutive
-//! values.
+//! update, index), so nothing is stored and a resumed run draws the same masks. An
+//! evaluation step runs it with p = 0, a plain copy (network.rs). Each thread takes
+//! PER_THREAD consecutive values.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, StepSlots, whole};
