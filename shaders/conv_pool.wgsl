@@ -17,27 +17,33 @@ struct PoolParams {
 @group(0) @binding(0) var<uniform> p: PoolParams;
 @group(0) @binding(1) var<storage, read> d_pooled: array<f32>;
 @group(0) @binding(2) var<storage, read> pool_code: array<u32>;
-@group(0) @binding(3) var<storage, read_write> d_pre: array<f32>;
+@group(0) @binding(3) var<storage, read_write> d_pre: array<vec2<f32>>;
 
+// A thread takes one code word: one pooled position of 8 channels. Its index divisions
+// (a CPU adapter does integer division lane by lane) and the code load are shared by the
+// 8 channels, and each window row is one vec2 store (W is even).
 @compute @workgroup_size(WG)
 fn maxpool_relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= p.pooled_count {
+    let word = (wid.x + wid.y * nwg.x) * WG + lid;
+    if word >= p.pooled_count / 8u {
         return;
     }
     let pw = p.width / 2u;
-    let ph = p.height / 2u;
-    let plane = i / (ph * pw);
-    let rem = i % (ph * pw);
-    let top_left = (plane * p.height + (rem / pw) * 2u) * p.width + (rem % pw) * 2u;
-    let g = d_pooled[i];
-    let b = plane / p.channels;
-    let c = plane % p.channels;
-    let word = (b * (p.channels / 8u) + c / 8u) * (ph * pw) + rem;
-    let code = (pool_code[word] >> (4u * (c % 8u))) & 15u;
-    d_pre[top_left] = select(0.0, g, code == 0u);
-    d_pre[top_left + 1u] = select(0.0, g, code == 1u);
-    d_pre[top_left + p.width] = select(0.0, g, code == 2u);
-    d_pre[top_left + p.width + 1u] = select(0.0, g, code == 3u);
+    let positions = (p.height / 2u) * pw;
+    let rem = word % positions;
+    let plane0 = (word / positions) * 8u;
+    let code = pool_code[word];
+    // in vec2s: the window's top row in channel plane0's image, and the step to the next
+    // row and to the next channel
+    let top = ((plane0 * p.height + (rem / pw) * 2u) * p.width) / 2u + rem % pw;
+    let row = p.width / 2u;
+    let channel = p.height * row;
+    for (var j = 0u; j < 8u; j++) {
+        let g = d_pooled[(plane0 + j) * positions + rem];
+        let won = (code >> (4u * j)) & 15u;
+        let at = top + j * channel;
+        d_pre[at] = vec2(select(0.0, g, won == 0u), select(0.0, g, won == 1u));
+        d_pre[at + row] = vec2(select(0.0, g, won == 2u), select(0.0, g, won == 3u));
+    }
 }

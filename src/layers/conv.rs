@@ -561,7 +561,8 @@ impl Conv3x3ReluPool {
                 Dispatch::new(
                     gpu,
                     &k.maxpool_relu_backward,
-                    pool_params.pooled_count,
+                    // a thread per code word: 8 channels' pooled values
+                    pool_params.pooled_count / 8,
                     &[
                         (0, whole(&pool_uniform)),
                         (1, whole(b.d_pooled)),
@@ -569,7 +570,7 @@ impl Conv3x3ReluPool {
                         (3, whole(b.d_pre)),
                     ],
                 )?
-                .with_loops(LoopBound::none())
+                .with_loops(LoopBound::new(loop_ticks(8), "8 channels per thread".to_string()))
                 // each pooled gradient and its half-byte code read, its 4 pre-pool values written
                 .with_bytes(pool_params.pooled_count as u64 * (4 + 16) + shape.code_len() as u64 * 4),
             );
