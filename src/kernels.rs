@@ -465,9 +465,10 @@ pub fn uniform_struct_sizes() -> Vec<(&'static str, usize)> {
 
 /// Constants the host and a shader must agree on: (module label, WGSL constant, value).
 pub fn shared_constants() -> Vec<(&'static str, &'static str, u32)> {
-    use crate::layers::{conv, dense, dropout, relu};
+    use crate::layers::{conv, dense, dropout, maxpool, relu};
     vec![
         ("relu.wgsl", "PER_THREAD", relu::PER_THREAD as u32),
+        ("maxpool.wgsl", "PER_THREAD", maxpool::PER_THREAD),
         ("dropout.wgsl", "PER_THREAD", dropout::PER_THREAD as u32),
         ("conv.wgsl", "OT", conv::OUT_TILE as u32),
         ("conv_wgrad.wgsl", "OT", conv::WGRAD_TILE as u32),

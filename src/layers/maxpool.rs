@@ -2,14 +2,20 @@
 //! (B, C, S/2, S/2), S even. The forward records which window position won (0 top-left,
 //! 1 top-right, 2 bottom-left, 3 bottom-right) in a u32 code buffer laid out like y, owned
 //! by the layer; the backward sends each dy to its winner and zeros the other three dx
-//! positions. Ties go to the first position in that order, as in PyTorch's MaxPool2d. One
-//! thread per pooled value both ways, no loops.
+//! positions. Ties go to the first position in that order, as in PyTorch's MaxPool2d. A
+//! thread takes PER_THREAD consecutive pooled values both ways.
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::{Dispatch, Kernels, whole};
-use crate::loop_budget::LoopBound;
+use crate::loop_budget::{LoopBound, loop_ticks};
 
 pub const MAXPOOL_WGSL: &str = include_str!("../../shaders/maxpool.wgsl");
+/// Pooled values per thread (shaders/maxpool.wgsl PER_THREAD).
+pub const PER_THREAD: u32 = 4;
+
+fn span_loops() -> LoopBound {
+    LoopBound::new(loop_ticks(PER_THREAD as u64), format!("{PER_THREAD} pooled values per thread"))
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct PoolShape {
@@ -75,10 +81,10 @@ impl MaxPool {
             Dispatch::new(
                 gpu,
                 &fwd,
-                pooled,
+                pooled.div_ceil(PER_THREAD),
                 &[(0, whole(&uniform)), (2, whole(y)), (3, whole(&codes)), (4, whole(x))],
             )?
-            .with_loops(LoopBound::none())
+            .with_loops(span_loops())
             // per pooled value: its 4 inputs read, the maximum and its code written
             .with_bytes(4 * 6 * pooled as u64),
         ];
@@ -89,10 +95,10 @@ impl MaxPool {
                 Dispatch::new(
                     gpu,
                     &bwd,
-                    pooled,
-                    &[(0, whole(&uniform)), (1, whole(dy)), (2, whole(dx)), (3, whole(&codes))],
+                    pooled.div_ceil(PER_THREAD),
+                    &[(0, whole(&uniform)), (1, whole(dy)), (3, whole(&codes)), (5, whole(dx))],
                 )?
-                .with_loops(LoopBound::none())
+                .with_loops(span_loops())
                 // per pooled value: its gradient and code read, 4 gradients written
                 .with_bytes(4 * 6 * pooled as u64),
             );
