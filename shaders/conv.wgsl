@@ -190,15 +190,15 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     pool_code[word + pooled_plane] = codes.y;
 }
 
-@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+// as vec2s: a block's rows are aligned pairs (x0 and the width are even)
+@group(0) @binding(6) var<storage, read_write> dx: array<vec2<f32>>;
 
-// Writes channel oc's 2x2 block `v` (x, y: top row; z, w: bottom row) into dx.
+// Writes channel oc's 2x2 block `v` (x, y: top row; z, w: bottom row) into dx, one vec2
+// store per row.
 fn store_block(blk: Block, oc: u32, v: vec4<f32>) {
-    let row = ((blk.b * p.out_channels + oc) * p.height + blk.y0) * p.width + blk.x0;
-    dx[row] = v.x;
-    dx[row + 1u] = v.y;
-    dx[row + p.width] = v.z;
-    dx[row + p.width + 1u] = v.w;
+    let row = (((blk.b * p.out_channels + oc) * p.height + blk.y0) * p.width + blk.x0) / 2u;
+    dx[row] = v.xy;
+    dx[row + p.width / 2u] = v.zw;
 }
 
 @compute @workgroup_size(WG)
