@@ -21,9 +21,9 @@ struct MaxPoolParams {
 }
 
 @group(0) @binding(0) var<uniform> p: MaxPoolParams;
-// forward: x; backward: dy
+// backward: dy (the forward reads x through src2)
 @group(0) @binding(1) var<storage, read> src: array<f32>;
-// forward: y; backward: dx
+// forward: y (the backward writes dx through dst2)
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 // written by the forward, read by the backward
 @group(0) @binding(3) var<storage, read_write> code: array<u32>;

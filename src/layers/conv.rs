@@ -42,11 +42,11 @@ impl ConvShape {
     pub fn pooled_len(&self) -> usize {
         self.pre_len() / 4
     }
-    /// Words of packed pool codes: 4 bits per pooled value.
     /// Multiply-adds of one pass (forward, dx or weight gradient) over the batch, times 2.
     pub fn flops(&self) -> u64 {
         2 * (self.batch * self.side * self.side * self.out_channels * self.in_channels * 9) as u64
     }
+    /// Words of packed pool codes: 4 bits per pooled value.
     pub fn code_len(&self) -> usize {
         self.pooled_len() / 8
     }
