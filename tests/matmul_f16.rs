@@ -6,34 +6,17 @@
 //! adapter with SHADER_F16 (lavapipe has it); elsewhere the tests say they skip.
 
 mod common;
+#[path = "common/matmul_case.rs"]
+mod matmul_case;
 use common::skip::skip_unless_ci;
 use common::*;
 use gpu_train::autotune::Tuner;
 use gpu_train::gpu::Gpu;
 use gpu_train::kernels::{Kernels, whole};
 use gpu_train::layers::dense::{
-    BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulArgs, MatmulParams, MatmulVariant, longest_slice, matmul,
+    BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulArgs, MatmulVariant, longest_slice, matmul,
 };
-
-/// c (m, n) = a . b; A stored (m, k) row-major or (k, m), B (k, n) or (n, k).
-#[derive(Debug, Clone, Copy)]
-struct Case {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_rows: bool,
-    b_rows: bool,
-    flags: u32,
-}
-
-impl Case {
-    fn params(&self) -> MatmulParams {
-        let (a_row, a_col) = if self.a_rows { (self.k, 1) } else { (1, self.m) };
-        let (b_row, b_col) = if self.b_rows { (self.n, 1) } else { (1, self.k) };
-        let (m, n, k, flags) = (self.m, self.n, self.k, self.flags);
-        MatmulParams { m, n, k, a_row, a_col, b_row, b_col, flags, bias_offset: 3, ..Default::default() }
-    }
-}
+use matmul_case::Case;
 
 /// The largest error rounding x to f16 may make: a relative half-to-one unit in the last
 /// place (11 significant bits; either neighbour, as WGSL allows), or below f16's normal

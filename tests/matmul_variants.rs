@@ -4,45 +4,18 @@
 //! bit-identical results between variants.
 
 mod common;
+#[path = "common/matmul_case.rs"]
+mod matmul_case;
 use common::*;
 use gpu_train::autotune::Tuner;
 use gpu_train::gpu::Gpu;
 use gpu_train::kernels::{Kernels, whole};
 use gpu_train::layers::dense::{
-    BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulArgs, MatmulParams, MatmulVariant, longest_slice, matmul,
+    BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulArgs, MatmulVariant, longest_slice, matmul,
 };
-
-/// One product: c (m, n) = a . b with the layers' stride patterns.
-#[derive(Debug, Clone, Copy)]
-struct Case {
-    m: u32,
-    n: u32,
-    k: u32,
-    /// A stored (m, k) row-major (true) or (k, m) (false: dy^T in the weight gradient).
-    a_rows: bool,
-    /// B stored (k, n) row-major (true) or (n, k) (false: W^T in the forward pass).
-    b_rows: bool,
-    flags: u32,
-}
+use matmul_case::Case;
 
 impl Case {
-    fn params(&self) -> MatmulParams {
-        let (a_row, a_col) = if self.a_rows { (self.k, 1) } else { (1, self.m) };
-        let (b_row, b_col) = if self.b_rows { (self.n, 1) } else { (1, self.k) };
-        MatmulParams {
-            m: self.m,
-            n: self.n,
-            k: self.k,
-            a_row,
-            a_col,
-            b_row,
-            b_col,
-            flags: self.flags,
-            bias_offset: 3,
-            ..Default::default()
-        }
-    }
-
     fn reference(&self, a: &[f32], b: &[f32], bias: &[f32], aux: &[f32]) -> Vec<f64> {
         let p = self.params();
         let mut c = vec![0f64; (self.m * self.n) as usize];
