@@ -12,11 +12,9 @@ use common::skip::skip_unless_ci;
 use common::*;
 use gpu_train::autotune::Tuner;
 use gpu_train::gpu::Gpu;
-use gpu_train::kernels::{Kernels, whole};
-use gpu_train::layers::dense::{
-    BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulArgs, MatmulVariant, longest_slice, matmul,
-};
-use matmul_case::Case;
+use gpu_train::kernels::Kernels;
+use gpu_train::layers::dense::{BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulVariant, longest_slice};
+use matmul_case::{Case, Operands};
 
 /// The largest error rounding x to f16 may make: a relative half-to-one unit in the last
 /// place (11 significant bits; either neighbour, as WGSL allows), or below f16's normal
@@ -78,71 +76,20 @@ fn setups(f16_storage: bool) -> Option<Vec<(Gpu, Kernels, Kernels)>> {
     Some(all.into_iter().map(setup).collect())
 }
 
-/// Runs one product; returns the output and the dispatches' names.
-fn run_case(
-    gpu: &Gpu,
-    k: &Kernels,
-    case: &Case,
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-    aux: &[f32],
-) -> (Vec<f32>, Vec<&'static str>) {
-    run_with_b_at(gpu, k, case, a, b, 0, bias, aux)
-}
-
-/// `run_case` with B bound `b_offset` words into its buffer, after words of 1e9 (as the
-/// dense layers bind their weights: one range of the parameter buffer).
-#[allow(clippy::too_many_arguments)]
-fn run_with_b_at(
-    gpu: &Gpu,
-    k: &Kernels,
-    case: &Case,
-    a: &[f32],
-    b: &[f32],
-    b_offset: usize,
-    bias: &[f32],
-    aux: &[f32],
-) -> (Vec<f32>, Vec<&'static str>) {
-    let mut b_words = vec![1e9f32; b_offset];
-    b_words.extend(b);
-    let (ab, bb) = (gpu.storage_init("a", a).unwrap(), gpu.storage_init("b", &b_words).unwrap());
-    let (biasb, auxb) = (gpu.storage_init("bias", bias).unwrap(), gpu.storage_init("aux", aux).unwrap());
-    let cb = gpu.storage("c", (case.m * case.n) as usize).unwrap();
-    let mut owned = Vec::new();
-    let args = MatmulArgs {
-        params: case.params(),
-        a: whole(&ab),
-        b: gpu_train::kernels::words(&bb, b_offset, b.len()),
-        c: whole(&cb),
-        bias: Some(whole(&biasb)),
-        aux: Some(whole(&auxb)),
-    };
-    let ds = matmul(gpu, k, args, &mut owned).unwrap();
-    gpu_train::loop_budget::check(gpu, &ds).unwrap();
-    run(gpu, &ds.iter().collect::<Vec<_>>());
-    (gpu.read_f32(&cb).unwrap(), ds.iter().map(|d| d.name).collect())
-}
-
 /// Checks `case` on every setup within the f16 bound (`exact`: small whole numbers, exact
 /// in f16 and in every f32 sum, so the result must be exact); returns how many outputs
 /// differ from the plain f32 product, which f16 rounding should make nonzero on random
 /// inputs.
 fn check(setups: &[(Gpu, Kernels, Kernels)], case: Case, seed: u64, exact: bool) -> usize {
-    let mut r = rng(seed);
-    let draw = |r: &mut rand::rngs::StdRng, n: usize| if exact { small_ints(r, n) } else { random(r, n) };
-    let a = draw(&mut r, (case.m * case.k) as usize);
-    let b = draw(&mut r, (case.k * case.n) as usize);
-    let bias = draw(&mut r, case.n as usize + 3);
-    let aux = draw(&mut r, (case.m * case.n) as usize);
-    let want = reference(&case, &a, &b, &bias, &aux);
+    let ops = case.operands(seed, exact);
+    let want = reference(&case, &ops.a, &ops.b, &ops.bias, &ops.aux);
     assert!(want.iter().any(|w| w.0 != 0.0), "{case:?}: the reference is all zeros, the test proves nothing");
     // the fewest outputs, over the setups, that differ from the f32 product
     let mut differ = usize::MAX;
     for (gpu, k, f32_kernels) in setups {
-        let (got, names) = run_case(gpu, k, &case, &a, &b, &bias, &aux);
+        let (got, names) = case.run(gpu, k, &ops, 0);
         assert!(names.contains(&"to_f16"), "{case:?}: the f16 variant did not run: {names:?}");
-        let (plain, _) = run_case(gpu, f32_kernels, &case, &a, &b, &bias, &aux);
+        let (plain, _) = case.run(gpu, f32_kernels, &ops, 0);
         let mut worst = 0f64;
         for (i, (g, (w, bound))) in got.iter().zip(&want).enumerate() {
             let err = (*g as f64 - w).abs();
@@ -208,7 +155,8 @@ fn each_value_is_rounded_to_a_neighbouring_f16() {
     }
     let case = Case { m: 1, n, k: n, a_rows: true, b_rows: true, flags: 0 };
     for (gpu, k, _) in &setups {
-        let (got, names) = run_with_b_at(gpu, k, &case, &a, &identity, 64, &[0.0; 3], &[0.0]);
+        let ops = Operands { a: a.clone(), b: identity.clone(), bias: vec![0.0; 3], aux: vec![0.0] };
+        let (got, names) = case.run(gpu, k, &ops, 64);
         assert!(names.contains(&"to_f16"), "{names:?}");
         let mut rounded = 0;
         for (i, (&v, &g)) in a.iter().zip(&got).enumerate() {
@@ -291,7 +239,8 @@ fn values_past_f16_range_become_infinite_not_wrong() {
     }
     let b = vec![1.0f32; 15];
     for (gpu, k, _) in &setups {
-        let (got, _) = run_case(gpu, k, &case, &a, &b, &[0.0; 6], &[0.0; 21]);
+        let ops = Operands { a: a.clone(), b: b.clone(), bias: vec![0.0; 6], aux: vec![0.0; 21] };
+        let (got, _) = case.run(gpu, k, &ops, 0);
         for (i, v) in got.iter().enumerate() {
             let special = specials[i / 3];
             let what = format!("output {i} (A holds {special})");
@@ -311,10 +260,11 @@ fn without_the_flag_the_f16_variant_is_never_used() {
     let case = Case { m: 13, n: 21, k: 37, a_rows: true, b_rows: false, flags: FLAG_BIAS };
     let mut r = rng(350);
     let (a, b, bias) = (random(&mut r, 13 * 37), random(&mut r, 37 * 21), random(&mut r, 24));
+    let ops = Operands { a, b, bias, aux: vec![0.0; 273] };
     for (gpu, k, f32_kernels) in &setups {
-        let (got, names) = run_case(gpu, k, &case, &a, &b, &bias, &[0.0; 273]);
+        let (got, names) = case.run(gpu, k, &ops, 0);
         assert!(!names.contains(&"to_f16"), "forced without --f16-storage, the f16 variant ran: {names:?}");
-        let (plain, _) = run_case(gpu, f32_kernels, &case, &a, &b, &bias, &[0.0; 273]);
+        let (plain, _) = case.run(gpu, f32_kernels, &ops, 0);
         assert!(
             got.iter().zip(&plain).all(|(x, y)| x.to_bits() == y.to_bits()),
             "{names:?} differs from f32"

@@ -9,10 +9,8 @@ mod matmul_case;
 use common::*;
 use gpu_train::autotune::Tuner;
 use gpu_train::gpu::Gpu;
-use gpu_train::kernels::{Kernels, whole};
-use gpu_train::layers::dense::{
-    BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulArgs, MatmulVariant, longest_slice, matmul,
-};
+use gpu_train::kernels::Kernels;
+use gpu_train::layers::dense::{BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulVariant, longest_slice};
 use matmul_case::Case;
 
 impl Case {
@@ -65,35 +63,13 @@ fn setups() -> Setups {
 /// Runs `case` on every configuration and variant; returns each run's label, output and
 /// dispatch names. `exact`: small whole numbers, so every sum is exact in f32.
 fn check(setups: &Setups, case: Case, seed: u64, exact: bool) -> Vec<(String, Vec<f32>)> {
-    let mut r = rng(seed);
-    let draw = |r: &mut rand::rngs::StdRng, n: usize| if exact { small_ints(r, n) } else { random(r, n) };
-    let a = draw(&mut r, (case.m * case.k) as usize);
-    let b = draw(&mut r, (case.k * case.n) as usize);
-    let bias = draw(&mut r, case.n as usize + 3);
-    let aux = draw(&mut r, (case.m * case.n) as usize);
-    let want = case.reference(&a, &b, &bias, &aux);
+    let ops = case.operands(seed, exact);
+    let want = case.reference(&ops.a, &ops.b, &ops.bias, &ops.aux);
     let mut outputs = Vec::new();
     for (gpu, forced) in setups {
         for (k, variant) in forced {
-            let (ab, bb) = (gpu.storage_init("a", &a).unwrap(), gpu.storage_init("b", &b).unwrap());
-            let (biasb, auxb) =
-                (gpu.storage_init("bias", &bias).unwrap(), gpu.storage_init("aux", &aux).unwrap());
-            let cb = gpu.storage("c", want.len()).unwrap();
-            let mut owned = Vec::new();
-            let args = MatmulArgs {
-                params: case.params(),
-                a: whole(&ab),
-                b: whole(&bb),
-                c: whole(&cb),
-                bias: Some(whole(&biasb)),
-                aux: Some(whole(&auxb)),
-            };
-            let ds = matmul(gpu, k, args, &mut owned).unwrap();
-            gpu_train::loop_budget::check(gpu, &ds).unwrap();
-            run(gpu, &ds.iter().collect::<Vec<_>>());
-            let names: Vec<&str> = ds.iter().map(|d| d.name).collect();
+            let (got, names) = case.run(gpu, k, &ops, 0);
             let label = format!("{:?} {}-lane {variant:?} {names:?} {case:?}", k.variant, k.workgroup_size);
-            let got = gpu.read_f32(&cb).unwrap();
             // f32 rounding grows with the square root of the sum's length
             let tol = if exact { 0.0 } else { (3e-6 * (case.k as f64).sqrt()).max(1e-5) };
             assert_close(&label, &got, &want, tol);
