@@ -61,7 +61,7 @@ const TIMED_GROUP: usize = 8;
 /// TIMED_GROUP, the last group shorter when `steps` is not a multiple of it.
 fn time_steps(trainer: &mut Trainer, train: bool, steps: usize) -> Result<Vec<f64>> {
     let count = if train { trainer.train.count } else { trainer.test.count };
-    let all = trainer.batches(count);
+    let all = if train { trainer.batches(count) } else { trainer.eval_batches(count) };
     let mut out = Vec::new();
     let mut done = 0;
     while done < steps {

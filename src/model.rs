@@ -95,6 +95,36 @@ pub fn check_batch_fits(gpu: &Gpu, k: &Kernels, nodes: &[Node], batch: usize, tr
     ))
 }
 
+/// The most images one step of a training run's evaluation takes.
+pub const EVAL_BATCH_MAX: usize = 1024;
+/// The GPU bytes that the evaluation network's batch-sized buffers may take together.
+pub const EVAL_MEMORY_BUDGET: u64 = 256 << 20;
+
+/// The batch a training run evaluates at, with a forward-only network of its own: the
+/// largest batch up to EVAL_BATCH_MAX (and the `test_count` images there are), halving,
+/// whose forward buffers each fit `limit_bytes` and together fit `budget_bytes`. None
+/// when that is no more than the training batch, which then evaluates itself.
+pub fn eval_batch_for(
+    nodes: &[Node],
+    train_batch: usize,
+    test_count: usize,
+    (limit_bytes, budget_bytes): (u64, u64),
+    k: &Kernels,
+    loop_budget: u64,
+) -> Result<Option<usize>> {
+    let mut batch = EVAL_BATCH_MAX.min(test_count);
+    while batch > train_batch {
+        let buffers = batch_buffers(nodes, batch, k, loop_budget, false)?;
+        let bytes = |words: usize| words as u64 * 4;
+        let total: u64 = buffers.iter().map(|(_, words)| bytes(*words)).sum();
+        if total <= budget_bytes && buffers.iter().all(|(_, words)| bytes(*words) <= limit_bytes) {
+            return Ok(Some(batch));
+        }
+        batch /= 2;
+    }
+    Ok(None)
+}
+
 pub struct Model {
     pub shape: ModelShape,
     pub def: ModelDef,
@@ -129,6 +159,7 @@ impl Model {
         label_smoothing: f64,
         augment: crate::augment::Augment,
         normalize: crate::normalize::Normalize,
+        weights: Option<&Network>,
     ) -> Result<Model> {
         let nodes = shape.plan(def)?;
         if training && shape.batch == 1 {
@@ -144,7 +175,7 @@ impl Model {
             }
         }
         check_batch_fits(gpu, k, &nodes, shape.batch, training)?;
-        let network = Network::new(gpu, k, nodes, shape.batch, seed, slots, training)?;
+        let network = Network::new(gpu, k, nodes, shape.batch, seed, slots, training, weights)?;
         let b = shape.batch;
         let labels = gpu.storage("labels", b)?;
         // (loss, correct) per sample, at its place in the epoch's order

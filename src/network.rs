@@ -396,6 +396,9 @@ impl Built {
 impl Network {
     /// Builds `nodes` for batches of `batch`; with `training` false, no gradients and no
     /// backward dispatches. `seed` draws the initial parameters and the dropout masks.
+    /// With `weights`, a network of the same nodes (at another batch), this one reads that
+    /// one's parameters and batch norm statistics instead of owning its own: an evaluation
+    /// network then always sees what training has made so far.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
@@ -405,13 +408,18 @@ impl Network {
         seed: u64,
         slots: &StepSlots,
         training: bool,
+        weights: Option<&Network>,
     ) -> Result<Network> {
         let Some(first) = nodes.first() else {
             return Err("a model needs at least one layer".into());
         };
         let layout = ParamLayout::new(&nodes, crate::model::param_align_words(gpu));
         crate::model::check_params_fit(gpu, &layout)?;
-        let params = gpu.storage_init("params", &layout.init(seed))?;
+        let params = match weights {
+            Some(w) if w.nodes == nodes && w.layout.total == layout.total => w.params.clone(),
+            Some(_) => return Err("internal error: shared weights of another model".into()),
+            None => gpu.storage_init("params", &layout.init(seed))?,
+        };
         let grads = gpu.storage("grads", if training { layout.total } else { 1 })?;
         let mut values = vec![gpu.storage("input batch", batch * first.input.len())?];
         let mut value_grads = vec![gpu.storage("input gradient (unused)", 1)?];
@@ -456,7 +464,8 @@ impl Network {
         };
         let mut backward_per_node = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
-            let built = net.build_node(gpu, k, &nodes, i, seed, slots, training)?;
+            let shared_stats = weights.and_then(|w| w.stats.get(i).cloned().flatten());
+            let built = net.build_node(gpu, k, &nodes, i, seed, slots, training, shared_stats)?;
             let label = |ds: Vec<Dispatch>, pass: &str| -> Vec<Dispatch> {
                 ds.into_iter()
                     .map(|mut d| {
@@ -487,6 +496,7 @@ impl Network {
         seed: u64,
         slots: &StepSlots,
         training: bool,
+        shared_stats: Option<wgpu::Buffer>,
     ) -> Result<Built> {
         let node = &nodes[i];
         let batch = self.batch;
@@ -621,8 +631,12 @@ impl Network {
             }
             Op::BatchNorm { relu } => {
                 let shape = BnShape { batch, channels: channels_of(node.input), plane: plane_of(node.input) };
-                let stats =
-                    gpu.storage_init(&format!("{} statistics", node.label()), &shape.initial_stats())?;
+                let stats = match shared_stats {
+                    Some(stats) => stats,
+                    None => {
+                        gpu.storage_init(&format!("{} statistics", node.label()), &shape.initial_stats())?
+                    }
+                };
                 let bn = BatchNorm::new(
                     gpu,
                     k,

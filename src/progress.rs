@@ -57,7 +57,11 @@ pub struct RunShape {
     pub epochs: usize,
     pub first_epoch: usize,
     pub train_batches: usize,
+    /// The test images in training batches: what evaluation costs, in the training step's
+    /// units, until it has been timed.
     pub test_batches: usize,
+    /// The evaluation's own steps (fewer at a larger evaluation batch).
+    pub eval_steps: usize,
     pub batch_size: usize,
     /// The adapter's name, for the up-front estimate.
     pub adapter: String,
@@ -105,7 +109,7 @@ impl Progress {
         let step = self.step_seconds?;
         let eval_full = self.eval_seconds.unwrap_or(self.run.test_batches as f64 * step * EVAL_SHARE);
         let eval = match eval_left {
-            Some(left) => eval_full * left as f64 / self.run.test_batches.max(1) as f64,
+            Some(left) => eval_full * left as f64 / self.run.eval_steps.max(1) as f64,
             None => eval_full,
         };
         let epoch_left = train_left as f64 * step + eval;

@@ -314,11 +314,15 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         model_spec::summary(model_spec::Shape::Image { channels: 1, side: shape.side }, &layer_info)
     );
     println!(
-        "model: {} ({}), {} parameters, batch {}, {:?} lr {}{}; start-up {:.2} s",
+        "model: {} ({}), {} parameters, batch {}{}, {:?} lr {}{}; start-up {:.2} s",
         cfg.model.name,
         cfg.model.text,
         trainer.model.network.layout.count(),
         cfg.batch_size,
+        match trainer.eval_batch() {
+            b if b != cfg.batch_size => format!(" (evaluation {b}, forward only)"),
+            _ => String::new(),
+        },
         cfg.optimizer.kind,
         readable(lr),
         recipe_note(&cfg),
@@ -373,6 +377,7 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
             first_epoch: trainer.position.epochs_done + 1,
             train_batches: dataset.train.count.div_ceil(cfg.batch_size),
             test_batches,
+            eval_steps: trainer.eval_batches(dataset.test.count).len(),
             batch_size: cfg.batch_size,
             adapter: gpu.info.name.clone(),
         },
@@ -548,6 +553,7 @@ fn fresh_config(args: &TrainCommand, model: ModelDef) -> TrainConfig {
         augment: args.augment.unwrap_or_default(),
         // set from the training data once it is loaded (train_command)
         normalize: Normalize::Unit,
+        large_eval: true,
     }
 }
 
@@ -621,6 +627,7 @@ fn resumed_config(
         label_smoothing: ckpt.label_smoothing,
         augment: ckpt.augment,
         normalize: ckpt.normalize,
+        large_eval: true,
     })
 }
 

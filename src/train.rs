@@ -42,6 +42,10 @@ pub struct TrainConfig {
     pub augment: crate::augment::Augment,
     /// How pixels become inputs (unit by default).
     pub normalize: crate::normalize::Normalize,
+    /// Evaluate at the largest batch that fits (`model::eval_batch_for`), with a forward-only
+    /// network sharing the training network's weights, instead of at the training batch.
+    /// What is computed is the same either way; only the speed differs.
+    pub large_eval: bool,
 }
 
 impl TrainConfig {
@@ -64,6 +68,7 @@ impl TrainConfig {
             label_smoothing: 0.0,
             augment: Default::default(),
             normalize: Default::default(),
+            large_eval: false,
         }
     }
 }
@@ -158,6 +163,9 @@ pub struct Trainer<'a> {
     pub model: Model,
     pub train: ResidentSplit,
     pub test: ResidentSplit,
+    /// The forward-only network evaluation runs on, at a larger batch than training's
+    /// (`TrainConfig::large_eval`); None when the training network evaluates.
+    pub eval_model: Option<Model>,
     slots: StepSlots,
     cfg: TrainConfig,
     shuffle_rng: rand::rngs::StdRng,
@@ -167,6 +175,11 @@ pub struct Trainer<'a> {
     running: RunningMetrics,
     /// Measured seconds per step, training and evaluation: sizes the groups.
     step_seconds: [Option<f64>; 2],
+}
+
+/// (start, valid count) pairs covering `n` samples in batches of `b`.
+fn batches_of(n: usize, b: usize) -> Vec<(u32, u32)> {
+    (0..n.div_ceil(b)).map(|i| ((i * b) as u32, (b.min(n - i * b)) as u32)).collect()
 }
 
 fn shuffle_stream(seed: u64) -> rand::rngs::StdRng {
@@ -217,7 +230,15 @@ impl<'a> Trainer<'a> {
             cfg.label_smoothing,
             cfg.augment,
             cfg.normalize,
+            None,
         )?;
+        let eval_model = if training && cfg.large_eval && !kernels.tuner.f16_storage {
+            Trainer::eval_model(gpu, kernels, &cfg, &model, &test, &slots)?
+        } else {
+            // f16 storage: the tuner might choose differently at another batch, and
+            // evaluation would then round differently from the training batch
+            None
+        };
         gpu.wait()?;
         let shuffle_rng = shuffle_stream(cfg.seed);
         let position =
@@ -229,6 +250,7 @@ impl<'a> Trainer<'a> {
             model,
             train,
             test,
+            eval_model,
             slots,
             cfg,
             shuffle_rng,
@@ -237,6 +259,68 @@ impl<'a> Trainer<'a> {
             running,
             step_seconds: [None, None],
         })
+    }
+
+    /// A forward-only model at the largest evaluation batch that fits, reading `model`'s
+    /// weights and batch norm statistics; None when that batch is no larger than training's.
+    /// A batch the limits allow but a kernel's bounds or the GPU's free memory refuse is
+    /// halved.
+    fn eval_model(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        cfg: &TrainConfig,
+        model: &Model,
+        test: &ResidentSplit,
+        slots: &StepSlots,
+    ) -> Result<Option<Model>> {
+        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        let mut cap = test.count;
+        loop {
+            let Some(batch) = crate::model::eval_batch_for(
+                &model.network.nodes,
+                cfg.batch_size,
+                cap,
+                (limit, crate::model::EVAL_MEMORY_BUDGET),
+                kernels,
+                gpu.loop_budget,
+            )?
+            else {
+                return Ok(None);
+            };
+            // a GPU with too little memory left reports it here, not as a run-ending error
+            let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let built = Model::new(
+                gpu,
+                kernels,
+                &cfg.model,
+                ModelShape { batch, ..model.shape },
+                &cfg.optimizer,
+                cfg.seed,
+                test,
+                test,
+                slots,
+                false,
+                0.0,
+                cfg.augment,
+                cfg.normalize,
+                Some(&model.network),
+            );
+            let out_of_memory = pollster::block_on(scope.pop()).is_some();
+            match built {
+                Ok(eval) if !out_of_memory => return Ok(Some(eval)),
+                _ => cap = batch / 2,
+            }
+        }
+    }
+
+    /// Images per evaluation step.
+    pub fn eval_batch(&self) -> usize {
+        self.eval_model.as_ref().map_or(self.cfg.batch_size, |m| m.shape.batch)
+    }
+
+    /// The model an evaluation step runs on.
+    fn eval_runner(&self) -> &Model {
+        self.eval_model.as_ref().unwrap_or(&self.model)
     }
 
     /// Puts a checkpoint's weights, optimiser state and position on this trainer, which must
@@ -354,7 +438,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Runs batches (start, valid count) in groups of up to GROUP steps; `train` selects the
-    /// step kind. Returns the wall time, waiting for the GPU to finish.
+    /// step kind. Evaluation batches hold up to `eval_batch()` images (`eval_batches`).
+    /// Returns the wall time, waiting for the GPU to finish.
     pub fn run_steps(
         &mut self,
         batches: &[(u32, u32)],
@@ -383,7 +468,7 @@ impl<'a> Trainer<'a> {
         let start = Instant::now();
         let total = batches.len();
         let kind = usize::from(!train);
-        let max_group = self.group_steps();
+        let max_group = Trainer::group_steps_for(if train { self.cfg.batch_size } else { self.eval_batch() });
         let mut next = first.min(total);
         let first_here = next;
         let mut last_submit = None;
@@ -416,8 +501,9 @@ impl<'a> Trainer<'a> {
             let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
+                let model = if train { &self.model } else { self.eval_runner() };
                 for slot in 0..steps.len() {
-                    self.model.record_step(&mut pass, train, slot);
+                    model.record_step(&mut pass, train, slot);
                 }
             }
             let group_images: usize = group.iter().map(|b| b.1 as usize).sum();
@@ -526,15 +612,24 @@ impl<'a> Trainer<'a> {
         self.cfg.schedule.factor(t, steps_per_epoch, self.cfg.epochs, self.cfg.warmup_epochs)
     }
 
-    /// Steps recorded into one submit: GROUP, or fewer at batches above GROUP_IMAGES / GROUP.
+    /// Training steps recorded into one submit: GROUP, or fewer at batches above
+    /// GROUP_IMAGES / GROUP.
     pub fn group_steps(&self) -> usize {
-        (GROUP_IMAGES / self.cfg.batch_size).clamp(1, GROUP)
+        Trainer::group_steps_for(self.cfg.batch_size)
     }
 
-    /// Batch (start, valid count) pairs covering `n` samples.
+    fn group_steps_for(batch: usize) -> usize {
+        (GROUP_IMAGES / batch).clamp(1, GROUP)
+    }
+
+    /// Training batch (start, valid count) pairs covering `n` samples.
     pub fn batches(&self, n: usize) -> Vec<(u32, u32)> {
-        let b = self.cfg.batch_size;
-        (0..n.div_ceil(b)).map(|i| ((i * b) as u32, (b.min(n - i * b)) as u32)).collect()
+        batches_of(n, self.cfg.batch_size)
+    }
+
+    /// Evaluation batch (start, valid count) pairs covering `n` samples.
+    pub fn eval_batches(&self, n: usize) -> Vec<(u32, u32)> {
+        batches_of(n, self.eval_batch())
     }
 
     /// Training samples of the epoch in progress already trained on.
@@ -551,9 +646,9 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn evaluate(&mut self, epoch: usize) -> Result<(f64, f64)> {
-        let batches = self.batches(self.test.count);
+        let batches = self.eval_batches(self.test.count);
         self.run_steps(&batches, false, "test", epoch)?;
-        self.read_metrics(&self.model.test_metrics, self.test.count)
+        self.read_metrics(&self.eval_runner().test_metrics, self.test.count)
     }
 
     fn draw_order(&mut self) -> Vec<u32> {
