@@ -273,7 +273,9 @@ pub fn train_command(args: TrainCommand) -> Result<u8, CommandError> {
         args.autotune,
         args.f16_storage,
     ));
-    let mut trainer = Trainer::new(&gpu, &kernels, &dataset, cfg.clone())?;
+    // a preview never evaluates: no evaluation network
+    let trainer_cfg = TrainConfig { large_eval: args.preview_batch.is_none(), ..cfg.clone() };
+    let mut trainer = Trainer::new(&gpu, &kernels, &dataset, trainer_cfg)?;
     if let Some(path) = &args.preview_batch {
         let batch = trainer.preview_batch()?;
         crate::preview::write_grid(path, &batch, cfg.batch_size, shape.side, cfg.normalize)?;

@@ -233,6 +233,8 @@ impl<'a> Trainer<'a> {
             None,
         )?;
         let eval_model = if training && cfg.large_eval && !kernels.tuner.f16_storage {
+            // the training network's own faults first, before a smaller evaluation batch is tried
+            gpu.wait()?;
             Trainer::eval_model(gpu, kernels, &cfg, &model, &test, &slots)?
         } else {
             // f16 storage: the tuner might choose differently at another batch, and
@@ -263,8 +265,8 @@ impl<'a> Trainer<'a> {
 
     /// A forward-only model at the largest evaluation batch that fits, reading `model`'s
     /// weights and batch norm statistics; None when that batch is no larger than training's.
-    /// A batch the limits allow but a kernel's bounds or the GPU's free memory refuse is
-    /// halved.
+    /// A batch the GPU has no memory left for is halved, with a note; any other failure
+    /// to build it is an error.
     fn eval_model(
         gpu: &Gpu,
         kernels: &Kernels,
@@ -287,8 +289,10 @@ impl<'a> Trainer<'a> {
             else {
                 return Ok(None);
             };
-            // a GPU with too little memory left reports it here, not as a run-ending error
-            let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            // A GPU without the memory says so in this scope instead of failing the run; the
+            // invalid buffers then fail validation where they are bound, which the device's
+            // error log collects (autotuning needs that log too, so no scope takes those).
+            let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
             let built = Model::new(
                 gpu,
                 kernels,
@@ -305,11 +309,17 @@ impl<'a> Trainer<'a> {
                 cfg.normalize,
                 Some(&model.network),
             );
-            let out_of_memory = pollster::block_on(scope.pop()).is_some();
-            match built {
-                Ok(eval) if !out_of_memory => return Ok(Some(eval)),
-                _ => cap = batch / 2,
+            if pollster::block_on(oom.pop()).is_some() {
+                gpu.wait().ok();
+                gpu.errors.clear();
+                eprintln!(
+                    "note: the GPU has no memory left for evaluation at batch {batch}; trying a smaller batch"
+                );
+                cap = batch / 2;
+                continue;
             }
+            let eval = built.map_err(|e| format!("the evaluation network at batch {batch}: {e}"))?;
+            return Ok(Some(eval));
         }
     }
 

@@ -109,3 +109,20 @@ fn the_evaluation_batch_keeps_to_the_binding_limit_and_the_budget_at_their_edges
     assert_eq!(choose(32, 10_000, (u64::MAX, total_64)), Some(64));
     assert_eq!(choose(64, 10_000, (u64::MAX, total_64)), None);
 }
+
+#[test]
+fn with_f16_storage_evaluation_stays_at_the_training_batch() {
+    let gpu = common::gpu();
+    if !gpu.has_f16() {
+        common::skip::skip_unless_ci(&format!("{} has no SHADER_F16", gpu.describe()));
+        return;
+    }
+    // the tuner may choose f16 storage at one batch and not at another, which would change
+    // what evaluation computes
+    let tuner = gpu_train::autotune::Tuner::with_cache(&gpu, gpu_train::autotune::TuneMode::Off, None)
+        .with_f16_storage(true);
+    let kernels = Kernels::new(&gpu).unwrap().with_tuner(tuner);
+    let trainer = Trainer::new(&gpu, &kernels, &dataset(64, 1500), config(true)).unwrap();
+    assert_eq!(trainer.eval_batch(), 32);
+    assert!(trainer.eval_model.is_none());
+}
