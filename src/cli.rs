@@ -152,9 +152,9 @@ pub struct ReportArgs {
     /// RUN_DIR/run.json]
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Images per evaluation step
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
-    pub batch_size: u32,
+    /// Images per evaluation step [default: the largest that fits, up to 1024]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: Option<u32>,
     #[command(flatten)]
     pub adapter: AdapterArgs,
 }
@@ -177,9 +177,9 @@ pub struct EvalArgs {
     /// Evaluate on the first N test samples only
     #[arg(long, allow_negative_numbers = true, value_parser = sample_count)]
     pub limit_test: Option<u64>,
-    /// Images per evaluation step
-    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
-    pub batch_size: u32,
+    /// Images per evaluation step [default: the largest that fits, up to 1024]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub batch_size: Option<u32>,
     #[command(flatten)]
     pub adapter: AdapterArgs,
 }

@@ -10,12 +10,13 @@ use crate::train::{TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 
 /// Logits of every sample of `split` under the checkpoint's weights, and the GPU's
-/// (mean loss, accuracy).
+/// (mean loss, accuracy), `batch` images per step: by default the largest batch that fits
+/// (`model::eval_batch_for`). The numbers are the same at every batch.
 pub fn logits_of(
     gpu: &Gpu,
     ckpt: &Checkpoint,
     split: &Split,
-    batch: usize,
+    batch: Option<usize>,
 ) -> Result<(Vec<f32>, (f64, f64)), String> {
     // the choices training made for this adapter where the shapes match; nothing timed
     let kernels = Kernels::new(gpu)?.with_tuner(crate::autotune::Tuner::cached_only(gpu));
@@ -26,21 +27,35 @@ pub fn logits_of(
         test: split.clone(),
         classes: ckpt.dataset.classes,
     };
-    // a batch beyond the images to evaluate would only hold padding
-    let used = batch.min(split.count).max(1);
+    let used = match batch {
+        // a batch beyond the images to evaluate would only hold padding
+        Some(batch) => batch.min(split.count).max(1),
+        None => largest_batch(gpu, &kernels, ckpt, split)?,
+    };
     let cfg = TrainConfig {
         normalize: ckpt.normalize,
         ..TrainConfig::basic(ckpt.model.clone(), 0, used, ckpt.seed, ckpt.optimizer)
     };
-    let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg).map_err(|e| {
-        if used < batch {
+    let mut trainer = Trainer::for_eval(gpu, &kernels, &dataset, cfg).map_err(|e| match batch {
+        Some(batch) if used < batch => {
             format!("--batch-size {batch} (cut to the {} images evaluated): {e}", split.count)
-        } else {
-            e
         }
+        _ => e,
     })?;
     trainer.set_params(&ckpt.params, &ckpt.state)?;
     trainer.test_logits()
+}
+
+/// The largest batch up to EVAL_BATCH_MAX (and the images in `split`) whose activations
+/// fit the adapter's binding limit and the evaluation memory budget; 1 if none does, so
+/// that building it names what is too large.
+fn largest_batch(gpu: &Gpu, kernels: &Kernels, ckpt: &Checkpoint, split: &Split) -> Result<usize, String> {
+    let nodes = crate::network::plan(&ckpt.model.layers, 1, split.side, ckpt.dataset.classes)?;
+    let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+    let budget = (limit, crate::model::EVAL_MEMORY_BUDGET);
+    let chosen =
+        crate::model::eval_batch_for(&nodes, 0, split.count.max(1), budget, kernels, gpu.loop_budget)?;
+    Ok(chosen.unwrap_or(1))
 }
 
 /// Softmax probabilities in f64 from one sample's logits.
@@ -114,7 +129,7 @@ pub fn evaluate_split(
     gpu: &Gpu,
     ckpt: &Checkpoint,
     split: &Split,
-    batch: usize,
+    batch: Option<usize>,
 ) -> Result<EvalReport, String> {
     let classes = ckpt.dataset.classes;
     let (logits, (loss, accuracy)) = logits_of(gpu, ckpt, split, batch)?;
@@ -131,7 +146,8 @@ pub struct EvalCommand {
     pub checkpoint: PathBuf,
     pub data: Option<PathBuf>,
     pub limit_test: Option<u64>,
-    pub batch_size: u32,
+    /// None: the largest batch that fits
+    pub batch_size: Option<u32>,
     pub adapter: crate::gpu::AdapterOptions,
 }
 
@@ -169,7 +185,7 @@ pub fn eval_command(args: &EvalCommand) -> Result<(), String> {
         }
     );
     println!("test set: {} ({} images)", dir.display(), test.count);
-    let report = evaluate_split(&gpu, &ckpt, &test, args.batch_size as usize)?;
+    let report = evaluate_split(&gpu, &ckpt, &test, args.batch_size.map(|b| b as usize))?;
     print!("{}", report.format(&ckpt.class_names));
     Ok(())
 }
@@ -204,7 +220,7 @@ pub fn predict_command(args: &PredictCommand) -> Result<u8, String> {
     }
     if !ok.is_empty() {
         let split = Split { count: ok.len(), side, pixels, labels: vec![0; ok.len()] };
-        let (logits, _) = logits_of(&gpu, &ckpt, &split, 128)?;
+        let (logits, _) = logits_of(&gpu, &ckpt, &split, None)?;
         let classes = ckpt.dataset.classes;
         for (path, row) in ok.iter().zip(logits.chunks_exact(classes)) {
             let top: Vec<String> = top_classes(row, 3)

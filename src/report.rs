@@ -26,7 +26,8 @@ pub struct ReportCommand {
     pub checkpoint: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub data: Option<PathBuf>,
-    pub batch_size: u32,
+    /// None: the largest batch that fits
+    pub batch_size: Option<u32>,
     pub adapter: crate::gpu::AdapterOptions,
 }
 
@@ -96,7 +97,7 @@ pub fn report_command(args: &ReportCommand) -> Result<(), String> {
     }
     let config = std::fs::read_to_string(dir.join("config.toml")).ok().or(plan.config.clone());
 
-    let (logits, (loss, accuracy)) = logits_of(&gpu, &ckpt, &test, args.batch_size as usize)?;
+    let (logits, (loss, accuracy)) = logits_of(&gpu, &ckpt, &test, args.batch_size.map(|b| b as usize))?;
     let findings = findings(&ckpt, &test.labels, &logits, loss, accuracy);
     let html = page(&PageParts {
         dir,

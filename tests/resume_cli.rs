@@ -91,6 +91,14 @@ fn resuming_from_the_command_line_matches_an_unbroken_run() {
     assert!(stdout.contains(&want), "eval should report '{want}': {stdout}");
     assert!(stdout.contains("confusion matrix"), "{stdout}");
     assert!(stdout.contains("per-class accuracy"), "{stdout}");
+    // its default batch is the largest that fits (all 30 images); 7 a step (a short last
+    // one) and 1 a step print the same report
+    for batch in ["7", "1"] {
+        let (code, other, stderr) =
+            gpu_train(&["eval", "--checkpoint", s(&resume), "--data", s(&data), "--batch-size", batch]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(other, stdout, "eval at --batch-size {batch} differs from the default batch");
+    }
 
     // Contradicting the checkpoint is an error naming the mismatch.
     for (extra, needle) in [
