@@ -153,7 +153,7 @@ pub struct ReportArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Images per evaluation step [default: the largest that fits, up to 1024]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: Option<u32>,
     #[command(flatten)]
     pub adapter: AdapterArgs,

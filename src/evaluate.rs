@@ -161,12 +161,22 @@ pub struct PredictCommand {
 }
 
 pub fn eval_command(args: &EvalCommand) -> Result<(), String> {
+    // A checkpoint that cannot be read fails before the adapter opens (and prints its lines).
+    std::fs::File::open(&args.checkpoint)
+        .map_err(|e| format!("{}: cannot read checkpoint: {e}", args.checkpoint.display()))?;
     // The checkpoint first: its class count applies to the data (it may have been trained
     // with --classes, beyond the largest label).
     let gpu = open_gpu(&args.adapter.clone(), true)?;
     let ckpt = Checkpoint::load(&args.checkpoint, param_align_words(&gpu))?;
     let dir = data::locate_test(args.data.as_deref())?;
-    let test = data::load_test(&dir, ckpt.dataset.classes)?.truncated(args.limit_test.map(|n| n as usize));
+    let test = data::load_test(&dir, ckpt.dataset.classes)?;
+    if let Some(n) = args.limit_test.filter(|&n| n > test.count as u64) {
+        eprintln!(
+            "note: --limit-test {n} is more than the {} samples there are; using all {}",
+            test.count, test.count
+        );
+    }
+    let test = test.truncated(args.limit_test.map(|n| n as usize));
     // eval reads only the test split: the training count is the checkpoint's own
     let shape = DatasetShape {
         side: test.side,

@@ -101,9 +101,10 @@ pub const EVAL_BATCH_MAX: usize = 1024;
 pub const EVAL_MEMORY_BUDGET: u64 = 256 << 20;
 
 /// The batch a training run evaluates at, with a forward-only network of its own: the
-/// largest batch up to EVAL_BATCH_MAX (and the `test_count` images there are), halving,
-/// whose forward buffers each fit `limit_bytes` and together fit `budget_bytes`. None
-/// when that is no more than the training batch, which then evaluates itself.
+/// largest batch up to EVAL_BATCH_MAX (and the `test_count` images there are) whose
+/// activations (the input batch and every layer's output) each fit `limit_bytes` and
+/// together fit `budget_bytes`. None when that is no more than the training batch, which
+/// then evaluates itself.
 pub fn eval_batch_for(
     nodes: &[Node],
     train_batch: usize,
@@ -112,17 +113,27 @@ pub fn eval_batch_for(
     k: &Kernels,
     loop_budget: u64,
 ) -> Result<Option<usize>> {
-    let mut batch = EVAL_BATCH_MAX.min(test_count);
-    while batch > train_batch {
+    let fits = |batch: usize| -> Result<bool> {
         let buffers = batch_buffers(nodes, batch, k, loop_budget, false)?;
         let bytes = |words: usize| words as u64 * 4;
         let total: u64 = buffers.iter().map(|(_, words)| bytes(*words)).sum();
-        if total <= budget_bytes && buffers.iter().all(|(_, words)| bytes(*words) <= limit_bytes) {
-            return Ok(Some(batch));
-        }
-        batch /= 2;
+        Ok(total <= budget_bytes && buffers.iter().all(|(_, words)| bytes(*words) <= limit_bytes))
+    };
+    let cap = EVAL_BATCH_MAX.min(test_count);
+    if cap <= train_batch {
+        return Ok(None);
     }
-    Ok(None)
+    if fits(cap)? {
+        return Ok(Some(cap));
+    }
+    // Every buffer grows with the batch, so bisect: `ok` fits (or is the training batch,
+    // which need not be checked here), `too_big` does not.
+    let (mut ok, mut too_big) = (train_batch, cap);
+    while too_big - ok > 1 {
+        let mid = ok + (too_big - ok) / 2;
+        if fits(mid)? { ok = mid } else { too_big = mid }
+    }
+    Ok((ok > train_batch).then_some(ok))
 }
 
 pub struct Model {

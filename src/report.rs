@@ -115,10 +115,11 @@ pub fn report_command(args: &ReportCommand) -> Result<(), String> {
     let out = args.out.clone().unwrap_or_else(|| dir.join("report.html"));
     crate::rundir::write_whole(&out, &html)?;
     println!(
-        "wrote {}: {} on {} test images, accuracy {:.2}%, {} epoch{} of metrics",
+        "wrote {}: {} on {} test image{}, accuracy {:.2}%, {} epoch{} of metrics",
         out.display(),
         checkpoint.display(),
         test.count,
+        if test.count == 1 { "" } else { "s" },
         100.0 * accuracy,
         history.len(),
         if history.len() == 1 { "" } else { "s" }

@@ -78,6 +78,8 @@ fn negative_numbers_get_the_real_reason() {
         (&["bench", "--batch-size", "-1"], "-1 is not in 1..=65536"),
         (&["eval", "--checkpoint", "c", "--limit-test", "-1"], "'-1' is not a whole number of samples"),
         (&["eval", "--checkpoint", "c", "--batch-size", "-1"], "-1 is not in 1..=65536"),
+        (&["report", "r", "--batch-size", "-1"], "-1 is not in 1..=65536"),
+        (&["report", "r", "--batch-size", "65537"], "65537 is not in 1..=65536"),
     ] {
         let (code, _, stderr) = gpu_train(args);
         println!("{args:?} -> {code}: {stderr}");
@@ -203,13 +205,15 @@ fn adapter_errors_say_what_was_asked_and_list_the_adapters() {
     let data = tempfile::tempdir().unwrap();
     idx_files::write_dataset(data.path(), 8, 3, 12, 6, false);
     let os = std::env::consts::OS;
+    // eval refuses an unreadable checkpoint before it opens an adapter: give it a file
+    let file = data.path().join("train-labels-idx1-ubyte");
     let mut cases = vec![
         (
             vec!["--adapter", "nosuchname", "--list-adapters"],
             "no Vulkan, Metal or DX12 adapter's name contains 'nosuchname'",
         ),
         (vec!["--adapter", "nosuchname", "--data", s(data.path())], "--adapter nosuchname"),
-        (vec!["eval", "--checkpoint", "c", "--adapter", "nosuchname"], "--adapter nosuchname"),
+        (vec!["eval", "--checkpoint", s(&file), "--adapter", "nosuchname"], "--adapter nosuchname"),
         (vec!["bench", "--adapter", "nosuchname"], "--adapter nosuchname"),
     ];
     if !matches!(os, "macos" | "ios") {

@@ -97,17 +97,25 @@ fn the_evaluation_batch_keeps_to_the_binding_limit_and_the_budget_at_their_edges
     assert_eq!(choose(32, 32, roomy), None);
     assert_eq!(choose(EVAL_BATCH_MAX - 1, 10_000, roomy), Some(EVAL_BATCH_MAX));
     assert_eq!(choose(EVAL_BATCH_MAX, 10_000, roomy), None);
-    // the memory budget, at its edge: 512 fits exactly, one byte less halves again
+    // the memory budget, at its edge: 512 fits exactly, one byte less takes 511
     let (largest_512, total_512) = bytes(512);
     assert_eq!(choose(32, 10_000, (u64::MAX, total_512)), Some(512));
-    assert_eq!(choose(32, 10_000, (u64::MAX, total_512 - 1)), Some(256));
+    assert_eq!(choose(32, 10_000, (u64::MAX, total_512 - 1)), Some(511));
     // the binding limit, at its edge
     assert_eq!(choose(32, 10_000, (largest_512, u64::MAX)), Some(512));
-    assert_eq!(choose(32, 10_000, (largest_512 - 1, u64::MAX)), Some(256));
-    // halving never goes to or below the training batch
-    let (_, total_64) = bytes(64);
-    assert_eq!(choose(32, 10_000, (u64::MAX, total_64)), Some(64));
-    assert_eq!(choose(64, 10_000, (u64::MAX, total_64)), None);
+    assert_eq!(choose(32, 10_000, (largest_512 - 1, u64::MAX)), Some(511));
+    // both at once: the tighter decides
+    let (largest_300, _) = bytes(300);
+    assert_eq!(choose(32, 10_000, (largest_300, total_512)), Some(300));
+    // never the training batch or below
+    let (_, total_33) = bytes(33);
+    assert_eq!(choose(32, 10_000, (u64::MAX, total_33)), Some(33));
+    assert_eq!(choose(32, 10_000, (u64::MAX, total_33 - 1)), None);
+    assert_eq!(choose(33, 10_000, (u64::MAX, total_33)), None);
+    // the largest, not a power of two below the images there are
+    assert_eq!(choose(100, 700, roomy), Some(700));
+    let (_, total_415) = bytes(415);
+    assert_eq!(choose(300, 600, (u64::MAX, total_415)), Some(415));
 }
 
 #[test]

@@ -99,6 +99,15 @@ fn resuming_from_the_command_line_matches_an_unbroken_run() {
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(other, stdout, "eval at --batch-size {batch} differs from the default batch");
     }
+    // a limit beyond the test set uses it all, with a note as in training
+    let (code, other, stderr) =
+        gpu_train(&["eval", "--checkpoint", s(&resume), "--data", s(&data), "--limit-test", "1000"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(other, stdout);
+    assert!(
+        stderr.contains("--limit-test 1000 is more than the 30 samples there are; using all 30"),
+        "{stderr}"
+    );
 
     // Contradicting the checkpoint is an error naming the mismatch.
     for (extra, needle) in [
@@ -177,6 +186,11 @@ fn damaged_or_missing_checkpoints_are_one_line_errors() {
     let (code, _, stderr) = gpu_train(&["--resume", s(&missing), "--data", s(root.path()), "--no-save"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("missing.safetensors: cannot read checkpoint"), "{stderr}");
+    // eval says so before it opens the adapter (and prints nothing else)
+    let (code, stdout, stderr) = gpu_train(&["eval", "--checkpoint", s(&missing)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("missing.safetensors: cannot read checkpoint"), "{stderr}");
+    assert_eq!(stdout, "", "{stdout}");
 }
 
 /// The shell command line a run printed after "continue with: ".
