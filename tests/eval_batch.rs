@@ -120,11 +120,7 @@ fn the_evaluation_batch_keeps_to_the_binding_limit_and_the_budget_at_their_edges
 
 #[test]
 fn with_f16_storage_evaluation_stays_at_the_training_batch() {
-    let gpu = common::gpu();
-    if !gpu.has_f16() {
-        common::skip::skip_unless_ci(&format!("{} has no SHADER_F16", gpu.describe()));
-        return;
-    }
+    let Some(gpu) = common::gpu_with_f16() else { return };
     // the tuner may choose f16 storage at one batch and not at another, which would change
     // what evaluation computes
     let tuner = gpu_train::autotune::Tuner::with_cache(&gpu, gpu_train::autotune::TuneMode::Off, None)

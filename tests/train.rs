@@ -54,11 +54,7 @@ fn real_subset_trains_well_above_chance() {
 
 #[test]
 fn real_subset_trains_as_well_with_f16_storage_products() {
-    let gpu = common::gpu();
-    if !gpu.has_f16() {
-        common::skip::skip_unless_ci(&format!("{} has no SHADER_F16", gpu.describe()));
-        return;
-    }
+    let Some(gpu) = common::gpu_with_f16() else { return };
     // every dense product forced to the f16-storage variant, as --f16-storage lets the
     // autotuner choose it
     let forced =

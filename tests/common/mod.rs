@@ -11,6 +11,16 @@ pub fn gpu() -> Gpu {
     Gpu::new(&AdapterOptions::default()).expect("a wgpu adapter (install mesa-vulkan-drivers)")
 }
 
+/// A device with SHADER_F16, or None after a visible skip (a failure under CI).
+pub fn gpu_with_f16() -> Option<Gpu> {
+    let gpu = gpu();
+    if !gpu.has_f16() {
+        skip::skip_unless_ci(&format!("{} has no SHADER_F16", gpu.describe()));
+        return None;
+    }
+    Some(gpu)
+}
+
 /// A device and kernels for every kernel configuration: Plain at this adapter's workgroup
 /// size and at 64 lanes (what real GPUs get, with its own weight-gradient mapping), and
 /// Subgroup8 where the adapter has 8-lane subgroups.
