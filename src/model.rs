@@ -97,7 +97,7 @@ pub fn check_batch_fits(gpu: &Gpu, k: &Kernels, nodes: &[Node], batch: usize, tr
 
 /// The most images one step of a training run's evaluation takes.
 pub const EVAL_BATCH_MAX: usize = 1024;
-/// The GPU bytes that the evaluation network's batch-sized buffers may take together.
+/// The GPU bytes that the evaluation network's activations may take together.
 pub const EVAL_MEMORY_BUDGET: u64 = 256 << 20;
 
 /// The batch a training run evaluates at, with a forward-only network of its own: the
