@@ -51,11 +51,7 @@ pub fn logits_of(
 /// that building it names what is too large.
 fn largest_batch(gpu: &Gpu, kernels: &Kernels, ckpt: &Checkpoint, split: &Split) -> Result<usize, String> {
     let nodes = crate::network::plan(&ckpt.model.layers, 1, split.side, ckpt.dataset.classes)?;
-    let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
-    let budget = (limit, crate::model::EVAL_MEMORY_BUDGET);
-    let chosen =
-        crate::model::eval_batch_for(&nodes, 0, split.count.max(1), budget, kernels, gpu.loop_budget)?;
-    Ok(chosen.unwrap_or(1))
+    Ok(crate::model::eval_batch_on(gpu, kernels, &nodes, 0, split.count.max(1))?.unwrap_or(1))
 }
 
 /// Softmax probabilities in f64 from one sample's logits.

@@ -317,6 +317,11 @@ impl Gpu {
         if self.is_software() { WORKGROUP_SIZES[0] } else { WORKGROUP_SIZES[1] }
     }
 
+    /// The most bytes one storage buffer may hold and be bound whole.
+    pub fn storage_limit(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
     fn check_storage_size(&self, label: &str, bytes: u64) -> Result<()> {
         if bytes > self.limits.max_storage_buffer_binding_size {
             return Err(format!(

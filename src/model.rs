@@ -46,7 +46,7 @@ pub fn param_align_words(gpu: &Gpu) -> usize {
 
 /// Refuses parameters that would not fit one buffer, before the host builds them.
 pub fn check_params_fit(gpu: &Gpu, layout: &crate::network::ParamLayout) -> Result<()> {
-    let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+    let limit = gpu.storage_limit();
     let bytes = layout.total as u64 * 4;
     if bytes > limit {
         return Err(format!(
@@ -134,6 +134,25 @@ pub fn eval_batch_for(
         if fits(mid)? { ok = mid } else { too_big = mid }
     }
     Ok((ok > train_batch).then_some(ok))
+}
+
+/// `eval_batch_for` with this adapter's storage limit and loop budget and the evaluation
+/// memory budget.
+pub fn eval_batch_on(
+    gpu: &Gpu,
+    k: &Kernels,
+    nodes: &[Node],
+    train_batch: usize,
+    test_count: usize,
+) -> Result<Option<usize>> {
+    eval_batch_for(
+        nodes,
+        train_batch,
+        test_count,
+        (gpu.storage_limit(), EVAL_MEMORY_BUDGET),
+        k,
+        gpu.loop_budget,
+    )
 }
 
 pub struct Model {

@@ -416,7 +416,7 @@ impl Network {
         let layout = ParamLayout::new(&nodes, crate::model::param_align_words(gpu));
         crate::model::check_params_fit(gpu, &layout)?;
         let params = match weights {
-            Some(w) if w.nodes == nodes && w.layout.total == layout.total => w.params.clone(),
+            Some(w) if w.nodes == nodes => w.params.clone(),
             Some(_) => return Err("internal error: shared weights of another model".into()),
             None => gpu.storage_init("params", &layout.init(seed))?,
         };

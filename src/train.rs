@@ -275,17 +275,10 @@ impl<'a> Trainer<'a> {
         test: &ResidentSplit,
         slots: &StepSlots,
     ) -> Result<Option<Model>> {
-        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         let mut cap = test.count;
         loop {
-            let Some(batch) = crate::model::eval_batch_for(
-                &model.network.nodes,
-                cfg.batch_size,
-                cap,
-                (limit, crate::model::EVAL_MEMORY_BUDGET),
-                kernels,
-                gpu.loop_budget,
-            )?
+            let Some(batch) =
+                crate::model::eval_batch_on(gpu, kernels, &model.network.nodes, cfg.batch_size, cap)?
             else {
                 return Ok(None);
             };
