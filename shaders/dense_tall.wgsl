@@ -7,6 +7,12 @@
 // arrive by a_rows8) for 64 multiply-adds, against matmul's 8 and 1 for 64.
 // Sums run over k in order as in matmul, so both give identical results.
 
+// How this pipeline reads B: B_SCALAR, B_ROWS or B_COLS (dense.wgsl), set when it is built
+// to matmul_rows' or matmul_cols' condition on the strides. Chosen at run time, the ways
+// no lane takes still cost a CPU adapter time (llvmpipe: about 15% of a 128 x 3136 x
+// 128 product).
+override TALL_B_LOAD: u32 = 0u;
+
 const TALL_M: u32 = 16u;
 const TALL_N: u32 = 4u;
 
@@ -53,7 +59,7 @@ fn matmul_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let bo = vec4(min(n0, nl), min(n0 + 1u, nl), min(n0 + 2u, nl), min(n0 + 3u, nl)) * p.b_col;
     var t: Tall;
     // B's rows as vec4s where they are contiguous and aligned (matmul_rows' condition)
-    if p.b_col == 1u && p.b_row % 4u == 0u && p.n % 4u == 0u {
+    if TALL_B_LOAD == B_ROWS {
         let n4 = min(n0, p.n - 4u) / 4u;
         let row4 = p.b_row / 4u;
         // 4 k-steps an iteration (fewer loop passes), then the rest
@@ -68,8 +74,9 @@ fn matmul_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         for (; kk < k_end; kk++) {
             t = tall_step(t, b4[kk * row4 + n4], m0, kk, lid);
         }
-    } else if p.b_row == 1u && p.b_col % 4u == 0u && p.k % 4u == 0u && p.k_chunk % 4u == 0u {
-        // B's columns as vec4s along k (matmul_cols' condition): 4 k-steps per iteration
+    } else if TALL_B_LOAD == B_COLS {
+        // B's columns as vec4s along k (matmul_cols' condition; slices are whole vec4s
+        // long): 4 k-steps per iteration
         for (var kk = k_begin; kk < k_end; kk += 4u) {
             let q0 = b4[(bo.x + kk) / 4u];
             let q1 = b4[(bo.y + kk) / 4u];

@@ -169,4 +169,13 @@ fn matmul_variant_constants_match_the_shaders() {
         let line = format!("const {name}: u32 = {value}u;");
         assert!(source.contains(&line), "the shader does not say `{line}`");
     }
+    // matmul_tall's TALL_B_LOAD is the host's BLoad
+    for (name, load) in [("B_SCALAR", BLoad::Scalar), ("B_ROWS", BLoad::Rows), ("B_COLS", BLoad::Cols)] {
+        let line = format!("const {name}: u32 = {}u;", load as u32);
+        assert!(gpu_train::kernels::DENSE_WGSL.contains(&line), "dense.wgsl does not say `{line}`");
+    }
+    // a pipeline built without EPILOGUE applies every flag the host may set
+    let every_flag = FLAG_BIAS | FLAG_RELU | FLAG_MASK;
+    let line = format!("override EPILOGUE: u32 = {every_flag}u;");
+    assert!(gpu_train::kernels::DENSE_WGSL.contains(&line), "dense.wgsl does not say `{line}`");
 }

@@ -64,12 +64,13 @@ pub struct MatmulArgs<'a> {
     pub aux: Option<wgpu::BindingResource<'a>>,
 }
 
-/// The loads matmul uses for B.
+/// The loads matmul uses for B. Scalar, Rows and Cols are also matmul_tall's ways of
+/// reading B, numbered as B_SCALAR, B_ROWS and B_COLS in dense.wgsl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BLoad {
-    Scalar,
-    Rows,
-    Cols,
+    Scalar = 0,
+    Rows = 1,
+    Cols = 2,
     /// matmul_tall
     Tall,
     /// matmul_tiled
@@ -236,13 +237,36 @@ pub fn matmul_with(
     let mut params = args.params;
     let rows_as_vec4 = params.b_col == 1 && params.b_row.is_multiple_of(4) && params.n.is_multiple_of(4);
     let cols_as_vec4 = params.b_row == 1 && params.b_col.is_multiple_of(4) && params.k.is_multiple_of(4);
-    let on_demand = |entry, wg| k.on_demand_with(gpu, "dense_variants.wgsl", entry, &[("WG", wg)]);
+    // one plan for every variant (longest_slice); where B's columns are read as vec4s,
+    // slices are whole vec4s long
+    let tile_load = if rows_as_vec4 {
+        BLoad::Rows
+    } else if cols_as_vec4 {
+        BLoad::Cols
+    } else {
+        BLoad::Scalar
+    };
+    let (splits, k_chunk) = split_plan(
+        params.k,
+        longest_slice(tile_load, gpu.loop_budget),
+        if cols_as_vec4 { 4 } else { 1 },
+        &format!("matmul over K = {}", params.k),
+    )?;
+    // The on-demand variants are built for the flags they apply (none where split-K
+    // slices leave the epilogue to matmul_reduce): see EPILOGUE in dense.wgsl.
+    let epilogue = if splits == 1 { params.flags } else { 0 };
+    let on_demand =
+        |module, entry, wg| k.on_demand_with(gpu, module, entry, &[("WG", wg), ("EPILOGUE", epilogue)]);
     let (kernel, load) = match variant {
-        MatmulVariant::Tall => (on_demand("matmul_tall", k.workgroup_size)?, BLoad::Tall),
-        MatmulVariant::Tiled => (on_demand("matmul_tiled", TILED_WG)?, BLoad::Tiled),
-        MatmulVariant::TiledF16 => {
-            (k.on_demand_with(gpu, "dense_f16.wgsl", "matmul_tiled", &[("WG", TILED_WG)])?, BLoad::Tiled)
+        // matmul_tall is also built for its way of reading B (TALL_B_LOAD), chosen here
+        // as the shader used to choose it at run time
+        MatmulVariant::Tall => {
+            let overrides =
+                [("WG", k.workgroup_size), ("EPILOGUE", epilogue), ("TALL_B_LOAD", tile_load as u32)];
+            (k.on_demand_with(gpu, "dense_variants.wgsl", "matmul_tall", &overrides)?, BLoad::Tall)
         }
+        MatmulVariant::Tiled => (on_demand("dense_variants.wgsl", "matmul_tiled", TILED_WG)?, BLoad::Tiled),
+        MatmulVariant::TiledF16 => (on_demand("dense_f16.wgsl", "matmul_tiled", TILED_WG)?, BLoad::Tiled),
         MatmulVariant::Tile if rows_as_vec4 => (k.matmul_rows.clone(), BLoad::Rows),
         MatmulVariant::Tile if cols_as_vec4 => (k.matmul_cols.clone(), BLoad::Cols),
         MatmulVariant::Tile => (k.matmul.clone(), BLoad::Scalar),
@@ -268,23 +292,8 @@ pub fn matmul_with(
         (None, MatmulVariant::Tiled) => vec![(1, args.a.clone()), (2, args.b.clone())],
         _ => vec![(1, args.a.clone()), (2, args.b.clone()), (6, b4)],
     };
-    // one plan for every variant (longest_slice); where B's columns are read as vec4s,
-    // slices are whole vec4s long
-    let tile_load = if rows_as_vec4 {
-        BLoad::Rows
-    } else if cols_as_vec4 {
-        BLoad::Cols
-    } else {
-        BLoad::Scalar
-    };
     // the f16 variant runs dense_f16.wgsl's matmul_tiled: named apart in kernel tables
     let name = if variant == MatmulVariant::TiledF16 { "matmul_tiled_f16" } else { kernel.name };
-    let (splits, k_chunk) = split_plan(
-        params.k,
-        longest_slice(tile_load, gpu.loop_budget),
-        if cols_as_vec4 { 4 } else { 1 },
-        &format!("{} over K = {}", kernel.name, params.k),
-    )?;
     let (tile_rows, tile_cols) = match load {
         BLoad::Tall => (TALL.0, kernel.workgroup_size * TALL.1),
         BLoad::Tiled => (TILED.0, TILED.1),
