@@ -258,8 +258,8 @@ pub fn matmul_with(
     let on_demand =
         |module, entry, wg| k.on_demand_with(gpu, module, entry, &[("WG", wg), ("EPILOGUE", epilogue)]);
     let (kernel, load) = match variant {
-        // matmul_tall is also built for its way of reading B (TALL_B_LOAD), chosen here
-        // as the shader used to choose it at run time
+        // matmul_tall is also built for its way of reading B (TALL_B_LOAD): tile_load,
+        // the way the default variant reads it
         MatmulVariant::Tall => {
             let overrides =
                 [("WG", k.workgroup_size), ("EPILOGUE", epilogue), ("TALL_B_LOAD", tile_load as u32)];
