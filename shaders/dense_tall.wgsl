@@ -1,5 +1,6 @@
 // matmul_tall: like matmul, but a workgroup shares 16 rows (two a_rows8 fetches) and
-// each lane owns 4 consecutive columns. Appended to dense.wgsl with an a_rows8 helper.
+// each lane owns 4 consecutive columns. Appended to dense.wgsl with an a_rows8 helper,
+// then a_quad and a_quad_rows (dense_tall_fetch*.wgsl, of the same family).
 //
 // Why: on an adapter that runs a workgroup as one SIMD program (llvmpipe), a load whose
 // address differs per lane costs a scalar load per lane, while broadcasting a value from
@@ -13,6 +14,31 @@
 // 128 product).
 override TALL_B_LOAD: u32 = 0u;
 
+// How this pipeline reads A in its loops of 4 k-steps, set when it is built from the
+// strides (the host's ALoad): A_SCALAR, by a_rows8 at each k-step; A_K4 where A's rows
+// run along k (a_col = 1, a_row a multiple of 4, slices starting at multiples of 4): a
+// row's 4 k-steps as one vec4; A_M4 where A's columns run along m (a_row = 1, a_col and
+// m multiples of 4): 4 rows' values at one k-step as one vec4. A vec4 load costs a CPU
+// adapter about what a scalar one does (tall_quad_rows, dense_tall_fetch*.wgsl).
+override TALL_A_LOAD: u32 = 0u;
+const A_SCALAR: u32 = 0u;
+const A_K4: u32 = 1u;
+const A_M4: u32 = 2u;
+
+// A as vec4s, for A_K4 and A_M4.
+@group(0) @binding(11) var<storage, read> a4: array<vec4<f32>>;
+
+// The vec4 holding row `row`'s k-steps kk .. kk + 3 (A_K4; rows past m re-read the last).
+fn a_k4_at(row: u32, kk: u32) -> vec4<f32> {
+    return a4[(min(row, p.m - 1u) * p.a_row + kk) / 4u];
+}
+
+// The vec4 holding rows row .. row + 3 at k-step kk (A_M4; row a multiple of 4, groups
+// past m re-read the last).
+fn a_m4_at(row: u32, kk: u32) -> vec4<f32> {
+    return a4[(min(row, p.m - 4u) + kk * p.a_col) / 4u];
+}
+
 const TALL_M: u32 = 16u;
 const TALL_N: u32 = 4u;
 
@@ -25,14 +51,45 @@ struct Tall {
     r12: vec4<f32>, r13: vec4<f32>, r14: vec4<f32>, r15: vec4<f32>,
 }
 
-// One k-step: row i += a[m0 + i, kk] * the lane's 4 B values.
-fn tall_step(t: Tall, bv: vec4<f32>, m0: u32, kk: u32, lid: u32) -> Tall {
-    let lo = a_rows8(m0, kk, lid);
-    let hi = a_rows8(m0 + 8u, kk, lid);
+// A's values of the 16 rows at one k-step: rows m0 .. m0 + 7 (lo), m0 + 8 .. m0 + 15 (hi).
+struct TallRows {
+    lo: array<f32, 8>,
+    hi: array<f32, 8>,
+}
+
+// One k-step: row i += a[m0 + i, k] * the lane's 4 B values.
+fn tall_rows(t: Tall, bv: vec4<f32>, a: TallRows) -> Tall {
+    let lo = a.lo;
+    let hi = a.hi;
     return Tall(t.r0 + lo[0] * bv, t.r1 + lo[1] * bv, t.r2 + lo[2] * bv, t.r3 + lo[3] * bv,
                 t.r4 + lo[4] * bv, t.r5 + lo[5] * bv, t.r6 + lo[6] * bv, t.r7 + lo[7] * bv,
                 t.r8 + hi[0] * bv, t.r9 + hi[1] * bv, t.r10 + hi[2] * bv, t.r11 + hi[3] * bv,
                 t.r12 + hi[4] * bv, t.r13 + hi[5] * bv, t.r14 + hi[6] * bv, t.r15 + hi[7] * bv);
+}
+
+// One k-step, A by a_rows8.
+fn tall_step(t: Tall, bv: vec4<f32>, m0: u32, kk: u32, lid: u32) -> Tall {
+    return tall_rows(t, bv, TallRows(a_rows8(m0, kk, lid), a_rows8(m0 + 8u, kk, lid)));
+}
+
+// Four k-steps kk .. kk + 3 (kk a multiple of 4 for A_K4), B's values b0 .. b3, A as
+// TALL_A_LOAD says: the same sums in the same order whichever way A is read.
+fn tall_quad(t: Tall, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>, m0: u32, kk: u32,
+             lid: u32) -> Tall {
+    var r = t;
+    if TALL_A_LOAD == A_SCALAR {
+        r = tall_step(r, b0, m0, kk, lid);
+        r = tall_step(r, b1, m0, kk + 1u, lid);
+        r = tall_step(r, b2, m0, kk + 2u, lid);
+        r = tall_step(r, b3, m0, kk + 3u, lid);
+    } else {
+        let q = a_quad(m0, kk, lid);
+        r = tall_rows(r, b0, a_quad_rows(q, 0u));
+        r = tall_rows(r, b1, a_quad_rows(q, 1u));
+        r = tall_rows(r, b2, a_quad_rows(q, 2u));
+        r = tall_rows(r, b3, a_quad_rows(q, 3u));
+    }
+    return r;
 }
 
 // B's row kk at the lane's 4 columns (offsets bo), by scalar loads.
@@ -66,10 +123,7 @@ fn matmul_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         var kk = k_begin;
         for (; kk + 4u <= k_end; kk += 4u) {
             let at = kk * row4 + n4;
-            t = tall_step(t, b4[at], m0, kk, lid);
-            t = tall_step(t, b4[at + row4], m0, kk + 1u, lid);
-            t = tall_step(t, b4[at + 2u * row4], m0, kk + 2u, lid);
-            t = tall_step(t, b4[at + 3u * row4], m0, kk + 3u, lid);
+            t = tall_quad(t, b4[at], b4[at + row4], b4[at + 2u * row4], b4[at + 3u * row4], m0, kk, lid);
         }
         for (; kk < k_end; kk++) {
             t = tall_step(t, b4[kk * row4 + n4], m0, kk, lid);
@@ -82,18 +136,14 @@ fn matmul_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             let q1 = b4[(bo.y + kk) / 4u];
             let q2 = b4[(bo.z + kk) / 4u];
             let q3 = b4[(bo.w + kk) / 4u];
-            t = tall_step(t, vec4(q0.x, q1.x, q2.x, q3.x), m0, kk, lid);
-            t = tall_step(t, vec4(q0.y, q1.y, q2.y, q3.y), m0, kk + 1u, lid);
-            t = tall_step(t, vec4(q0.z, q1.z, q2.z, q3.z), m0, kk + 2u, lid);
-            t = tall_step(t, vec4(q0.w, q1.w, q2.w, q3.w), m0, kk + 3u, lid);
+            t = tall_quad(t, vec4(q0.x, q1.x, q2.x, q3.x), vec4(q0.y, q1.y, q2.y, q3.y),
+                          vec4(q0.z, q1.z, q2.z, q3.z), vec4(q0.w, q1.w, q2.w, q3.w), m0, kk, lid);
         }
     } else {
         var kk = k_begin;
         for (; kk + 4u <= k_end; kk += 4u) {
-            t = tall_step(t, b_cols(bo, kk), m0, kk, lid);
-            t = tall_step(t, b_cols(bo, kk + 1u), m0, kk + 1u, lid);
-            t = tall_step(t, b_cols(bo, kk + 2u), m0, kk + 2u, lid);
-            t = tall_step(t, b_cols(bo, kk + 3u), m0, kk + 3u, lid);
+            t = tall_quad(t, b_cols(bo, kk), b_cols(bo, kk + 1u), b_cols(bo, kk + 2u), b_cols(bo, kk + 3u), m0,
+                          kk, lid);
         }
         for (; kk < k_end; kk++) {
             t = tall_step(t, b_cols(bo, kk), m0, kk, lid);

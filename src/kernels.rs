@@ -109,9 +109,18 @@ fn on_demand_sources(variant: Variant) -> Vec<(&'static str, String)> {
 
 /// The on-demand module of the autotuner's matmul variants, with `variant`'s A fetch.
 pub(crate) fn dense_variants(variant: Variant) -> String {
-    use crate::layers::dense::{DENSE_TALL_WGSL, DENSE_TILED_F32_WGSL, DENSE_TILED_WGSL};
-    let a_fetch = if variant.needs_subgroups() { DENSE_ROWS_SUBGROUP_WGSL } else { DENSE_ROWS_WGSL };
-    format!("{DENSE_WGSL}\n{a_fetch}\n{DENSE_TALL_WGSL}\n{DENSE_TILED_F32_WGSL}\n{DENSE_TILED_WGSL}")
+    use crate::layers::dense::{
+        DENSE_TALL_FETCH_SUBGROUP_WGSL, DENSE_TALL_FETCH_WGSL, DENSE_TALL_WGSL, DENSE_TILED_F32_WGSL,
+        DENSE_TILED_WGSL,
+    };
+    let (a_fetch, quad_fetch) = if variant.needs_subgroups() {
+        (DENSE_ROWS_SUBGROUP_WGSL, DENSE_TALL_FETCH_SUBGROUP_WGSL)
+    } else {
+        (DENSE_ROWS_WGSL, DENSE_TALL_FETCH_WGSL)
+    };
+    format!(
+        "{DENSE_WGSL}\n{a_fetch}\n{DENSE_TALL_WGSL}\n{quad_fetch}\n{DENSE_TILED_F32_WGSL}\n{DENSE_TILED_WGSL}"
+    )
 }
 
 /// The modules only a device with SHADER_F16 may build (on demand, with --f16-storage): the

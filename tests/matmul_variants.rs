@@ -10,7 +10,7 @@ use common::*;
 use gpu_train::autotune::Tuner;
 use gpu_train::gpu::Gpu;
 use gpu_train::kernels::Kernels;
-use gpu_train::layers::dense::{BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulVariant, longest_slice};
+use gpu_train::layers::dense::{ALoad, BLoad, FLAG_BIAS, FLAG_MASK, FLAG_RELU, MatmulVariant, longest_slice};
 use matmul_case::Case;
 
 impl Case {
@@ -93,7 +93,9 @@ fn every_matmul_variant_matches_the_reference_in_every_stride_pattern() {
     // 13 x 21 x 37: no size a multiple of any tile; 36 and 20: B readable as vec4s
     let setups = setups();
     let mut seed = 40;
-    for (m, n, k) in [(13, 21, 37), (13, 20, 36), (1, 1, 1), (9, 4, 4)] {
+    // 12 x 21 x 40: matmul_tall reads A as vec4s (A_K4 by rows, A_M4 by columns) with
+    // fewer rows than a tile
+    for (m, n, k) in [(13, 21, 37), (13, 20, 36), (1, 1, 1), (9, 4, 4), (12, 21, 40)] {
         for (a_rows, b_rows) in [(true, false), (false, true), (true, true), (false, false)] {
             // one value: ReLU or the mask could zero it, and the test would prove nothing
             // (each set is a pipeline of its own for the autotuner's variants: EPILOGUE)
@@ -121,6 +123,14 @@ fn every_matmul_variant_covers_several_tiles_in_each_direction() {
     assert_identical(&check(&setups, case, 60, false));
     let case = Case { m: 70, n: 132, k: 40, a_rows: false, b_rows: true, flags: 0 };
     assert_identical(&check(&setups, case, 61, false));
+    // matmul_tall reading A as vec4s: by columns over 5 row groups (the last a part), and
+    // by rows with m past a multiple of 4
+    let case = Case { m: 68, n: 150, k: 44, a_rows: false, b_rows: false, flags: FLAG_BIAS | FLAG_RELU };
+    assert_eq!(ALoad::for_product(&case.params(), true), ALoad::M4);
+    assert_identical(&check(&setups, case, 62, false));
+    let case = Case { m: 131, n: 132, k: 44, a_rows: true, b_rows: true, flags: FLAG_MASK };
+    assert_eq!(ALoad::for_product(&case.params(), true), ALoad::K4);
+    assert_identical(&check(&setups, case, 63, false));
 }
 
 #[test]
@@ -150,9 +160,17 @@ fn every_matmul_variant_splits_k_the_same_way() {
     for (gpu, _) in &mut setups {
         gpu.loop_budget = 3_000;
     }
-    // B by columns as vec4s (K a multiple of 4), by rows, by scalar loads
-    for (k, b_rows, n) in [(9_000, false, 6), (7_001, true, 8), (7_001, false, 5)] {
-        let case = Case { m: 17, n, k, a_rows: true, b_rows, flags: FLAG_BIAS };
+    // B by columns as vec4s (K a multiple of 4), by rows, by scalar loads; A by rows (as
+    // vec4s in matmul_tall where K is a multiple of 4 and so are the slices) or, with m a
+    // multiple of 4, by columns (as vec4s)
+    for (k, b_rows, n, m, a_rows) in [
+        (9_000, false, 6, 17, true),
+        (7_001, true, 8, 17, true),
+        (7_001, false, 5, 17, true),
+        (8_000, true, 8, 17, true),
+        (7_001, true, 8, 20, false),
+    ] {
+        let case = Case { m, n, k, a_rows, b_rows, flags: FLAG_BIAS };
         let outputs = check(&setups, case, 90 + k as u64, false);
         assert!(outputs.iter().all(|(label, _)| label.contains("matmul_reduce")), "every variant splits");
         assert_identical(&outputs);
@@ -172,6 +190,11 @@ fn matmul_variant_constants_match_the_shaders() {
     ] {
         let line = format!("const {name}: u32 = {value}u;");
         assert!(source.contains(&line), "the shader does not say `{line}`");
+    }
+    // matmul_tall's TALL_A_LOAD is the host's ALoad
+    for (name, load) in [("A_SCALAR", ALoad::Scalar), ("A_K4", ALoad::K4), ("A_M4", ALoad::M4)] {
+        let line = format!("const {name}: u32 = {}u;", load as u32);
+        assert!(DENSE_TALL_WGSL.contains(&line), "dense_tall.wgsl does not say `{line}`");
     }
     // matmul_tall's TALL_B_LOAD is the host's BLoad
     for (name, load) in [("B_SCALAR", BLoad::Scalar), ("B_ROWS", BLoad::Rows), ("B_COLS", BLoad::Cols)] {

@@ -150,6 +150,34 @@ impl MatmulVariant {
     }
 }
 
+/// How matmul_tall reads A in its loops of 4 k-steps (TALL_A_LOAD; A_SCALAR, A_K4 and A_M4
+/// in dense_tall.wgsl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ALoad {
+    /// a_rows8 at each k-step, any strides.
+    Scalar = 0,
+    /// A's rows run along k (a_col = 1, a_row a multiple of 4) and slices start at
+    /// multiples of 4: a row's 4 k-steps in one vec4.
+    K4 = 1,
+    /// A's columns run along m (a_row = 1; a_col and m multiples of 4): 4 rows at one
+    /// k-step in one vec4.
+    M4 = 2,
+}
+
+impl ALoad {
+    /// The way to read A of `params`; `aligned_slices`: every K slice starts at a multiple
+    /// of 4 (so does an unsplit product's one).
+    pub fn for_product(params: &MatmulParams, aligned_slices: bool) -> ALoad {
+        if params.a_col == 1 && params.a_row.is_multiple_of(4) && aligned_slices {
+            ALoad::K4
+        } else if params.a_row == 1 && params.a_col.is_multiple_of(4) && params.m.is_multiple_of(4) {
+            ALoad::M4
+        } else {
+            ALoad::Scalar
+        }
+    }
+}
+
 /// matmul_tall's rows per workgroup and columns per lane (TALL_M, TALL_N in dense_tall.wgsl).
 pub const TALL: (u32, u32) = (16, 4);
 /// matmul_tiled's output tile (rows, columns) and its k-step (TILED_* in dense_tiled.wgsl).
@@ -218,6 +246,9 @@ pub fn longest_slice(tile_load: BLoad, loop_budget: u64) -> u64 {
 }
 
 pub const DENSE_TALL_WGSL: &str = include_str!("../../shaders/dense_tall.wgsl");
+/// matmul_tall's vec4 fetch of A, by family: plain and 8-lane subgroups.
+pub const DENSE_TALL_FETCH_WGSL: &str = include_str!("../../shaders/dense_tall_fetch.wgsl");
+pub const DENSE_TALL_FETCH_SUBGROUP_WGSL: &str = include_str!("../../shaders/dense_tall_fetch_subgroup.wgsl");
 pub const DENSE_TILED_WGSL: &str = include_str!("../../shaders/dense_tiled.wgsl");
 pub const DENSE_TILED_F32_WGSL: &str = include_str!("../../shaders/dense_tiled_f32.wgsl");
 pub const DENSE_TILED_F16_WGSL: &str = include_str!("../../shaders/dense_tiled_f16.wgsl");
@@ -255,14 +286,19 @@ pub fn matmul_with(
     // The on-demand variants are built for the flags they apply (none where split-K
     // slices leave the epilogue to matmul_reduce): see EPILOGUE in dense.wgsl.
     let epilogue = if splits == 1 { params.flags } else { 0 };
+    let a_load = ALoad::for_product(&params, splits == 1 || k_chunk.is_multiple_of(4));
     let on_demand =
         |module, entry, wg| k.on_demand_with(gpu, module, entry, &[("WG", wg), ("EPILOGUE", epilogue)]);
     let (kernel, load) = match variant {
         // matmul_tall is also built for its way of reading B (TALL_B_LOAD): tile_load,
         // the way the default variant reads it
         MatmulVariant::Tall => {
-            let overrides =
-                [("WG", k.workgroup_size), ("EPILOGUE", epilogue), ("TALL_B_LOAD", tile_load as u32)];
+            let overrides = [
+                ("WG", k.workgroup_size),
+                ("EPILOGUE", epilogue),
+                ("TALL_B_LOAD", tile_load as u32),
+                ("TALL_A_LOAD", a_load as u32),
+            ];
             (k.on_demand_with(gpu, "dense_variants.wgsl", "matmul_tall", &overrides)?, BLoad::Tall)
         }
         MatmulVariant::Tiled => (on_demand("dense_variants.wgsl", "matmul_tiled", TILED_WG)?, BLoad::Tiled),
@@ -290,6 +326,11 @@ pub fn matmul_with(
     let operands: Vec<(u32, wgpu::BindingResource)> = match (&halves, variant) {
         (Some([a16, b16]), _) => vec![(7, whole(a16)), (8, whole(b16))],
         (None, MatmulVariant::Tiled) => vec![(1, args.a.clone()), (2, args.b.clone())],
+        // binding 11, A's vec4 view: read only by matmul_tall, where A allows (ALoad)
+        (None, MatmulVariant::Tall) => {
+            let a4 = if a_load == ALoad::Scalar { whole(&stand_in) } else { args.a.clone() };
+            vec![(1, args.a.clone()), (2, args.b.clone()), (6, b4), (11, a4)]
+        }
         _ => vec![(1, args.a.clone()), (2, args.b.clone()), (6, b4)],
     };
     // the f16 variant runs dense_f16.wgsl's matmul_tiled: named apart in kernel tables
