@@ -5,7 +5,8 @@
 // Why: on an adapter that runs a workgroup as one SIMD program (llvmpipe), a load whose
 // address differs per lane costs a scalar load per lane, while broadcasting a value from
 // one lane is cheap. Per k-step a lane here loads 4 B values and 2 A values (the others
-// arrive by a_rows8) for 64 multiply-adds, against matmul's 8 and 1 for 64.
+// arrive by a_rows8) for 64 multiply-adds, against matmul's 8 and 1 for 64; where A comes
+// as vec4s (TALL_A_LOAD), 2 A loads serve 4 k-steps.
 // Sums run over k in order as in matmul, so both give identical results.
 
 // How this pipeline reads B: B_SCALAR, B_ROWS or B_COLS (dense.wgsl), set when it is built
@@ -19,7 +20,8 @@ override TALL_B_LOAD: u32 = 0u;
 // run along k (a_col = 1, a_row a multiple of 4, slices starting at multiples of 4): a
 // row's 4 k-steps as one vec4; A_M4 where A's columns run along m (a_row = 1, a_col and
 // m multiples of 4): 4 rows' values at one k-step as one vec4. A vec4 load costs a CPU
-// adapter about what a scalar one does (tall_quad_rows, dense_tall_fetch*.wgsl).
+// adapter about what a scalar one does (tall_quad; a_quad and a_quad_rows in
+// dense_tall_fetch*.wgsl).
 override TALL_A_LOAD: u32 = 0u;
 const A_SCALAR: u32 = 0u;
 const A_K4: u32 = 1u;

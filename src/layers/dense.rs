@@ -156,8 +156,8 @@ impl MatmulVariant {
 pub enum ALoad {
     /// a_rows8 at each k-step, any strides.
     Scalar = 0,
-    /// A's rows run along k (a_col = 1, a_row a multiple of 4) and slices start at
-    /// multiples of 4: a row's 4 k-steps in one vec4.
+    /// A's rows run along k (a_col = 1, a_row a multiple of 4, K at least 4) and slices
+    /// start at multiples of 4: a row's 4 k-steps in one vec4.
     K4 = 1,
     /// A's columns run along m (a_row = 1; a_col and m multiples of 4): 4 rows at one
     /// k-step in one vec4.
@@ -168,7 +168,8 @@ impl ALoad {
     /// The way to read A of `params`; `aligned_slices`: every K slice starts at a multiple
     /// of 4 (so does an unsplit product's one).
     pub fn for_product(params: &MatmulParams, aligned_slices: bool) -> ALoad {
-        if params.a_col == 1 && params.a_row.is_multiple_of(4) && aligned_slices {
+        // (K under 4 has no run of 4 k-steps, and its A may be shorter than one vec4)
+        if params.a_col == 1 && params.a_row.is_multiple_of(4) && params.k >= 4 && aligned_slices {
             ALoad::K4
         } else if params.a_row == 1 && params.a_col.is_multiple_of(4) && params.m.is_multiple_of(4) {
             ALoad::M4
