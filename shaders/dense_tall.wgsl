@@ -19,8 +19,9 @@ override TALL_B_LOAD: u32 = 0u;
 // strides (the host's ALoad): A_SCALAR, by a_rows8 at each k-step; A_K4 where A's rows
 // run along k (a_col = 1, a_row a multiple of 4, slices starting at multiples of 4): a
 // row's 4 k-steps as one vec4; A_M4 where A's columns run along m (a_row = 1, a_col and
-// m multiples of 4): 4 rows' values at one k-step as one vec4. A vec4 load costs a CPU
-// adapter about what a scalar one does (tall_quad; a_quad and a_quad_rows in
+// m multiples of 4): 4 rows' values at one k-step as one vec4. On 8-lane subgroups a lane
+// then makes 2 vec4 loads per 4 k-steps instead of 8 scalar ones, and a vec4 load costs a
+// CPU adapter about two scalar ones (tall_quad; a_quad and a_quad_rows in
 // dense_tall_fetch*.wgsl).
 override TALL_A_LOAD: u32 = 0u;
 const A_SCALAR: u32 = 0u;
