@@ -179,7 +179,10 @@ fn every_matmul_variant_splits_k_the_same_way() {
 
 #[test]
 fn matmul_variant_constants_match_the_shaders() {
+    use gpu_train::kernels::DENSE_WGSL;
     use gpu_train::layers::dense::{DENSE_TALL_WGSL, DENSE_TILED_WGSL, TALL, TILED, TILED_WG};
+    // tile shapes, and matmul_tall's ways of reading A and B (TALL_A_LOAD, TALL_B_LOAD) as
+    // the host numbers them (ALoad, BLoad)
     for (source, name, value) in [
         (DENSE_TALL_WGSL, "TALL_M", TALL.0),
         (DENSE_TALL_WGSL, "TALL_N", TALL.1),
@@ -187,22 +190,18 @@ fn matmul_variant_constants_match_the_shaders() {
         (DENSE_TILED_WGSL, "TILED_N", TILED.1),
         (DENSE_TILED_WGSL, "TILED_K", TILED.2),
         (DENSE_TILED_WGSL, "TILED_LANES", TILED_WG),
+        (DENSE_TALL_WGSL, "A_SCALAR", ALoad::Scalar as u32),
+        (DENSE_TALL_WGSL, "A_K4", ALoad::K4 as u32),
+        (DENSE_TALL_WGSL, "A_M4", ALoad::M4 as u32),
+        (DENSE_WGSL, "B_SCALAR", BLoad::Scalar as u32),
+        (DENSE_WGSL, "B_ROWS", BLoad::Rows as u32),
+        (DENSE_WGSL, "B_COLS", BLoad::Cols as u32),
     ] {
         let line = format!("const {name}: u32 = {value}u;");
         assert!(source.contains(&line), "the shader does not say `{line}`");
     }
-    // matmul_tall's TALL_A_LOAD is the host's ALoad
-    for (name, load) in [("A_SCALAR", ALoad::Scalar), ("A_K4", ALoad::K4), ("A_M4", ALoad::M4)] {
-        let line = format!("const {name}: u32 = {}u;", load as u32);
-        assert!(DENSE_TALL_WGSL.contains(&line), "dense_tall.wgsl does not say `{line}`");
-    }
-    // matmul_tall's TALL_B_LOAD is the host's BLoad
-    for (name, load) in [("B_SCALAR", BLoad::Scalar), ("B_ROWS", BLoad::Rows), ("B_COLS", BLoad::Cols)] {
-        let line = format!("const {name}: u32 = {}u;", load as u32);
-        assert!(gpu_train::kernels::DENSE_WGSL.contains(&line), "dense.wgsl does not say `{line}`");
-    }
     // a pipeline built without EPILOGUE applies every flag the host may set
     let every_flag = FLAG_BIAS | FLAG_RELU | FLAG_MASK;
     let line = format!("override EPILOGUE: u32 = {every_flag}u;");
-    assert!(gpu_train::kernels::DENSE_WGSL.contains(&line), "dense.wgsl does not say `{line}`");
+    assert!(DENSE_WGSL.contains(&line), "dense.wgsl does not say `{line}`");
 }

@@ -288,22 +288,23 @@ pub fn matmul_with(
     // slices leave the epilogue to matmul_reduce): see EPILOGUE in dense.wgsl.
     let epilogue = if splits == 1 { params.flags } else { 0 };
     let a_load = ALoad::for_product(&params, splits == 1 || k_chunk.is_multiple_of(4));
-    let on_demand =
-        |module, entry, wg| k.on_demand_with(gpu, module, entry, &[("WG", wg), ("EPILOGUE", epilogue)]);
+    let on_demand = |module, entry, wg, more: &[(&'static str, u32)]| {
+        let overrides = [&[("WG", wg), ("EPILOGUE", epilogue)], more].concat();
+        k.on_demand_with(gpu, module, entry, &overrides)
+    };
     let (kernel, load) = match variant {
-        // matmul_tall is also built for its way of reading B (TALL_B_LOAD): tile_load,
-        // the way the default variant reads it
+        // matmul_tall is also built for its ways of reading A and B: B as the default
+        // variant reads it (tile_load)
         MatmulVariant::Tall => {
-            let overrides = [
-                ("WG", k.workgroup_size),
-                ("EPILOGUE", epilogue),
-                ("TALL_B_LOAD", tile_load as u32),
-                ("TALL_A_LOAD", a_load as u32),
-            ];
-            (k.on_demand_with(gpu, "dense_variants.wgsl", "matmul_tall", &overrides)?, BLoad::Tall)
+            let ways = [("TALL_B_LOAD", tile_load as u32), ("TALL_A_LOAD", a_load as u32)];
+            (on_demand("dense_variants.wgsl", "matmul_tall", k.workgroup_size, &ways)?, BLoad::Tall)
         }
-        MatmulVariant::Tiled => (on_demand("dense_variants.wgsl", "matmul_tiled", TILED_WG)?, BLoad::Tiled),
-        MatmulVariant::TiledF16 => (on_demand("dense_f16.wgsl", "matmul_tiled", TILED_WG)?, BLoad::Tiled),
+        MatmulVariant::Tiled => {
+            (on_demand("dense_variants.wgsl", "matmul_tiled", TILED_WG, &[])?, BLoad::Tiled)
+        }
+        MatmulVariant::TiledF16 => {
+            (on_demand("dense_f16.wgsl", "matmul_tiled", TILED_WG, &[])?, BLoad::Tiled)
+        }
         MatmulVariant::Tile if rows_as_vec4 => (k.matmul_rows.clone(), BLoad::Rows),
         MatmulVariant::Tile if cols_as_vec4 => (k.matmul_cols.clone(), BLoad::Cols),
         MatmulVariant::Tile => (k.matmul.clone(), BLoad::Scalar),
